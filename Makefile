@@ -1,0 +1,49 @@
+# nos: build, demo, tests and benchmarks. See README.md.
+GO      ?= go
+BIN     := bin
+NOS     := $(BIN)/nos
+PORT    ?= 8080
+
+.PHONY: all build install deps demo test test-unit fuzz bench clean
+
+all: build
+
+# nos-init is static and linux/amd64 whatever the host: it runs in the guest.
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/nos ./cmd/nos
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags='-s -w -buildid=' -o $(BIN)/nos-init ./cmd/nos-init
+
+install:
+	CGO_ENABLED=0 $(GO) install -trimpath ./cmd/nos
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) install -trimpath -ldflags='-s -w -buildid=' ./cmd/nos-init
+
+deps: build
+	NOS=$(NOS) ./scripts/deps.sh
+
+# Build the example HTTP server into an image and run it in the foreground.
+demo: deps
+	$(NOS) build -t httpserver ./examples/httpserver
+	@echo
+	@echo "Starting the example: open http://127.0.0.1:$(PORT)/ (curl http://127.0.0.1:$(PORT)/); Ctrl-C stops it."
+	@echo
+	$(NOS) run -p $(PORT):8080 httpserver
+
+# The whole test suite: unit tests, fuzz seeds, and integration tests that
+# boot real VMs under QEMU.
+test: deps
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
+
+test-unit:
+	$(GO) test -short ./...
+
+# Run each fuzzer for a while (FUZZTIME per target).
+FUZZTIME ?= 30s
+fuzz:
+	./scripts/fuzz.sh $(FUZZTIME)
+
+bench: deps
+	$(GO) run ./bench -runs 7
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,376 @@
+package build
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nosproject/nos/image"
+	"github.com/nosproject/nos/initramfs"
+	"github.com/nosproject/nos/kernel"
+	"github.com/nosproject/nos/store"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Options say what to build and how the image should run by default.
+type Options struct {
+	// Source is a Go main package (a directory, ./cmd/x or an import path,
+	// resolved in Dir) or the path of a static Linux amd64 executable.
+	Source string
+	// Dir is where Go package paths are resolved; "" is the current directory.
+	Dir string
+	// Name and Tag name the image; Name defaults to the program's name.
+	Name, Tag string
+
+	Args      []string
+	Env       []string // KEY=VALUE
+	Ports     []string // exposed, "80" or "80/tcp"
+	MemoryMiB int
+	CPUs      int
+	WorkDir   string
+
+	// Kernel finds the kernel to boot.
+	Kernel kernel.Finder
+	// Init is the path of the nos-init binary (see FindInit).
+	Init string
+	// Created is recorded in the store's index, not in the image, so that
+	// it does not change the digest; zero means now.
+	Created time.Time
+	Log     *slog.Logger
+}
+
+// Result describes a stored image.
+type Result struct {
+	Name, Tag string
+	Digest    string
+	Size      int64
+	Kernel    *kernel.Kernel
+}
+
+// Modules nos loads on a modular kernel: the virtio transport and the
+// devices nos machines have. What they depend on comes along.
+var wantedModules = []string{"virtio_mmio", "virtio_console", "virtio_net", "virtio_rng"}
+
+// DefaultCmdline is the kernel command line of nos images: the console on
+// the serial port (kept in a log, not shown to the user), reboot on panic
+// (QEMU runs with -no-reboot, so a panic ends the VM and is reported), and
+// no waiting for a root device: the initramfs is the root.
+const DefaultCmdline = "console=ttyS0 panic=-1 loglevel=4 random.trust_cpu=on"
+
+// Build compiles and packages the application and stores the image.
+func Build(ctx context.Context, st *store.Store, o Options) (*Result, error) {
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if o.Init == "" {
+		return nil, fmt.Errorf("no nos-init given: %w", ErrInitMissing)
+	}
+	if err := checkStaticELF(o.Init); err != nil {
+		return nil, fmt.Errorf("nos-init at %s is unusable: %w", o.Init, err)
+	}
+	cfg, err := configFromOptions(o)
+	if err != nil {
+		return nil, err
+	}
+
+	tmp, err := os.MkdirTemp("", "nos-build-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+
+	app, name, err := program(ctx, o, tmp, log)
+	if err != nil {
+		return nil, err
+	}
+	if o.Name == "" {
+		o.Name = name
+	}
+	if o.Tag == "" {
+		o.Tag = image.DefaultTag
+	}
+	if _, _, err := store.ParseReference(o.Name + ":" + o.Tag); err != nil {
+		return nil, err
+	}
+
+	k, err := o.Kernel.Find(ctx)
+	if err != nil {
+		return nil, err
+	}
+	log.Debug("kernel", "version", k.Version, "path", k.Path, "origin", k.Origin)
+	var mods []kernel.Module
+	if k.ModulesDir != "" {
+		if mods, err = kernel.Modules(k.ModulesDir, wantedModules); err != nil {
+			return nil, fmt.Errorf("kernel %s: %w", k.Version, err)
+		}
+	}
+
+	appPath := "/app/" + name
+	if len(cfg.Entrypoint) == 0 {
+		cfg.Entrypoint = []string{appPath}
+	}
+	cfg.Kernel = image.KernelInfo{Version: k.Version, Origin: k.Origin}
+	for _, m := range mods {
+		cfg.Modules = append(cfg.Modules, m.Name)
+	}
+
+	initrd := filepath.Join(tmp, "initramfs")
+	if err := writeInitramfs(initrd, o.Init, app, appPath, mods); err != nil {
+		return nil, err
+	}
+	log.Debug("initramfs written", "path", initrd)
+	return commit(ctx, st, o, cfg, k, initrd)
+}
+
+// program returns the host path of the executable to package and its name.
+func program(ctx context.Context, o Options, tmp string, log *slog.Logger) (path, name string, err error) {
+	if o.Source == "" {
+		return "", "", fmt.Errorf("nothing to build: give a Go main package or an executable: %w", ErrBadSource)
+	}
+	if fi, err := os.Stat(o.Source); err == nil && fi.Mode().IsRegular() {
+		if err := checkStaticELF(o.Source); err != nil {
+			return "", "", err
+		}
+		return o.Source, defaultName(o.Source), nil
+	}
+	p, err := listPackage(ctx, o.Dir, o.Source)
+	if err != nil {
+		return "", "", err
+	}
+	name = defaultName(p.ImportPath)
+	out := filepath.Join(tmp, "app")
+	start := time.Now()
+	if err := goBuild(ctx, o.Dir, p, out); err != nil {
+		return "", "", err
+	}
+	log.Debug("go build", "package", p.ImportPath, "took", time.Since(start))
+	return out, name, nil
+}
+
+func configFromOptions(o Options) (image.Config, error) {
+	cfg := image.Config{
+		Args:          o.Args,
+		Env:           o.Env,
+		WorkingDir:    o.WorkDir,
+		MemoryMiB:     o.MemoryMiB,
+		CPUs:          o.CPUs,
+		KernelCmdline: DefaultCmdline,
+	}
+	if cfg.MemoryMiB == 0 {
+		cfg.MemoryMiB = image.DefaultMemoryMiB
+	}
+	if cfg.CPUs == 0 {
+		cfg.CPUs = image.DefaultCPUs
+	}
+	for _, kv := range o.Env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return cfg, fmt.Errorf("--env %q: want KEY=VALUE: %w", kv, ErrBadSource)
+		}
+	}
+	for _, p := range o.Ports {
+		norm, err := image.ParsePort(p)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.ExposedPorts = append(cfg.ExposedPorts, norm)
+	}
+	return cfg, nil
+}
+
+// writeInitramfs assembles the guest's root: the init, the application,
+// the kernel modules and the host files programs expect.
+func writeInitramfs(out, initPath, app, appPath string, mods []kernel.Module) error {
+	var a initramfs.Archive
+	add := func(err error) error {
+		if err != nil {
+			return fmt.Errorf("assembling initramfs: %w", err)
+		}
+		return nil
+	}
+	if err := add(a.AddHostFile(image.InitPath, initPath, 0o755)); err != nil {
+		return err
+	}
+	if err := add(a.AddHostFile(appPath, app, 0o755)); err != nil {
+		return err
+	}
+	for _, d := range []string{"/proc", "/sys", "/dev", "/tmp", "/run", "/root", "/etc"} {
+		if err := add(a.AddDir(d, fs.ModeDir|0o755)); err != nil {
+			return err
+		}
+	}
+	for name, content := range etcFiles {
+		if err := add(a.AddFile("/etc/"+name, 0o644, []byte(content))); err != nil {
+			return err
+		}
+	}
+	if err := addHostExtras(&a); err != nil {
+		return err
+	}
+	var order bytes.Buffer
+	for _, m := range mods {
+		if err := add(addModule(&a, m)); err != nil {
+			return err
+		}
+		fmt.Fprintln(&order, m.RelPath)
+	}
+	if len(mods) > 0 {
+		if err := add(a.AddFile(image.ModuleOrderPath, 0o644, order.Bytes())); err != nil {
+			return err
+		}
+	}
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	if _, err := a.WriteTo(f); err != nil {
+		f.Close()
+		return fmt.Errorf("writing initramfs: %w", err)
+	}
+	return f.Close()
+}
+
+// addModule stores a module uncompressed, so the init can finit_module it
+// without decompressors.
+func addModule(a *initramfs.Archive, m kernel.Module) error {
+	b, err := kernel.OpenModule(m.Path)
+	if err != nil {
+		return err
+	}
+	return a.AddFile(filepath.Join(image.ModuleDir, m.RelPath), 0o644, b)
+}
+
+// etcFiles are the few files programs look for in /etc.
+var etcFiles = map[string]string{
+	"passwd":        "root:x:0:0:root:/root:/nonexistent\nnobody:x:65534:65534:nobody:/nonexistent:/nonexistent\n",
+	"group":         "root:x:0:\nnogroup:x:65534:\n",
+	"nsswitch.conf": "hosts: files dns\n",
+}
+
+// Host files that make TLS and time zones work in the guest, when the host
+// has them.
+const (
+	hostCABundle = "/etc/ssl/certs/ca-certificates.crt"
+	hostZoneinfo = "/usr/share/zoneinfo"
+)
+
+func addHostExtras(a *initramfs.Archive) error {
+	if _, err := os.Stat(hostCABundle); err == nil {
+		if err := a.AddHostFile(hostCABundle, hostCABundle, 0o644); err != nil {
+			return fmt.Errorf("adding CA certificates: %w", err)
+		}
+	}
+	if fi, err := os.Stat(hostZoneinfo); err == nil && fi.IsDir() {
+		if err := a.AddHostTree(hostZoneinfo, hostZoneinfo); err != nil {
+			return fmt.Errorf("adding zoneinfo: %w", err)
+		}
+	}
+	return nil
+}
+
+// commit writes the blobs and the tag under the store's lock, so a
+// concurrent garbage collection cannot remove blobs before they are tagged.
+func commit(ctx context.Context, st *store.Store, o Options, cfg image.Config, k *kernel.Kernel, initrd string) (*Result, error) {
+	unlock, err := st.Lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	kdesc, err := writeFileBlob(ctx, st, k.Path, image.MediaTypeKernel)
+	if err != nil {
+		return nil, fmt.Errorf("storing kernel: %w", err)
+	}
+	idesc, err := writeFileBlob(ctx, st, initrd, image.MediaTypeInitramfs)
+	if err != nil {
+		return nil, fmt.Errorf("storing initramfs: %w", err)
+	}
+	cb, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cdesc, err := st.WriteBlobBytes(ctx, cb, image.MediaTypeConfig)
+	if err != nil {
+		return nil, fmt.Errorf("storing config: %w", err)
+	}
+	man := ocispec.Manifest{
+		MediaType:    ocispec.MediaTypeImageManifest,
+		ArtifactType: image.ArtifactType,
+		Config:       cdesc,
+		Layers:       []ocispec.Descriptor{kdesc, idesc},
+	}
+	man.SchemaVersion = 2
+	mb, err := json.Marshal(man)
+	if err != nil {
+		return nil, err
+	}
+	mdesc, err := st.WriteBlobBytes(ctx, mb, ocispec.MediaTypeImageManifest)
+	if err != nil {
+		return nil, fmt.Errorf("storing manifest: %w", err)
+	}
+	mdesc.ArtifactType = image.ArtifactType
+	created := o.Created
+	if created.IsZero() {
+		created = time.Now()
+	}
+	if err := st.TagLocked(o.Name, o.Tag, mdesc, created); err != nil {
+		return nil, err
+	}
+	return &Result{
+		Name: o.Name, Tag: o.Tag,
+		Digest: mdesc.Digest.String(),
+		Size:   mdesc.Size + cdesc.Size + kdesc.Size + idesc.Size,
+		Kernel: k,
+	}, nil
+}
+
+func writeFileBlob(ctx context.Context, st *store.Store, path, mediaType string) (ocispec.Descriptor, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	defer f.Close()
+	return st.WriteBlob(ctx, f, mediaType)
+}
+
+// FindInit locates the nos-init binary: $NOS_INIT, then next to the
+// running nos executable, then on PATH.
+func FindInit() (string, error) {
+	var tried []string
+	if p := os.Getenv("NOS_INIT"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("NOS_INIT=%s: %w", p, err)
+		}
+		return p, nil
+	}
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "nos-init")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+		tried = append(tried, p)
+	}
+	if p, err := lookPathInit(); err == nil {
+		return p, nil
+	}
+	tried = append(tried, "$PATH")
+	return "", fmt.Errorf("looked in %s; install it next to nos with `go install github.com/nosproject/nos/cmd/nos-init@latest` (or `make install`), or set NOS_INIT: %w", strings.Join(tried, ", "), ErrInitMissing)
+}
+
+func lookPathInit() (string, error) {
+	for _, dir := range filepath.SplitList(os.Getenv("PATH")) {
+		p := filepath.Join(dir, "nos-init")
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+			return p, nil
+		}
+	}
+	return "", errors.New("not on PATH")
+}

@@ -1,0 +1,283 @@
+package guest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nosproject/nos/guestapi"
+	"golang.org/x/sys/unix"
+)
+
+// Main is the whole life of the init: set up, run the application, power
+// off. It returns only if the kernel refuses to power off.
+func Main() {
+	if err := run(); err != nil {
+		logf("%v", err)
+	}
+	if err := powerOff(); err != nil {
+		logf("power off: %v", err)
+	}
+	select {} // PID 1 must not exit: the kernel would panic
+}
+
+// logf writes the init's own diagnostics to the console, which the host
+// keeps in the instance's console log, apart from the application's output.
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "nos-init: "+format+"\n", args...)
+}
+
+func run() error {
+	if err := mountAll(); err != nil {
+		return err
+	}
+	cmdline, _ := os.ReadFile("/proc/cmdline")
+	if err := loadModules(string(cmdline)); err != nil {
+		return err
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ctl, err := openPort(ctx, guestapi.PortControl, os.O_RDWR)
+	if err != nil {
+		return err
+	}
+	stdout, err := openPort(ctx, guestapi.PortStdout, os.O_WRONLY)
+	if err != nil {
+		return err
+	}
+	stderr, err := openPort(ctx, guestapi.PortStderr, os.O_WRONLY)
+	if err != nil {
+		return err
+	}
+	defer stdout.Close()
+	defer stderr.Close()
+
+	host := newControl(ctl)
+	host.send(guestapi.Message{Type: guestapi.TypeReady})
+	cfg, err := host.waitConfig(ctx)
+	if err != nil {
+		return err
+	}
+	// Errors from here on are the app's environment: report, don't run blind.
+	if err := setup(ctx, cfg); err != nil {
+		host.send(guestapi.Message{Type: guestapi.TypeError, Error: err.Error()})
+		host.send(guestapi.Message{Type: guestapi.TypeExit, Code: guestapi.ExitCannotExecute})
+		return err
+	}
+	code := supervise(cfg, host, stdout, stderr)
+	host.send(guestapi.Message{Type: guestapi.TypeExit, Code: code})
+	killAll()
+	return nil
+}
+
+func setup(ctx context.Context, cfg *guestapi.Config) error {
+	if err := setClock(cfg.Time); err != nil {
+		logf("%v", err) // a wrong clock is not worth refusing to run
+	}
+	if err := seedEntropy(cfg.Seed); err != nil {
+		logf("%v", err)
+	}
+	if err := setHostname(cfg.Hostname); err != nil {
+		return err
+	}
+	return setupNetwork(ctx, cfg.Network, cfg.Hostname)
+}
+
+// control is the init's end of the control port.
+type control struct {
+	enc  *json.Encoder
+	msgs chan guestapi.Message
+}
+
+func newControl(f *os.File) *control {
+	c := &control{enc: json.NewEncoder(f), msgs: make(chan guestapi.Message, 16)}
+	go c.read(f)
+	return c
+}
+
+func (c *control) read(r io.Reader) {
+	dec := json.NewDecoder(r)
+	for {
+		var m guestapi.Message
+		if err := dec.Decode(&m); err != nil {
+			if !errors.Is(err, io.EOF) {
+				logf("control port: %v", err)
+			}
+			close(c.msgs)
+			return
+		}
+		c.msgs <- m
+	}
+}
+
+func (c *control) send(m guestapi.Message) {
+	if err := c.enc.Encode(m); err != nil {
+		logf("control port: %v", err)
+	}
+}
+
+func (c *control) waitConfig(ctx context.Context) (*guestapi.Config, error) {
+	for {
+		select {
+		case m, ok := <-c.msgs:
+			if !ok {
+				return nil, errors.New("control port closed before config arrived")
+			}
+			if m.Type == guestapi.TypeConfig && m.Config != nil {
+				return m.Config, nil
+			}
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for config: %w", ctx.Err())
+		}
+	}
+}
+
+// supervise starts the application and waits for it, forwarding signals and
+// reaping every child that ends meanwhile. It returns the exit code.
+func supervise(cfg *guestapi.Config, host *control, stdout, stderr *os.File) int {
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs, unix.SIGCHLD, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2)
+	defer signal.Stop(sigs)
+
+	pid, err := start(cfg, stdout, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "nos: %v\n", err)
+		host.send(guestapi.Message{Type: guestapi.TypeError, Error: err.Error()})
+		return execExitCode(err)
+	}
+	host.send(guestapi.Message{Type: guestapi.TypeStarted, PID: pid})
+
+	msgs := host.msgs
+	for {
+		select {
+		case s := <-sigs:
+			if s == unix.SIGCHLD {
+				if code, done := reap(pid); done {
+					return code
+				}
+				continue
+			}
+			_ = unix.Kill(pid, s.(syscall.Signal))
+		case m, ok := <-msgs:
+			if !ok {
+				msgs = nil // host went away; keep running
+				continue
+			}
+			if m.Type == guestapi.TypeSignal && m.Signal > 0 {
+				_ = unix.Kill(pid, syscall.Signal(m.Signal))
+			}
+		}
+	}
+}
+
+// start launches the application with the standard streams on the virtio ports.
+func start(cfg *guestapi.Config, stdout, stderr *os.File) (int, error) {
+	if len(cfg.Argv) == 0 {
+		return 0, errors.New("no command to run: the image has no entrypoint")
+	}
+	path, err := lookPath(cfg.Argv[0], cfg.Env)
+	if err != nil {
+		return 0, err
+	}
+	dir := cfg.WorkingDir
+	if dir == "" {
+		dir = "/"
+	}
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return 0, err
+	}
+	defer devnull.Close()
+	p, err := os.StartProcess(path, cfg.Argv, &os.ProcAttr{
+		Dir:   dir,
+		Env:   cfg.Env,
+		Files: []*os.File{devnull, stdout, stderr},
+		Sys:   &syscall.SysProcAttr{Setsid: true},
+	})
+	if err != nil {
+		return 0, fmt.Errorf("starting %s: %w", cfg.Argv[0], err)
+	}
+	pid := p.Pid
+	_ = p.Release()
+	return pid, nil
+}
+
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// lookPath resolves a command name against PATH from the app's environment.
+func lookPath(name string, env []string) (string, error) {
+	if strings.Contains(name, "/") {
+		return name, nil
+	}
+	path := defaultPath
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = v
+		}
+	}
+	for _, dir := range strings.Split(path, ":") {
+		if dir == "" {
+			dir = "."
+		}
+		p := dir + "/" + name
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s: executable file not found in PATH (%s): %w", name, path, os.ErrNotExist)
+}
+
+func execExitCode(err error) int {
+	if errors.Is(err, os.ErrNotExist) {
+		return guestapi.ExitNotFound
+	}
+	return guestapi.ExitCannotExecute
+}
+
+// reap collects every ended child; it reports the app's exit code once the
+// app itself has ended.
+func reap(app int) (code int, done bool) {
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+		if err != nil || pid <= 0 {
+			return code, done
+		}
+		if pid == app {
+			done = true
+			code = exitCode(ws)
+		}
+	}
+}
+
+func exitCode(ws unix.WaitStatus) int {
+	if ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ws.ExitStatus()
+}
+
+// killAll ends whatever the application left behind before power-off.
+func killAll() {
+	_ = unix.Kill(-1, unix.SIGTERM)
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+		if errors.Is(err, unix.ECHILD) {
+			return
+		}
+		if pid <= 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	_ = unix.Kill(-1, unix.SIGKILL)
+}

@@ -1,0 +1,47 @@
+package guest
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// mount is one filesystem the init sets up, as data.
+type mount struct {
+	Source, Target, FSType string
+	Flags                  uintptr
+	Data                   string
+	Mode                   os.FileMode // of Target when it must be created
+}
+
+const nodevExec = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+
+var mounts = []mount{
+	{Source: "proc", Target: "/proc", FSType: "proc", Flags: nodevExec, Mode: 0o555},
+	{Source: "sysfs", Target: "/sys", FSType: "sysfs", Flags: nodevExec, Mode: 0o555},
+	{Source: "devtmpfs", Target: "/dev", FSType: "devtmpfs", Flags: unix.MS_NOSUID, Data: "mode=0755", Mode: 0o755},
+	{Source: "devpts", Target: "/dev/pts", FSType: "devpts", Flags: unix.MS_NOSUID | unix.MS_NOEXEC, Data: "mode=0620,ptmxmode=0666", Mode: 0o755},
+	{Source: "tmpfs", Target: "/dev/shm", FSType: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_NODEV, Data: "mode=1777", Mode: 0o1777},
+	{Source: "tmpfs", Target: "/tmp", FSType: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_NODEV, Data: "mode=1777", Mode: 0o1777},
+	{Source: "tmpfs", Target: "/run", FSType: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_NODEV, Data: "mode=0755", Mode: 0o755},
+}
+
+// mountAll mounts the table; a filesystem that is already mounted (the
+// kernel may mount devtmpfs itself) is not an error.
+func mountAll() error {
+	for _, m := range mounts {
+		if err := os.MkdirAll(m.Target, m.Mode); err != nil {
+			return fmt.Errorf("creating %s: %w", m.Target, err)
+		}
+		err := unix.Mount(m.Source, m.Target, m.FSType, m.Flags, m.Data)
+		if err != nil && !errors.Is(err, unix.EBUSY) {
+			return fmt.Errorf("mounting %s on %s: %w", m.FSType, m.Target, err)
+		}
+	}
+	for _, l := range [][2]string{{"/proc/self/fd", "/dev/fd"}, {"/proc/self/fd/0", "/dev/stdin"}, {"/proc/self/fd/1", "/dev/stdout"}, {"/proc/self/fd/2", "/dev/stderr"}} {
+		_ = os.Symlink(l[0], l[1]) // exists already on a re-mounted devtmpfs
+	}
+	return nil
+}

@@ -1,0 +1,101 @@
+package guest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nosproject/nos/guestapi"
+	"github.com/vishvananda/netlink"
+)
+
+// setupNetwork brings up lo and, when the runner chose an address, the
+// guest's interface with that address and a default route. No DHCP: the
+// runner knows the address, so nothing waits on the network.
+func setupNetwork(ctx context.Context, n *guestapi.Network, hostname string) error {
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("finding lo: %w", err)
+	}
+	if err := netlink.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("bringing up lo: %w", err)
+	}
+	if err := writeHosts(hostname); err != nil {
+		return err
+	}
+	if n == nil {
+		return nil
+	}
+	link, err := waitLink(ctx, n.Interface)
+	if err != nil {
+		return err
+	}
+	addr, err := netlink.ParseAddr(n.Address)
+	if err != nil {
+		return fmt.Errorf("guest address %q: %w", n.Address, err)
+	}
+	if err := netlink.AddrReplace(link, addr); err != nil {
+		return fmt.Errorf("setting %s address: %w", n.Interface, err)
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return fmt.Errorf("bringing up %s: %w", n.Interface, err)
+	}
+	if n.Gateway != "" {
+		gw := net.ParseIP(n.Gateway)
+		if gw == nil {
+			return fmt.Errorf("gateway %q is not an IP address", n.Gateway)
+		}
+		route := &netlink.Route{LinkIndex: link.Attrs().Index, Gw: gw}
+		if err := netlink.RouteReplace(route); err != nil {
+			return fmt.Errorf("adding default route: %w", err)
+		}
+	}
+	return writeResolvConf(n.DNS)
+}
+
+// waitLink waits for the network driver to register the interface.
+func waitLink(ctx context.Context, name string) (netlink.Link, error) {
+	for {
+		link, err := netlink.LinkByName(name)
+		if err == nil {
+			return link, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("interface %s did not appear: %w", name, err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+func writeResolvConf(dns []string) error {
+	if len(dns) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	for _, s := range dns {
+		fmt.Fprintf(&b, "nameserver %s\n", s)
+	}
+	return writeEtc("resolv.conf", b.String())
+}
+
+func writeHosts(hostname string) error {
+	s := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+	if hostname != "" {
+		s += "127.0.1.1\t" + hostname + "\n"
+	}
+	return writeEtc("hosts", s)
+}
+
+func writeEtc(name, content string) error {
+	if err := os.MkdirAll("/etc", 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile("/etc/"+name, []byte(content), 0o644); err != nil {
+		return fmt.Errorf("writing /etc/%s: %w", name, err)
+	}
+	return nil
+}

@@ -1,0 +1,76 @@
+// Package guestapi is the contract between the host-side runner and the
+// guest init: the names of the virtio serial ports they share and the JSON
+// messages they exchange on the control port. Both sides import it; it
+// imports nothing from nos.
+//
+// The control port carries one JSON Message per line in each direction:
+//
+//	guest → host  {"type":"ready"}                 init is up and waits for its config
+//	host  → guest {"type":"config","config":{…}}   runtime config (args, env, network, secrets)
+//	guest → host  {"type":"started","pid":N}       the application runs
+//	host  → guest {"type":"signal","signal":15}    deliver a signal to the application
+//	guest → host  {"type":"exit","code":N}         the application ended; the guest powers off
+//	guest → host  {"type":"error","error":"…"}     init could not start the application
+//
+// Runtime config travels over this port, not the kernel command line, so
+// secrets passed with `nos run -e` never show in /proc/cmdline or in the
+// host's process list.
+package guestapi
+
+import "time"
+
+// Names of the virtio serial ports (virtserialport name=…).
+const (
+	PortControl = "nos.ctl"
+	PortStdout  = "nos.stdout"
+	PortStderr  = "nos.stderr"
+)
+
+// Message types.
+const (
+	TypeReady   = "ready"
+	TypeConfig  = "config"
+	TypeStarted = "started"
+	TypeSignal  = "signal"
+	TypeExit    = "exit"
+	TypeError   = "error"
+)
+
+// Message is one line on the control port.
+type Message struct {
+	Type   string  `json:"type"`
+	Config *Config `json:"config,omitempty"`
+	Signal int     `json:"signal,omitempty"`
+	PID    int     `json:"pid,omitempty"`
+	Code   int     `json:"code,omitempty"`
+	Error  string  `json:"error,omitempty"`
+}
+
+// Config is what the init needs to start the application.
+type Config struct {
+	// Argv is the full command: entrypoint followed by arguments.
+	Argv       []string `json:"argv"`
+	Env        []string `json:"env,omitempty"`
+	WorkingDir string   `json:"workingDir,omitempty"`
+	Hostname   string   `json:"hostname,omitempty"`
+	Network    *Network `json:"network,omitempty"`
+	// Seed is entropy from the host, credited to the guest's pool.
+	Seed []byte `json:"seed,omitempty"`
+	// Time is the host's clock when the config was sent.
+	Time time.Time `json:"time"`
+}
+
+// Network is the guest's static network configuration, chosen by the runner.
+type Network struct {
+	Interface string   `json:"interface"` // e.g. "eth0"
+	Address   string   `json:"address"`   // CIDR, e.g. "10.0.2.15/24"
+	Gateway   string   `json:"gateway,omitempty"`
+	DNS       []string `json:"dns,omitempty"`
+}
+
+// Exit codes the init reports when the application could not run, as
+// shells and docker use them.
+const (
+	ExitCannotExecute = 126
+	ExitNotFound      = 127
+)

@@ -1,0 +1,90 @@
+// Package image defines what a nos image is: the config that describes how
+// to boot and start the application, and the media types of the blobs that
+// make up an image in the store. It is the contract between the build, the
+// store and the runner, and depends on nothing else in nos.
+package image
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Media types of the parts of a nos image. An image is an OCI image manifest
+// whose config is a Config and whose layers are the kernel and the initramfs.
+const (
+	ArtifactType       = "application/vnd.nos.image.v1"
+	MediaTypeConfig    = "application/vnd.nos.image.config.v1+json"
+	MediaTypeKernel    = "application/vnd.nos.kernel.v1"
+	MediaTypeInitramfs = "application/vnd.nos.initramfs.v1.cpio+gzip"
+
+	// AnnotationRefName is the OCI annotation that holds "name:tag" in index.json.
+	AnnotationRefName = "org.opencontainers.image.ref.name"
+	// AnnotationCreated holds the RFC 3339 time an image was stored. It lives
+	// in index.json, not in the manifest, so that identical inputs keep
+	// giving identical digests.
+	AnnotationCreated = "org.opencontainers.image.created"
+)
+
+// Defaults for images that do not say otherwise.
+const (
+	DefaultMemoryMiB = 256
+	DefaultCPUs      = 1
+	DefaultTag       = "latest"
+)
+
+// Config describes how to boot an image and start its application.
+type Config struct {
+	// Entrypoint is the application's path in the guest followed by fixed arguments.
+	Entrypoint []string `json:"entrypoint"`
+	// Args are appended to Entrypoint; `nos run IMAGE ARGS...` replaces them.
+	Args []string `json:"args,omitempty"`
+	// Env holds KEY=VALUE pairs; `nos run -e` adds to or overrides them.
+	Env []string `json:"env,omitempty"`
+	// WorkingDir is the application's working directory in the guest.
+	WorkingDir string `json:"workingDir,omitempty"`
+	// ExposedPorts lists "PORT/PROTO" the application listens on.
+	ExposedPorts []string `json:"exposedPorts,omitempty"`
+	// MemoryMiB and CPUs are the defaults for `nos run`.
+	MemoryMiB int `json:"memoryMiB"`
+	CPUs      int `json:"cpus"`
+	// KernelCmdline is the kernel command line the image boots with; the
+	// runner may append machine-specific options but never secrets.
+	KernelCmdline string `json:"kernelCmdline"`
+	// Kernel records which kernel the image was built with.
+	Kernel KernelInfo `json:"kernel"`
+	// Modules lists the kernel modules the init loads, in load order.
+	Modules []string `json:"modules,omitempty"`
+}
+
+// KernelInfo identifies the kernel an image carries.
+type KernelInfo struct {
+	Version string `json:"version,omitempty"`
+	Origin  string `json:"origin,omitempty"`
+}
+
+// InitPath is where the nos init lives in the initramfs; the kernel runs
+// /init from an initramfs by default.
+const InitPath = "/init"
+
+// ModuleOrderPath lists, one per line, the kernel modules the init loads in
+// that order (paths relative to ModuleDir).
+const (
+	ModuleDir       = "/lib/modules"
+	ModuleOrderPath = "/lib/modules/nos.order"
+)
+
+// ParsePort normalises an exposed port, "80" or "80/tcp" or "53/udp", to
+// "PORT/PROTO".
+func ParsePort(s string) (string, error) {
+	port, proto, found := strings.Cut(s, "/")
+	if !found {
+		proto = "tcp"
+	}
+	proto = strings.ToLower(proto)
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 || (proto != "tcp" && proto != "udp") {
+		return "", fmt.Errorf("port %q: want PORT[/tcp|/udp] with PORT in 1-65535", s)
+	}
+	return strconv.Itoa(n) + "/" + proto, nil
+}

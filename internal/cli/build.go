@@ -1,0 +1,130 @@
+package cli
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/nosproject/nos/build"
+	"github.com/nosproject/nos/instance"
+	"github.com/nosproject/nos/kernel"
+	"github.com/nosproject/nos/store"
+	"github.com/spf13/cobra"
+)
+
+type buildFlags struct {
+	tag     string
+	env     []string
+	args    []string
+	ports   []string
+	memory  string
+	cpus    int
+	workdir string
+	kernel  string
+}
+
+func newBuildCmd(e *env) *cobra.Command {
+	var f buildFlags
+	cmd := &cobra.Command{
+		Use:   "build [flags] SOURCE",
+		Short: "Build a Go main package or a static Linux executable into an image",
+		Long: `Build compiles SOURCE - a Go main package (a directory, ./cmd/x, or an import
+path in the current module) or a static Linux amd64 executable - into an image:
+a kernel, an initramfs with the nos init and the application, and a config.
+It prints the image digest; the same inputs always give the same digest.`,
+		Example: `  nos build -t hello ./examples/hello
+  nos build -t web:v1 --port 8080 -e GREETING=hi ./examples/httpserver`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o, err := f.options(e, args[0])
+			if err != nil {
+				return err
+			}
+			st, err := e.store()
+			if err != nil {
+				return err
+			}
+			res, err := build.Build(cmd.Context(), st, o)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stderr, "built %s:%s (%s, kernel %s)\n", res.Name, res.Tag, humanSize(res.Size), res.Kernel.Version)
+			fmt.Fprintln(e.stdout, res.Digest)
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVarP(&f.tag, "tag", "t", "", "image name and optional tag, name[:tag] (default: the program's name, tag latest)")
+	fl.StringArrayVarP(&f.env, "env", "e", nil, "set an environment variable in the image, KEY=VALUE (repeatable)")
+	fl.StringArrayVar(&f.args, "arg", nil, "default argument for the application (repeatable, in order)")
+	fl.StringArrayVar(&f.ports, "port", nil, "port the application listens on, PORT[/tcp|/udp] (repeatable)")
+	fl.StringVarP(&f.memory, "memory", "m", "", "default guest memory, e.g. 256m or 1g")
+	fl.IntVar(&f.cpus, "cpus", 0, "default number of virtual CPUs")
+	fl.StringVarP(&f.workdir, "workdir", "w", "", "working directory of the application in the guest")
+	fl.StringVar(&f.kernel, "kernel", "", "kernel image to boot (default: nos's kernel cache, then the newest in /boot)")
+	return cmd
+}
+
+func (f *buildFlags) options(e *env, source string) (build.Options, error) {
+	o := build.Options{Source: source, Args: f.args, Ports: f.ports, CPUs: f.cpus, WorkDir: f.workdir, Log: e.logger()}
+	if f.tag != "" {
+		name, tag, err := store.ParseReference(f.tag)
+		if err != nil {
+			return o, err
+		}
+		o.Name, o.Tag = name, tag
+	}
+	for _, s := range f.env {
+		kv, ok, err := instance.ParseEnv(s)
+		if err != nil {
+			return o, err
+		}
+		if ok {
+			o.Env = append(o.Env, kv)
+		}
+	}
+	if f.memory != "" {
+		mib, err := instance.ParseMemory(f.memory)
+		if err != nil {
+			return o, err
+		}
+		o.MemoryMiB = mib
+	}
+	if f.cpus < 0 {
+		return o, fmt.Errorf("--cpus %d: want a positive number", f.cpus)
+	}
+	home, err := e.homeDir()
+	if err != nil {
+		return o, err
+	}
+	o.Kernel = defaultKernel(home)
+	if f.kernel != "" {
+		o.Kernel = kernel.File{Path: f.kernel}
+	}
+	if o.Init, err = build.FindInit(); err != nil {
+		return o, err
+	}
+	return o, nil
+}
+
+// defaultKernel prefers a kernel nos fetched into its cache (made for VMs)
+// over the host's own.
+func defaultKernel(home string) kernel.Finder {
+	return kernel.Chain{
+		kernel.Cache{Dir: kernelCache(home)},
+		kernel.Host{},
+	}
+}
+
+func kernelCache(home string) string { return filepath.Join(home, "cache", "kernels") }
+
+func humanSize(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f kB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

@@ -1,0 +1,199 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nosproject/nos/image"
+	"github.com/nosproject/nos/store"
+	"github.com/spf13/cobra"
+)
+
+func newImagesCmd(e *env) *cobra.Command {
+	var quiet bool
+	cmd := &cobra.Command{
+		Use:     "images",
+		Short:   "List images",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := e.store()
+			if err != nil {
+				return err
+			}
+			imgs, err := st.Images(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if quiet {
+				for _, im := range imgs {
+					fmt.Fprintln(e.stdout, shortDigest(im.Manifest.Digest.String()))
+				}
+				return nil
+			}
+			w := tabwriter.NewWriter(e.stdout, 0, 0, 3, ' ', 0)
+			fmt.Fprintln(w, "NAME\tTAG\tDIGEST\tSIZE\tCREATED")
+			for _, im := range imgs {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", im.Name, im.Tag, shortDigest(im.Manifest.Digest.String()), humanSize(im.Size), ago(im.Created))
+			}
+			return w.Flush()
+		},
+	}
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print short digests only")
+	return cmd
+}
+
+// shortDigest is the first 12 hex digits, as docker shows IDs.
+func shortDigest(d string) string {
+	if len(d) > 7+12 {
+		return d[7 : 7+12]
+	}
+	return d
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "unknown"
+	}
+	d := time.Since(t)
+	switch {
+	case d < time.Minute:
+		return "less than a minute ago"
+	case d < time.Hour:
+		return plural(int(d/time.Minute), "minute") + " ago"
+	case d < 48*time.Hour:
+		return plural(int(d/time.Hour), "hour") + " ago"
+	default:
+		return plural(int(d/(24*time.Hour)), "day") + " ago"
+	}
+}
+
+func plural(n int, unit string) string {
+	if n == 1 {
+		return "1 " + unit
+	}
+	return fmt.Sprintf("%d %ss", n, unit)
+}
+
+func newRmiCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rmi IMAGE [IMAGE...]",
+		Short: "Remove images and the blobs no other image uses",
+		Long: `Rmi removes tags: name[:tag] removes that tag; a digest or an unambiguous
+digest prefix removes every tag of that image. Blobs no remaining image
+refers to are deleted.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := e.store()
+			if err != nil {
+				return err
+			}
+			// Resolve everything first: a bad name must change nothing.
+			for _, ref := range args {
+				if _, err := st.Resolve(cmd.Context(), ref); err != nil {
+					return err
+				}
+			}
+			for _, ref := range args {
+				removed, err := st.Untag(cmd.Context(), ref)
+				if err != nil {
+					return err
+				}
+				for _, im := range removed {
+					fmt.Fprintf(e.stdout, "Untagged: %s:%s\n", im.Name, im.Tag)
+				}
+			}
+			gone, freed, err := st.GC(cmd.Context())
+			if err != nil {
+				return err
+			}
+			for _, d := range gone {
+				fmt.Fprintf(e.stdout, "Deleted: %s\n", d)
+			}
+			if len(gone) > 0 {
+				fmt.Fprintf(e.stdout, "Reclaimed %s\n", humanSize(freed))
+			}
+			return nil
+		},
+	}
+}
+
+func newTagCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "tag SOURCE TARGET",
+		Short: "Give an image another name:tag",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, tag, err := store.ParseReference(args[1])
+			if err != nil {
+				return err
+			}
+			st, err := e.store()
+			if err != nil {
+				return err
+			}
+			src, err := st.Resolve(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return st.Tag(cmd.Context(), name, tag, src.Manifest, time.Now())
+		},
+	}
+}
+
+// inspectedImage is what `nos inspect IMAGE` prints.
+type inspectedImage struct {
+	Name     string       `json:"name"`
+	Tag      string       `json:"tag"`
+	Digest   string       `json:"digest"`
+	Size     int64        `json:"size"`
+	Created  time.Time    `json:"created"`
+	Config   image.Config `json:"config"`
+	Manifest any          `json:"manifest"`
+}
+
+func newInspectCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "inspect IMAGE [IMAGE...]",
+		Short: "Show an image's config and manifest as JSON",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := e.store()
+			if err != nil {
+				return err
+			}
+			var out []inspectedImage
+			for _, ref := range args {
+				ii, err := inspectImage(cmd, st, ref)
+				if err != nil {
+					return err
+				}
+				out = append(out, ii)
+			}
+			enc := json.NewEncoder(e.stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(out)
+		},
+	}
+}
+
+func inspectImage(cmd *cobra.Command, st *store.Store, ref string) (inspectedImage, error) {
+	im, err := st.Resolve(cmd.Context(), ref)
+	if err != nil {
+		return inspectedImage{}, err
+	}
+	man, err := st.Manifest(im.Manifest.Digest)
+	if err != nil {
+		return inspectedImage{}, err
+	}
+	b, err := st.ReadBlob(man.Config.Digest)
+	if err != nil {
+		return inspectedImage{}, err
+	}
+	ii := inspectedImage{Name: im.Name, Tag: im.Tag, Digest: im.Manifest.Digest.String(), Size: im.Size, Created: im.Created, Manifest: man}
+	if err := json.Unmarshal(b, &ii.Config); err != nil {
+		return ii, fmt.Errorf("image config: %w", err)
+	}
+	return ii, nil
+}

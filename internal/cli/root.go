@@ -1,0 +1,130 @@
+// Package cli is the nos command line: a cobra root and one file per verb.
+// Each verb parses its flags into an options struct, calls one library
+// function and prints the result to the command's output streams, so the
+// whole CLI can run in process (tests do).
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/nosproject/nos/store"
+	"github.com/spf13/cobra"
+)
+
+// exitError carries a process exit code out of a verb, as `nos run` needs.
+type exitError struct {
+	code int
+	err  error // nil: nothing to print
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
+
+// env is what every verb shares: where nos keeps its data and how to log.
+type env struct {
+	home   string
+	debug  bool
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+}
+
+func (e *env) logger() *slog.Logger {
+	level := slog.LevelInfo
+	if e.debug {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level, ReplaceAttr: dropTime}))
+}
+
+func dropTime(groups []string, a slog.Attr) slog.Attr {
+	if a.Key == slog.TimeKey && len(groups) == 0 {
+		return slog.Attr{}
+	}
+	return a
+}
+
+func (e *env) homeDir() (string, error) {
+	if e.home != "" {
+		return e.home, nil
+	}
+	return store.DefaultRoot()
+}
+
+// store opens the image store under the nos home directory.
+func (e *env) store() (*store.Store, error) {
+	home, err := e.homeDir()
+	if err != nil {
+		return nil, err
+	}
+	return store.Open(filepath.Join(home, "images"))
+}
+
+// Execute runs the nos command line with args and returns the exit code.
+func Execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
+	root := newRoot(e)
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	var xe *exitError
+	if errors.As(err, &xe) {
+		if xe.err != nil {
+			fmt.Fprintln(stderr, "nos: "+oneLine(xe.err.Error()))
+		}
+		return xe.code
+	}
+	fmt.Fprintln(stderr, "nos: "+oneLine(err.Error()))
+	return 1
+}
+
+func oneLine(s string) string { return strings.ReplaceAll(strings.TrimSpace(s), "\n", "; ") }
+
+func newRoot(e *env) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "nos",
+		Short: "Build applications into minimal VM images and run them",
+		Long: `nos compiles an application into a minimal bootable image - a Linux kernel,
+a small pure-Go init and the application, nothing else - and runs it under
+QEMU with a docker-like command line.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRun: func(cmd *cobra.Command, args []string) {
+			if e.home == "" {
+				e.home = os.Getenv("NOS_HOME")
+			}
+		},
+	}
+	root.PersistentFlags().StringVar(&e.home, "home", "", "nos data directory (default $NOS_HOME, $XDG_DATA_HOME/nos or ~/.local/share/nos)")
+	root.PersistentFlags().BoolVarP(&e.debug, "debug", "D", false, "print debug messages")
+	root.AddCommand(
+		newBuildCmd(e),
+		newRunCmd(e),
+		newImagesCmd(e),
+		newRmiCmd(e),
+		newTagCmd(e),
+		newInspectCmd(e),
+		newKernelCmd(e),
+		newSystemCmd(e),
+		newVersionCmd(e),
+	)
+	return root
+}

@@ -1,0 +1,102 @@
+package cli
+
+import (
+	"fmt"
+	"runtime/debug"
+
+	"github.com/nosproject/nos/kernel"
+	"github.com/spf13/cobra"
+)
+
+func newSystemCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{Use: "system", Short: "Manage nos's data"}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "prune",
+		Short: "Delete blobs no image refers to and leftovers of interrupted builds",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := e.store()
+			if err != nil {
+				return err
+			}
+			gone, freed, err := st.GC(cmd.Context())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "Deleted %d blobs, reclaimed %s\n", len(gone), humanSize(freed))
+			return nil
+		},
+	})
+	return cmd
+}
+
+func newKernelCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{Use: "kernel", Short: "Manage the kernels images boot"}
+	var pkg string
+	fetch := &cobra.Command{
+		Use:   "fetch",
+		Short: "Download Debian's cloud kernel into nos's cache (not into /boot)",
+		Long: `Fetch downloads a Debian kernel package with apt-get download and unpacks it
+with dpkg-deb into nos's own cache, where nos build finds it. The host's
+/boot and bootloader are not touched.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			home, err := e.homeDir()
+			if err != nil {
+				return err
+			}
+			k, err := kernel.Fetch(cmd.Context(), kernelCache(home), pkg)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "%s\t%s\n", k.Version, k.Path)
+			return nil
+		},
+	}
+	fetch.Flags().StringVar(&pkg, "package", "linux-image-cloud-amd64", "Debian kernel package to fetch")
+	ls := &cobra.Command{
+		Use:   "ls",
+		Short: "Show the kernel nos build would use by default",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			home, err := e.homeDir()
+			if err != nil {
+				return err
+			}
+			k, err := defaultKernel(home).Find(cmd.Context())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "VERSION\tORIGIN\tPATH\n%s\t%s\t%s\n", k.Version, k.Origin, k.Path)
+			return nil
+		},
+	}
+	cmd.AddCommand(fetch, ls)
+	return cmd
+}
+
+// Version is set by the linker (-X) for releases; otherwise the module
+// version from the build info is shown.
+var Version = ""
+
+func newVersionCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the nos version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, args []string) {
+			v := Version
+			goVersion := ""
+			if bi, ok := debug.ReadBuildInfo(); ok {
+				if v == "" {
+					v = bi.Main.Version
+				}
+				goVersion = bi.GoVersion
+			}
+			if v == "" || v == "(devel)" {
+				v = "dev"
+			}
+			fmt.Fprintf(e.stdout, "nos %s (%s)\n", v, goVersion)
+		},
+	}
+}
