@@ -86,6 +86,10 @@ func (a *Archive) AddHostFile(guestPath, hostPath string, mode fs.FileMode) erro
 	if mode.Type() != 0 {
 		return fmt.Errorf("initramfs: add host file %s: mode %v is not a regular file mode", guestPath, mode)
 	}
+	hostPath, err := filepath.Abs(hostPath) // immune to later changes of directory
+	if err != nil {
+		return fmt.Errorf("initramfs: add host file %s: %w", guestPath, err)
+	}
 	fi, err := os.Stat(hostPath)
 	if err != nil {
 		return fmt.Errorf("initramfs: add host file %s: %w", guestPath, err)

@@ -44,6 +44,8 @@ const (
 type Options struct {
 	Image string
 	Name  string
+	// Entrypoint, when non-empty, replaces the image's entrypoint.
+	Entrypoint []string
 	// Args, when non-empty, replace the image's Args.
 	Args []string
 	// Env holds KEY=VALUE overrides of the image's environment.
@@ -191,7 +193,10 @@ func hostTSCkHz() int {
 }
 
 func guestConfig(cfg image.Config, o Options, hostname string) *guestapi.Config {
-	args := cfg.Args
+	entry, args := cfg.Entrypoint, cfg.Args
+	if len(o.Entrypoint) > 0 {
+		entry, args = o.Entrypoint, nil // as docker: a new entrypoint drops the image's args
+	}
 	if len(o.Args) > 0 {
 		args = o.Args
 	}
@@ -204,7 +209,7 @@ func guestConfig(cfg image.Config, o Options, hostname string) *guestapi.Config 
 	seed := make([]byte, 64)
 	_, _ = rand.Read(seed)
 	return &guestapi.Config{
-		Argv:       append(append([]string(nil), cfg.Entrypoint...), args...),
+		Argv:       append(append([]string(nil), entry...), args...),
 		Env:        env,
 		WorkingDir: cfg.WorkingDir,
 		Hostname:   hostname,

@@ -30,7 +30,8 @@ const shortLen = 12
 // minPrefixLen is the shortest digest prefix Resolve accepts.
 const minPrefixLen = 4
 
-// Images lists the tagged images sorted by name and tag.
+// Images lists the tagged images sorted by name and tag. It fails, naming
+// the image, if the manifest of any image cannot be read.
 func (s *Store) Images(ctx context.Context) ([]Image, error) {
 	unlock, err := s.RLock(ctx)
 	if err != nil {

@@ -306,3 +306,32 @@ func TestImagesReportsCorruptManifest(t *testing.T) {
 		t.Errorf("Untag of a corrupt image: %v", err)
 	}
 }
+
+func FuzzResolve(f *testing.F) {
+	s := newStore(f)
+	a := mustImage(f, s, "app:v1", "a")
+	mustImage(f, s, "org/app", "b")
+	mustImage(f, s, a.manifest.Digest.Encoded()[:5], "c")
+	for _, seed := range []string{
+		"app:v1", "org/app", "app", string(a.manifest.Digest), a.manifest.Digest.Encoded()[:5],
+		a.manifest.Digest.Encoded()[:6], "sha256:" + a.manifest.Digest.Encoded()[:4], "sha256:", "abc", "",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, ref string) {
+		img, err := s.Resolve(t.Context(), ref)
+		if err != nil {
+			if !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrInvalidReference) && !errors.Is(err, ErrAmbiguous) {
+				t.Fatalf("Resolve(%q): unexpected error %v", ref, err)
+			}
+			return
+		}
+		name, tag, perr := ParseReference(ref)
+		byName := perr == nil && name == img.Name && tag == img.Tag
+		hex := strings.TrimPrefix(ref, "sha256:")
+		byDigest := len(hex) >= 4 && strings.HasPrefix(img.Manifest.Digest.Encoded(), hex)
+		if !byName && !byDigest {
+			t.Fatalf("Resolve(%q) = %s:%s (%s), which it does not name", ref, img.Name, img.Tag, img.Manifest.Digest)
+		}
+	})
+}

@@ -210,7 +210,8 @@ func TestKillDuringTag(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(100+50*i) * time.Millisecond)
+		waitForImage(t, s, "loop")
+		time.Sleep(time.Duration(10+30*i) * time.Millisecond)
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 
@@ -219,11 +220,8 @@ func TestKillDuringTag(t *testing.T) {
 			t.Fatal(err)
 		}
 		imgs, err := s2.Images(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if i > 0 && len(imgs) != 1 {
-			t.Errorf("Images = %v; want loop:latest", imgs)
+		if err != nil || len(imgs) != 1 {
+			t.Fatalf("Images = %v, %v; want loop:latest", imgs, err)
 		}
 		if _, _, err := s2.GC(t.Context()); err != nil {
 			t.Fatal(err)
@@ -232,6 +230,17 @@ func TestKillDuringTag(t *testing.T) {
 			t.Errorf("Images after GC = %v, %v; want %v", imgs2, err, imgs)
 		}
 	}
+}
+
+// waitForImage waits until ref is in the store.
+func waitForImage(t *testing.T, s *Store, ref string) {
+	t.Helper()
+	for start := time.Now(); time.Since(start) < 20*time.Second; time.Sleep(10 * time.Millisecond) {
+		if _, err := s.Resolve(t.Context(), ref); err == nil {
+			return
+		}
+	}
+	t.Fatalf("%s did not appear", ref)
 }
 
 func FuzzIndex(f *testing.F) {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/nosproject/nos/build"
@@ -107,11 +108,12 @@ func (f *buildFlags) options(e *env, source string) (build.Options, error) {
 }
 
 // defaultKernel prefers a kernel nos fetched into its cache (made for VMs)
-// over the host's own.
+// over the host's own. $NOS_BOOT_DIR replaces /boot as the place to look
+// for the host's kernels.
 func defaultKernel(home string) kernel.Finder {
 	return kernel.Chain{
 		kernel.Cache{Dir: kernelCache(home)},
-		kernel.Host{},
+		kernel.Host{BootDir: os.Getenv("NOS_BOOT_DIR")},
 	}
 }
 

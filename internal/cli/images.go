@@ -14,9 +14,9 @@ import (
 func newImagesCmd(e *env) *cobra.Command {
 	var quiet bool
 	cmd := &cobra.Command{
-		Use:     "images",
-		Short:   "List images",
-		Args:    cobra.NoArgs,
+		Use:   "images",
+		Short: "List images",
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, err := e.store()
 			if err != nil {

@@ -20,6 +20,7 @@ type runFlags struct {
 	accel   string
 	rm      bool
 	stopT   int
+	entry   string
 }
 
 func newRunCmd(e *env) *cobra.Command {
@@ -68,6 +69,7 @@ is never put on the kernel command line.`,
 	fl.StringVar(&f.name, "name", "", "name of the instance, also the guest's hostname")
 	fl.StringVar(&f.accel, "accel", "auto", "accelerator: auto, kvm or tcg")
 	fl.BoolVar(&f.rm, "rm", false, "remove the instance's files (console log) when it ends")
+	fl.StringVar(&f.entry, "entrypoint", "", "override the image's entrypoint (the program to run)")
 	fl.IntVarP(&f.stopT, "time", "t", 10, "seconds to wait after a graceful stop before forcing the VM off")
 	return cmd
 }
@@ -77,6 +79,9 @@ func (f *runFlags) options(e *env, args []string) (instance.Options, error) {
 		Image: args[0], Args: args[1:], Name: f.name, CPUs: f.cpus, Accel: f.accel, Remove: f.rm,
 		StopTimeout: time.Duration(f.stopT) * time.Second,
 		Stdout:      e.stdout, Stderr: e.stderr, Log: e.logger(),
+	}
+	if f.entry != "" {
+		o.Entrypoint = []string{f.entry}
 	}
 	for _, s := range f.publish {
 		fw, err := instance.ParsePublish(s)

@@ -1,0 +1,83 @@
+// Command probe is a test application for nos's integration tests. Its
+// first argument picks what it reports about the guest it runs in.
+package main
+
+import (
+	"crypto/x509"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Println("usage: probe MODE [ARGS]")
+		os.Exit(2)
+	}
+	switch mode, args := os.Args[1], os.Args[2:]; mode {
+	case "env": // print the named variables
+		for _, k := range args {
+			fmt.Printf("%s=%s\n", k, os.Getenv(k))
+		}
+	case "cmdline": // the kernel command line, where secrets must not be
+		b, err := os.ReadFile("/proc/cmdline")
+		check(err)
+		fmt.Printf("cmdline: %s", b)
+	case "system": // what the init set up
+		host, _ := os.Hostname()
+		fmt.Println("hostname:", host)
+		wd, _ := os.Getwd()
+		fmt.Println("pid:", os.Getpid(), "wd:", wd)
+		loc, err := time.LoadLocation("Europe/Paris")
+		check(err)
+		fmt.Println("zone:", loc.String())
+		pool, err := x509.SystemCertPool()
+		check(err)
+		fmt.Println("certs:", !pool.Equal(x509.NewCertPool()))
+		fmt.Println("year:", time.Now().Year())
+		ifs, _ := net.Interfaces()
+		for _, i := range ifs {
+			addrs, _ := i.Addrs()
+			fmt.Println("if:", i.Name, addrs)
+		}
+		b, _ := os.ReadFile("/etc/resolv.conf")
+		fmt.Printf("resolv: %q\n", b)
+		for _, p := range []string{"/proc/self", "/sys/kernel", "/dev/null", "/tmp", "/run"} {
+			_, err := os.Stat(p)
+			fmt.Println("path:", p, err == nil)
+		}
+	case "stderr":
+		fmt.Fprintln(os.Stderr, "to stderr")
+		fmt.Println("to stdout")
+	case "term": // wait for SIGTERM and report it
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, syscall.SIGTERM)
+		fmt.Println("waiting")
+		s := <-c
+		fmt.Println("got", s)
+		os.Exit(0)
+	case "ignore-term": // ignore SIGTERM: only a forced stop ends it
+		signal.Ignore(syscall.SIGTERM, syscall.SIGINT)
+		fmt.Println("waiting")
+		for {
+			time.Sleep(time.Hour)
+		}
+	case "exit":
+		code, _ := strconv.Atoi(args[0])
+		os.Exit(code)
+	default:
+		fmt.Println("unknown mode", mode)
+		os.Exit(2)
+	}
+}
+
+func check(err error) {
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+}
