@@ -63,7 +63,7 @@ var wantedModules = []string{"virtio_mmio", "virtio_console", "virtio_net", "vir
 // the serial port (kept in a log, not shown to the user), reboot on panic
 // (QEMU runs with -no-reboot, so a panic ends the VM and is reported), and
 // no waiting for a root device: the initramfs is the root.
-const DefaultCmdline = "console=ttyS0 panic=-1 loglevel=4 random.trust_cpu=on"
+const DefaultCmdline = "console=ttyS0 panic=-1 random.trust_cpu=on"
 
 // Build compiles and packages the application and stores the image.
 func Build(ctx context.Context, st *store.Store, o Options) (*Result, error) {

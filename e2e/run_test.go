@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -48,9 +49,13 @@ func TestHelloOutputArgsAndExitCode(t *testing.T) {
 	if strings.Contains(r.stdout+r.stderr, "Linux version") {
 		t.Errorf("kernel boot messages reached the terminal:\n%v", r)
 	}
-	r = e.run("--rm", "-e", "EXIT_CODE=3", "hello")
+	console := filepath.Join(t.TempDir(), "console.log")
+	r = e.run("--rm", "--console-log", console, "-e", "EXIT_CODE=3", "hello")
 	if r.code != 3 {
 		t.Fatalf("want exit code 3 from the application, got %v", r)
+	}
+	if b, err := os.ReadFile(console); err != nil || !strings.Contains(string(b), "Linux version") {
+		t.Fatalf("the console log lacks the kernel's boot messages: %v\n%s", err, b)
 	}
 }
 

@@ -56,8 +56,12 @@ type Options struct {
 	Accel     string
 	// Home is nos's data directory; instances live under Home/instances.
 	Home string
-	// Remove deletes the instance's directory (console log) after it ends.
+	// Remove deletes the instance's directory after it ends, even when the
+	// VM died abnormally (otherwise its console log is kept to diagnose it).
 	Remove bool
+	// ConsoleLog, when set, receives the serial console (kernel messages and
+	// init diagnostics) instead of the instance directory.
+	ConsoleLog string
 	// StopTimeout is how long a graceful stop waits before forcing the VM off.
 	StopTimeout time.Duration
 
@@ -111,9 +115,15 @@ func Run(ctx context.Context, st *store.Store, o Options) (Result, error) {
 		return Result{}, fmt.Errorf("creating instance directory: %w", err)
 	}
 	res := Result{ID: id, ConsoleLog: filepath.Join(dir, "console.log")}
-	if o.Remove {
-		defer os.RemoveAll(dir)
+	if o.ConsoleLog != "" {
+		res.ConsoleLog = o.ConsoleLog
 	}
+	keep := false // set when the VM died and its log explains why
+	defer func() {
+		if o.Remove || !keep {
+			os.RemoveAll(dir)
+		}
+	}()
 	// Unix socket paths are limited to 108 bytes: keep them in a short
 	// private directory rather than under a possibly long $NOS_HOME.
 	sockDir, err := os.MkdirTemp("", "nos-")
@@ -143,6 +153,7 @@ func Run(ctx context.Context, st *store.Store, o Options) (Result, error) {
 	log.Debug("booting", "image", img.Name+":"+img.Tag, "id", id, "accel", accel)
 	code, err := boot(ctx, qemuPath, m, gcfg, o)
 	res.ExitCode = code
+	keep = errors.Is(err, ErrGuestDied) && o.ConsoleLog == ""
 	return res, err
 }
 

@@ -21,6 +21,7 @@ type runFlags struct {
 	rm      bool
 	stopT   int
 	entry   string
+	console string
 }
 
 func newRunCmd(e *env) *cobra.Command {
@@ -68,7 +69,8 @@ is never put on the kernel command line.`,
 	fl.IntVar(&f.cpus, "cpus", 0, "number of virtual CPUs (default: the image's)")
 	fl.StringVar(&f.name, "name", "", "name of the instance, also the guest's hostname")
 	fl.StringVar(&f.accel, "accel", "auto", "accelerator: auto, kvm or tcg")
-	fl.BoolVar(&f.rm, "rm", false, "remove the instance's files (console log) when it ends")
+	fl.BoolVar(&f.rm, "rm", false, "remove the instance's files when it ends, even the console log of a VM that died")
+	fl.StringVar(&f.console, "console-log", "", "write the guest's serial console (kernel messages) to this file")
 	fl.StringVar(&f.entry, "entrypoint", "", "override the image's entrypoint (the program to run)")
 	fl.IntVarP(&f.stopT, "time", "t", 10, "seconds to wait after a graceful stop before forcing the VM off")
 	return cmd
@@ -76,7 +78,7 @@ is never put on the kernel command line.`,
 
 func (f *runFlags) options(e *env, args []string) (instance.Options, error) {
 	o := instance.Options{
-		Image: args[0], Args: args[1:], Name: f.name, CPUs: f.cpus, Accel: f.accel, Remove: f.rm,
+		Image: args[0], Args: args[1:], Name: f.name, CPUs: f.cpus, Accel: f.accel, Remove: f.rm, ConsoleLog: f.console,
 		StopTimeout: time.Duration(f.stopT) * time.Second,
 		Stdout:      e.stdout, Stderr: e.stderr, Log: e.logger(),
 	}
