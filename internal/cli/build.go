@@ -74,21 +74,12 @@ func (f *buildFlags) options(e *env, source string) (build.Options, error) {
 		}
 		o.Name, o.Tag = name, tag
 	}
-	for _, s := range f.env {
-		kv, ok, err := instance.ParseEnv(s)
-		if err != nil {
-			return o, err
-		}
-		if ok {
-			o.Env = append(o.Env, kv)
-		}
+	var err error
+	if o.Env, err = parseEnvFlags(f.env); err != nil {
+		return o, err
 	}
-	if f.memory != "" {
-		mib, err := instance.ParseMemory(f.memory)
-		if err != nil {
-			return o, err
-		}
-		o.MemoryMiB = mib
+	if o.MemoryMiB, err = parseMemoryFlag(f.memory); err != nil {
+		return o, err
 	}
 	if f.cpus < 0 {
 		return o, fmt.Errorf("--cpus %d: want a positive number", f.cpus)
@@ -129,4 +120,27 @@ func humanSize(n int64) string {
 		return fmt.Sprintf("%.1f kB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// parseEnvFlags turns -e values into KEY=VALUE pairs.
+func parseEnvFlags(flags []string) ([]string, error) {
+	var env []string
+	for _, s := range flags {
+		kv, ok, err := instance.ParseEnv(s)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			env = append(env, kv)
+		}
+	}
+	return env, nil
+}
+
+// parseMemoryFlag returns MiB, or 0 for an unset flag.
+func parseMemoryFlag(s string) (int, error) {
+	if s == "" {
+		return 0, nil
+	}
+	return instance.ParseMemory(s)
 }

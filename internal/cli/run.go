@@ -92,21 +92,12 @@ func (f *runFlags) options(e *env, args []string) (instance.Options, error) {
 		}
 		o.Publish = append(o.Publish, fw)
 	}
-	for _, s := range f.env {
-		kv, ok, err := instance.ParseEnv(s)
-		if err != nil {
-			return o, err
-		}
-		if ok {
-			o.Env = append(o.Env, kv)
-		}
+	var err error
+	if o.Env, err = parseEnvFlags(f.env); err != nil {
+		return o, err
 	}
-	if f.memory != "" {
-		mib, err := instance.ParseMemory(f.memory)
-		if err != nil {
-			return o, err
-		}
-		o.MemoryMiB = mib
+	if o.MemoryMiB, err = parseMemoryFlag(f.memory); err != nil {
+		return o, err
 	}
 	if f.cpus < 0 || f.cpus > 64 {
 		return o, fmt.Errorf("--cpus %d: want 1 to 64", f.cpus)
