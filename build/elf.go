@@ -51,10 +51,10 @@ func checkStaticELFReader(name string, r io.ReaderAt) (err error) {
 			return fmt.Errorf("%s is dynamically linked; nos packages static executables for now (dynamic ELF support is coming): link it statically, e.g. CGO_ENABLED=0 for Go or -static for C: %w", name, ErrDynamicELF)
 		}
 	}
-	if ef.Type == elf.ET_DYN {
-		if _, err := ef.DynamicSymbols(); err == nil {
-			return fmt.Errorf("%s is a shared library or dynamically linked program: %w", name, ErrDynamicELF)
-		}
+	// ET_DYN without an interpreter is a static-pie executable, which the
+	// kernel runs as it is; a shared library has no entry point.
+	if ef.Type == elf.ET_DYN && ef.Entry == 0 {
+		return fmt.Errorf("%s is a shared library, not a program: %w", name, ErrNotELF)
 	}
 	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -49,13 +48,15 @@ func TestHelloOutputArgsAndExitCode(t *testing.T) {
 	if strings.Contains(r.stdout+r.stderr, "Linux version") {
 		t.Errorf("kernel boot messages reached the terminal:\n%v", r)
 	}
-	console := filepath.Join(t.TempDir(), "console.log")
-	r = e.run("--rm", "--console-log", console, "-e", "EXIT_CODE=3", "hello")
+	r = e.run("--name", "hello-exit3", "-e", "EXIT_CODE=3", "hello")
 	if r.code != 3 {
 		t.Fatalf("want exit code 3 from the application, got %v", r)
 	}
-	if b, err := os.ReadFile(console); err != nil || !strings.Contains(string(b), "Linux version") {
-		t.Fatalf("the console log lacks the kernel's boot messages: %v\n%s", err, b)
+	if c := e.nos("logs", "--console", "hello-exit3"); !strings.Contains(c.stdout, "Linux version") {
+		t.Fatalf("the console log lacks the kernel's boot messages: %v", c)
+	}
+	if r := e.nos("rm", "hello-exit3"); r.code != 0 {
+		t.Fatalf("rm: %v", r)
 	}
 }
 

@@ -39,7 +39,7 @@ func ParsePublish(s string) (qemu.Forward, error) {
 		f.HostIP, host = rest[:j], rest[j+1:]
 		f.HostIP = strings.TrimSuffix(strings.TrimPrefix(f.HostIP, "["), "]")
 		ip := net.ParseIP(f.HostIP)
-		if ip == nil || ip.To4() == nil {
+		if ip == nil || ip.To4() == nil || strings.Contains(f.HostIP, ":") {
 			return bad(fmt.Sprintf("host IP %q is not an IPv4 address", f.HostIP))
 		}
 	} else {
@@ -128,10 +128,13 @@ func ParseMemory(s string) (int, error) {
 			mult = 1024
 		case 't':
 			mult = 1024 * 1024
+		default:
+			if c := t[len(t)-1]; c < '0' || c > '9' {
+				return bad("not a positive size with a unit k, m, g or t (found " + strconv.Quote(string(c)) + ")")
+			}
+			t += "m" // a plain number is MiB
 		}
-		if t[len(t)-1] < '0' || t[len(t)-1] > '9' {
-			t = t[:len(t)-1]
-		}
+		t = t[:len(t)-1]
 	}
 	v, err := strconv.ParseFloat(t, 64)
 	if err != nil || v <= 0 || v != v {

@@ -2,17 +2,20 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"text/tabwriter"
 	"time"
 
 	"github.com/nosproject/nos/image"
+	"github.com/nosproject/nos/instance"
 	"github.com/nosproject/nos/store"
 	"github.com/spf13/cobra"
 )
 
 func newImagesCmd(e *env) *cobra.Command {
 	var quiet bool
+	var format string
 	cmd := &cobra.Command{
 		Use:   "images",
 		Short: "List images",
@@ -32,6 +35,13 @@ func newImagesCmd(e *env) *cobra.Command {
 				}
 				return nil
 			}
+			if format != "" {
+				var rows []imageRow
+				for _, im := range imgs {
+					rows = append(rows, imageRow{Name: im.Name, Tag: im.Tag, Digest: im.Manifest.Digest.String(), ID: shortDigest(im.Manifest.Digest.String()), Size: humanSize(im.Size), Created: im.Created.Format(time.RFC3339)})
+				}
+				return printFormatted(e.stdout, format, rows)
+			}
 			w := tabwriter.NewWriter(e.stdout, 0, 0, 3, ' ', 0)
 			fmt.Fprintln(w, "NAME\tTAG\tDIGEST\tSIZE\tCREATED")
 			for _, im := range imgs {
@@ -41,7 +51,18 @@ func newImagesCmd(e *env) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print short digests only")
+	cmd.Flags().StringVar(&format, "format", "", "format with a Go template (fields: .Name .Tag .Digest .ID .Size .CreatedAt) or 'json'")
 	return cmd
+}
+
+// imageRow is what `nos images --format` templates see.
+type imageRow struct {
+	Name    string `json:"Name"`
+	Tag     string `json:"Tag"`
+	Digest  string `json:"Digest"`
+	ID      string `json:"ID"`
+	Size    string `json:"Size"`
+	Created string `json:"CreatedAt"`
 }
 
 // shortDigest is the first 12 hex digits, as docker shows IDs.
@@ -154,28 +175,66 @@ type inspectedImage struct {
 }
 
 func newInspectCmd(e *env) *cobra.Command {
-	return &cobra.Command{
-		Use:   "inspect IMAGE [IMAGE...]",
-		Short: "Show an image's config and manifest as JSON",
-		Args:  cobra.MinimumNArgs(1),
+	var format string
+	cmd := &cobra.Command{
+		Use:   "inspect [--format F] INSTANCE|IMAGE...",
+		Short: "Show instances (config, state, ports, exit code) or images as JSON",
+		Long: `Inspect shows each named instance - or, when no instance has that name or ID,
+image - as JSON: for instances the config, state, monitor and QEMU PIDs,
+ports, exit code, restart count and start/finish times.`,
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := e.store()
-			if err != nil {
-				return err
-			}
-			var out []inspectedImage
+			var out []any
 			for _, ref := range args {
-				ii, err := inspectImage(cmd, st, ref)
+				v, err := inspectOne(cmd, e, ref)
 				if err != nil {
 					return err
 				}
-				out = append(out, ii)
+				out = append(out, v)
+			}
+			if format != "" && format != "json" {
+				return printFormatted(e.stdout, format, out)
 			}
 			enc := json.NewEncoder(e.stdout)
 			enc.SetIndent("", "  ")
 			return enc.Encode(out)
 		},
 	}
+	cmd.Flags().StringVarP(&format, "format", "f", "", "format each result with a Go template, e.g. '{{.State.ExitCode}}'")
+	return cmd
+}
+
+// inspectedInstance is what `nos inspect INSTANCE` prints.
+type inspectedInstance struct {
+	ID           string          `json:"ID"`
+	Name         string          `json:"Name"`
+	Dir          string          `json:"Dir"`
+	MonitorAlive bool            `json:"MonitorAlive"`
+	Config       instance.Config `json:"Config"`
+	State        instance.State  `json:"State"`
+}
+
+func inspectOne(cmd *cobra.Command, e *env, ref string) (any, error) {
+	is, err := e.instances()
+	if err != nil {
+		return nil, err
+	}
+	in, ierr := is.Get(ref)
+	if ierr == nil {
+		return inspectedInstance{ID: in.Config.ID, Name: in.Config.Name, Dir: in.Dir, MonitorAlive: in.MonitorAlive, Config: in.Config, State: in.State}, nil
+	}
+	if !errors.Is(ierr, instance.ErrNotFound) {
+		return nil, ierr
+	}
+	st, err := e.store()
+	if err != nil {
+		return nil, err
+	}
+	im, err := inspectImage(cmd, st, ref)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%q: no such instance or image: %w", ref, err)
+	}
+	return im, err
 }
 
 func inspectImage(cmd *cobra.Command, st *store.Store, ref string) (inspectedImage, error) {

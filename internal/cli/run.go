@@ -1,8 +1,11 @@
 package cli
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"syscall"
 	"time"
@@ -12,75 +15,88 @@ import (
 )
 
 type runFlags struct {
-	publish []string
-	env     []string
-	memory  string
-	cpus    int
-	name    string
-	accel   string
-	rm      bool
-	stopT   int
-	entry   string
-	console string
+	publish  []string
+	env      []string
+	memory   string
+	cpus     int
+	name     string
+	accel    string
+	rm       bool
+	detach   bool
+	stopT    int
+	entry    string
+	restart  string
+	health   healthFlags
+}
+
+type healthFlags struct {
+	http, tcp                  string
+	port, retries              int
+	interval, timeout, startup time.Duration
 }
 
 func newRunCmd(e *env) *cobra.Command {
 	var f runFlags
 	cmd := &cobra.Command{
 		Use:   "run [flags] IMAGE [ARGS...]",
-		Short: "Boot an image and run its application in the foreground",
-		Long: `Run boots IMAGE under QEMU and shows the application's output. It exits with
-the application's exit code. Ctrl-C stops the application gracefully (it gets
-SIGTERM); a second Ctrl-C forces the VM off. ARGS replace the image's default
-arguments; -e adds or overrides environment variables without a rebuild and
-is never put on the kernel command line.`,
+		Short: "Boot an image and run its application",
+		Long: `Run boots IMAGE under QEMU. In the foreground it shows the application's output
+and exits with the application's exit code: Ctrl-C stops the application
+gracefully (it gets SIGTERM), a second Ctrl-C forces the VM off. With -d it
+prints the instance ID and leaves the instance running under its own monitor
+process; see nos ps, logs, stop.
+
+ARGS replace the image's default arguments; -e adds or overrides environment
+variables without a rebuild and is never put on the kernel command line.
+Restart policies reboot the VM, so a crashed kernel or QEMU is handled like
+a failed application.`,
 		Example: `  nos run hello
-  nos run -p 8080:80 -e TOKEN=s3cret web
-  nos run --memory 512m --cpus 2 web --verbose`,
+  nos run -d --name web -p 8080:8080 --restart on-failure:5 --health-http /healthz web
+  nos run --rm -e TOKEN=s3cret -m 512m web --verbose`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o, err := f.options(e, args)
 			if err != nil {
 				return &exitError{code: instance.ExitGuestError, err: err}
 			}
-			st, err := e.store()
+			code, err := runInstance(cmd.Context(), e, o, &f)
 			if err != nil {
 				return &exitError{code: instance.ExitGuestError, err: err}
 			}
-			sigs := make(chan os.Signal, 2)
-			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-			defer signal.Stop(sigs)
-			o.Interrupts = sigs
-			res, err := instance.Run(cmd.Context(), st, o)
-			if err != nil {
-				return &exitError{code: instance.ExitGuestError, err: err}
-			}
-			if res.ExitCode != 0 {
-				return &exitError{code: res.ExitCode}
+			if code != 0 {
+				return &exitError{code: code}
 			}
 			return nil
 		},
 	}
 	fl := cmd.Flags()
 	fl.SetInterspersed(false) // flags after IMAGE belong to the application
+	fl.BoolVarP(&f.detach, "detach", "d", false, "run in the background and print the instance ID")
 	fl.StringArrayVarP(&f.publish, "publish", "p", nil, "publish a guest port on the host, [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp] (repeatable)")
 	fl.StringArrayVarP(&f.env, "env", "e", nil, "set an environment variable, KEY=VALUE, or KEY to pass the host's value (repeatable)")
 	fl.StringVarP(&f.memory, "memory", "m", "", "guest memory, e.g. 256m or 1g (default: the image's)")
 	fl.IntVar(&f.cpus, "cpus", 0, "number of virtual CPUs (default: the image's)")
 	fl.StringVar(&f.name, "name", "", "name of the instance, also the guest's hostname")
 	fl.StringVar(&f.accel, "accel", "auto", "accelerator: auto, kvm or tcg")
-	fl.BoolVar(&f.rm, "rm", false, "remove the instance's files when it ends, even the console log of a VM that died")
-	fl.StringVar(&f.console, "console-log", "", "write the guest's serial console (kernel messages) to this file")
+	fl.BoolVar(&f.rm, "rm", false, "remove the instance when it ends")
 	fl.StringVar(&f.entry, "entrypoint", "", "override the image's entrypoint (the program to run)")
-	fl.IntVarP(&f.stopT, "time", "t", 10, "seconds to wait after a graceful stop before forcing the VM off")
+	fl.IntVarP(&f.stopT, "time", "t", 10, "seconds a stop waits for the application before forcing the VM off")
+	fl.StringVar(&f.restart, "restart", "no", "restart policy: no, on-failure[:MAX], always or unless-stopped")
+	fl.StringVar(&f.health.http, "health-http", "", "health check: HTTP GET of this path must answer 2xx/3xx")
+	fl.StringVar(&f.health.tcp, "health-tcp", "", "health check: this guest port must accept TCP connections")
+	fl.IntVar(&f.health.port, "health-port", 0, "guest port for --health-http (default: first published or exposed port)")
+	fl.DurationVar(&f.health.interval, "health-interval", 30*time.Second, "time between health checks")
+	fl.DurationVar(&f.health.timeout, "health-timeout", 5*time.Second, "time a health check may take")
+	fl.IntVar(&f.health.retries, "health-retries", 3, "consecutive failures that make the instance unhealthy")
+	fl.DurationVar(&f.health.startup, "health-start-period", 0, "time after boot during which failures do not count")
 	return cmd
 }
 
 func (f *runFlags) options(e *env, args []string) (instance.Options, error) {
 	o := instance.Options{
-		Image: args[0], Args: args[1:], Name: f.name, CPUs: f.cpus, Accel: f.accel, Remove: f.rm, ConsoleLog: f.console,
+		Image: args[0], Args: args[1:], Name: f.name, CPUs: f.cpus, Accel: f.accel,
 		StopTimeout: time.Duration(f.stopT) * time.Second,
-		Stdout:      e.stdout, Stderr: e.stderr, Log: e.logger(),
+		AutoRemove:  f.rm && f.detach,
 	}
 	if f.entry != "" {
 		o.Entrypoint = []string{f.entry}
@@ -99,6 +115,15 @@ func (f *runFlags) options(e *env, args []string) (instance.Options, error) {
 	if o.MemoryMiB, err = parseMemoryFlag(f.memory); err != nil {
 		return o, err
 	}
+	if o.Restart, err = instance.ParseRestartPolicy(f.restart); err != nil {
+		return o, err
+	}
+	if f.rm && o.Restart.Name != instance.RestartNo {
+		return o, fmt.Errorf("--rm and --restart %s conflict: an instance that restarts is never removed", o.Restart.Name)
+	}
+	if o.Health, err = f.health.check(); err != nil {
+		return o, err
+	}
 	if f.cpus < 0 || f.cpus > 64 {
 		return o, fmt.Errorf("--cpus %d: want 1 to 64", f.cpus)
 	}
@@ -108,12 +133,126 @@ func (f *runFlags) options(e *env, args []string) (instance.Options, error) {
 	if f.stopT < 0 {
 		return o, fmt.Errorf("--time %d: want 0 or more seconds", f.stopT)
 	}
-	home, err := e.homeDir()
-	if err != nil {
+	if o.Home, err = e.homeDir(); err != nil {
 		return o, err
 	}
-	o.Home = home
 	return o, nil
+}
+
+func (h healthFlags) check() (*instance.HealthCheck, error) {
+	if h.http == "" && h.tcp == "" {
+		return nil, nil
+	}
+	if h.http != "" && h.tcp != "" {
+		return nil, errors.New("--health-http and --health-tcp: choose one")
+	}
+	if h.interval <= 0 || h.timeout <= 0 || h.retries < 1 || h.startup < 0 {
+		return nil, errors.New("health check: interval and timeout must be positive, retries at least 1")
+	}
+	hc := &instance.HealthCheck{HTTPPath: h.http, Port: h.port, Interval: h.interval, Timeout: h.timeout, Retries: h.retries, StartPeriod: h.startup}
+	if h.http != "" && h.http[0] != '/' {
+		return nil, fmt.Errorf("--health-http %q: want a path starting with /", h.http)
+	}
+	if h.tcp != "" {
+		var n int
+		if _, err := fmt.Sscanf(h.tcp, "%d", &n); err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("--health-tcp %q: want a guest port number", h.tcp)
+		}
+		hc.Port = n
+	}
+	return hc, nil
+}
+
+// runInstance creates and starts the instance; in the foreground it also
+// streams the output and waits, returning the application's exit code.
+func runInstance(ctx context.Context, e *env, o instance.Options, f *runFlags) (int, error) {
+	st, err := e.store()
+	if err != nil {
+		return 0, err
+	}
+	is, err := instance.Open(o.Home)
+	if err != nil {
+		return 0, err
+	}
+	in, note, err := instance.Create(ctx, st, is, o)
+	if err != nil {
+		return 0, err
+	}
+	if note != "" {
+		fmt.Fprintln(e.stderr, note)
+	}
+	if err := instance.Start(ctx, in, monitorCmd(o.Home, in.Config.ID)); err != nil {
+		_, _ = is.Remove(context.Background(), in.Config.ID, true)
+		return 0, err
+	}
+	if f.detach {
+		if cur, err := is.Get(in.Config.ID); err == nil && cur.State.Status == instance.StatusCrashed {
+			return 0, fmt.Errorf("instance %s did not start: %s", in.Config.ID[:12], cur.State.Error)
+		}
+		fmt.Fprintln(e.stdout, in.Config.ID)
+		return 0, nil
+	}
+	return foreground(ctx, e, is, in, o, f.rm)
+}
+
+// foreground shows the instance's output until it stops. The first
+// interrupt stops it gracefully, the second forces it off.
+func foreground(ctx context.Context, e *env, is *instance.Instances, in *instance.Instance, o instance.Options, remove bool) (int, error) {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		n := 0
+		for range sigs {
+			n++
+			cur, err := is.Get(in.Config.ID)
+			if err != nil {
+				return
+			}
+			if n == 1 {
+				go func() { _ = instance.Stop(context.Background(), cur, o.StopTimeout) }()
+			} else {
+				go func() { _ = instance.Kill(context.Background(), cur, syscall.SIGKILL) }()
+			}
+		}
+	}()
+	// The output is followed to its end even when ctx is cancelled by an
+	// interrupt: the stop is what ends it.
+	if err := instance.Logs(context.WithoutCancel(ctx), in, e.stdout, e.stderr, instance.LogOptions{Tail: -1, Follow: true}); err != nil {
+		return 0, err
+	}
+	done, err := instance.Wait(context.WithoutCancel(ctx), is, in)
+	if err != nil {
+		return 0, err
+	}
+	if remove {
+		if _, err := is.Remove(context.Background(), in.Config.ID, true); err != nil {
+			fmt.Fprintln(e.stderr, "nos: removing the instance:", err)
+		}
+	}
+	if done.State.Status == instance.StatusCrashed && done.State.ExitCode == instance.ExitGuestError {
+		return 0, fmt.Errorf("%w: %s (console log: %s)", instance.ErrGuestDied, done.State.Error, consoleHint(done, remove))
+	}
+	return done.State.ExitCode, nil
+}
+
+func consoleHint(in *instance.Instance, removed bool) string {
+	if removed {
+		return "removed with --rm"
+	}
+	return in.Dir + "/console.log"
+}
+
+// monitorCmd is the command that runs an instance's monitor: this same nos
+// binary, with the hidden verb.
+func monitorCmd(home, id string) *exec.Cmd {
+	exe, err := os.Executable()
+	if err != nil {
+		exe = os.Args[0]
+	}
+	cmd := exec.Command(exe, "--home", home, monitorVerb, id)
+	cmd.Env = os.Environ()
+	return cmd
 }
 
 func validName(s string) bool {

@@ -12,9 +12,20 @@ func newSystemCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{Use: "system", Short: "Manage nos's data"}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "prune",
-		Short: "Delete blobs no image refers to and leftovers of interrupted builds",
+		Short: "Remove stopped instances, blobs no image refers to and leftovers of interrupted builds",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			is, err := e.instances()
+			if err != nil {
+				return err
+			}
+			removed, err := is.Prune(cmd.Context())
+			for _, id := range removed {
+				fmt.Fprintf(e.stdout, "Removed instance %s\n", id)
+			}
+			if err != nil {
+				return err
+			}
 			st, err := e.store()
 			if err != nil {
 				return err

@@ -1,0 +1,272 @@
+package instance
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nosproject/nos/internal/lockfile"
+	"github.com/nosproject/nos/vmm/qemu"
+)
+
+// Errors callers test with errors.Is.
+var (
+	ErrNotFound   = errors.New("no such instance")
+	ErrAmbiguous  = errors.New("ambiguous instance ID prefix")
+	ErrNameInUse  = errors.New("name already in use")
+	ErrRunning    = errors.New("instance is running")
+	ErrNotRunning = errors.New("instance is not running")
+)
+
+// Statuses of an instance as `nos ps` shows them.
+const (
+	StatusCreated    = "created"
+	StatusRunning    = "running"
+	StatusRestarting = "restarting"
+	StatusExited     = "exited"
+	StatusCrashed    = "crashed" // the VM died without an application exit code
+)
+
+// Config is what an instance was created with; it does not change.
+type Config struct {
+	ID          string         `json:"id"`
+	Name        string         `json:"name,omitempty"`
+	Image       string         `json:"image"`
+	ImageDigest string         `json:"imageDigest"`
+	Created     time.Time      `json:"created"`
+	Entrypoint  []string       `json:"entrypoint,omitempty"`
+	Args        []string       `json:"args,omitempty"`
+	Env         []string       `json:"env,omitempty"`
+	WorkingDir  string         `json:"workingDir,omitempty"`
+	Publish     []qemu.Forward `json:"publish,omitempty"`
+	MemoryMiB   int            `json:"memoryMiB"`
+	CPUs        int            `json:"cpus"`
+	Accel       string         `json:"accel"`
+	Cmdline     string         `json:"cmdline"`
+	Restart     RestartPolicy  `json:"restart"`
+	Health      *HealthCheck   `json:"health,omitempty"`
+	AutoRemove  bool           `json:"autoRemove,omitempty"`
+	StopTimeout time.Duration  `json:"stopTimeout"`
+}
+
+// State is how an instance is doing; the monitor keeps it up to date.
+type State struct {
+	Status       string    `json:"status"`
+	MonitorPID   int       `json:"monitorPid,omitempty"`
+	QEMUPID      int       `json:"qemuPid,omitempty"`
+	ExitCode     int       `json:"exitCode"`
+	Error        string    `json:"error,omitempty"` // why the VM crashed or could not start
+	RestartCount int       `json:"restartCount"`
+	StartedAt    time.Time `json:"startedAt,omitempty"`
+	FinishedAt   time.Time `json:"finishedAt,omitempty"`
+	// StoppedByUser is set by stop and kill: restart policies then leave the
+	// instance alone, and unless-stopped keeps it stopped.
+	StoppedByUser bool         `json:"stoppedByUser,omitempty"`
+	Health        *HealthState `json:"health,omitempty"`
+	// Accel is the accelerator the current or last boot used.
+	Accel string `json:"accel,omitempty"`
+}
+
+// Instance is one instance's config and state as read from disk.
+type Instance struct {
+	Config Config
+	State  State
+	Dir    string
+	// MonitorAlive is true when the instance's monitor process is alive
+	// (proved by its lock, not by a PID that may have been reused).
+	MonitorAlive bool
+}
+
+// Running reports whether the instance is up or about to restart.
+func (in *Instance) Running() bool {
+	return in.MonitorAlive && (in.State.Status == StatusRunning || in.State.Status == StatusRestarting || in.State.Status == StatusCreated)
+}
+
+// Files in an instance directory.
+const (
+	configFile  = "config.json"
+	stateFile   = "state.json"
+	lockFile    = "lock"         // guards state.json read-modify-write
+	monitorLock = "monitor.lock" // held by the live monitor for its whole life
+	consoleFile = "console.log"
+	monitorLog  = "monitor.log"
+	kernelFile  = "kernel"
+	initrdFile  = "initramfs"
+)
+
+// Instances is the directory holding every instance, one subdirectory each.
+type Instances struct {
+	Dir string
+}
+
+// Open returns the instances directory under home.
+func Open(home string) (*Instances, error) {
+	dir := filepath.Join(home, "instances")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating instances directory: %w", err)
+	}
+	return &Instances{Dir: dir}, nil
+}
+
+// lockAll serialises operations that change the set of instances (create,
+// rename, remove), so names stay unique.
+func (is *Instances) lockAll(ctx context.Context) (func(), error) {
+	return lockfile.Lock(ctx, filepath.Join(is.Dir, ".lock"), false)
+}
+
+func (is *Instances) dir(id string) string { return filepath.Join(is.Dir, id) }
+
+// List reads every instance. Directories that are half-created or
+// half-removed (no config) are skipped.
+func (is *Instances) List() ([]*Instance, error) {
+	ents, err := os.ReadDir(is.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("listing instances: %w", err)
+	}
+	var out []*Instance
+	for _, e := range ents {
+		if !e.IsDir() || !isID(e.Name()) {
+			continue
+		}
+		in, err := is.read(e.Name())
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, in)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Config.Created.After(out[j].Config.Created) })
+	return out, nil
+}
+
+// Get resolves a name, a full ID or an unambiguous ID prefix.
+func (is *Instances) Get(ref string) (*Instance, error) {
+	all, err := is.List()
+	if err != nil {
+		return nil, err
+	}
+	var matches []*Instance
+	for _, in := range all {
+		if in.Config.ID == ref || (in.Config.Name != "" && in.Config.Name == ref) {
+			return in, nil
+		}
+		if ref != "" && isHex(ref) && strings.HasPrefix(in.Config.ID, ref) {
+			matches = append(matches, in)
+		}
+	}
+	switch len(matches) {
+	case 0:
+		return nil, fmt.Errorf("%q: %w (see `nos ps -a`)", ref, ErrNotFound)
+	case 1:
+		return matches[0], nil
+	}
+	var ids []string
+	for _, m := range matches {
+		ids = append(ids, m.Config.ID[:12])
+	}
+	return nil, fmt.Errorf("%q matches %s: %w; give more of the ID", ref, strings.Join(ids, ", "), ErrAmbiguous)
+}
+
+func (is *Instances) read(id string) (*Instance, error) {
+	dir := is.dir(id)
+	in := &Instance{Dir: dir}
+	if err := readJSON(filepath.Join(dir, configFile), &in.Config); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%s: %w", id, ErrNotFound)
+		}
+		return nil, err
+	}
+	if err := readJSON(filepath.Join(dir, stateFile), &in.State); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	in.MonitorAlive = lockfile.Held(filepath.Join(dir, monitorLock))
+	in.State = truthful(in.State, in.MonitorAlive)
+	return in, nil
+}
+
+// truthful corrects a state file written by a monitor that died without
+// finishing it (SIGKILL, host reboot): what it says about running is stale.
+func truthful(s State, monitorAlive bool) State {
+	if monitorAlive {
+		return s
+	}
+	switch s.Status {
+	case StatusRunning, StatusRestarting:
+		s.Status = StatusCrashed
+		if s.Error == "" {
+			s.Error = "the instance's monitor died (killed, or the host rebooted)"
+		}
+		s.QEMUPID = 0
+	}
+	return s
+}
+
+// UpdateState changes an instance's state under its lock.
+func UpdateState(ctx context.Context, dir string, fn func(*State)) error {
+	unlock, err := lockfile.Lock(ctx, filepath.Join(dir, lockFile), false)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	var s State
+	if err := readJSON(filepath.Join(dir, stateFile), &s); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	fn(&s)
+	return writeJSON(filepath.Join(dir, stateFile), s)
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// writeJSON replaces path atomically: temp file, fsync, rename.
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+func isID(s string) bool { return len(s) == 64 && isHex(s) }
+
+func isHex(s string) bool {
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return s != ""
+}

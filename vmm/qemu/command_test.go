@@ -1,0 +1,231 @@
+package qemu
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata from Command's output")
+
+// base is a complete machine; cases change what they are about.
+func base() Machine {
+	return Machine{
+		Accel:         AccelTCG,
+		MemoryMiB:     256,
+		CPUs:          1,
+		Kernel:        "/home/u/.local/share/nos/images/blobs/sha256/k",
+		Initrd:        "/home/u/.local/share/nos/images/blobs/sha256/i",
+		Cmdline:       "console=ttyS0 panic=-1 loglevel=4 random.trust_cpu=on",
+		ConsoleLog:    "/home/u/.local/share/nos/instances/abc/console.log",
+		ControlSocket: "/tmp/nos-1/ctl",
+		StdoutSocket:  "/tmp/nos-1/out",
+		StderrSocket:  "/tmp/nos-1/err",
+	}
+}
+
+// commaMachine has commas, QEMU's option separator, in every path.
+func commaMachine() Machine {
+	m := base()
+	m.Kernel = "/data/a,b/kernel"
+	m.Initrd = "/data/a,b/initrd"
+	m.ConsoleLog = "/data/a,b/console,,log"
+	m.ControlSocket = "/tmp/x,y/ctl"
+	m.StdoutSocket = "/tmp/x,y/out"
+	m.StderrSocket = "/tmp/x,y/err"
+	m.QMPSocket = "/tmp/x,y/qmp"
+	return m
+}
+
+var commandCases = []struct {
+	name string
+	m    func() Machine
+}{
+	{"tcg_minimal", func() Machine {
+		m := base()
+		m.CPUs = 0 // at least one CPU all the same
+		return m
+	}},
+	{"kvm_2cpu_1g", func() Machine {
+		m := base()
+		m.Accel = AccelKVM
+		m.CPUs = 2
+		m.MemoryMiB = 1024
+		m.Cmdline += " tsc_early_khz=2000000"
+		return m
+	}},
+	{"net_no_forwards", func() Machine {
+		m := base()
+		m.Net = &UserNet{}
+		return m
+	}},
+	{"port_forwards", func() Machine {
+		m := base()
+		m.Net = &UserNet{Forwards: []Forward{
+			{Proto: "tcp", HostPort: 8080, GuestPort: 80},
+			{Proto: "udp", HostPort: 5353, GuestPort: 53},
+			{Proto: "tcp", HostIP: "127.0.0.1", HostPort: 8443, GuestPort: 443},
+			{Proto: "udp", HostIP: "192.168.1.10", HostPort: 6000, GuestPort: 6001},
+		}}
+		return m
+	}},
+	{"comma_in_paths", commaMachine},
+	{"qmp", func() Machine {
+		m := base()
+		m.QMPSocket = "/tmp/nos-1/qmp"
+		return m
+	}},
+}
+
+func TestCommandGolden(t *testing.T) {
+	for _, tc := range commandCases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Command(tc.m())
+			for _, a := range got {
+				if strings.Contains(a, "\n") {
+					t.Fatalf("argv element %q holds a newline; the golden format is one element per line", a)
+				}
+			}
+			golden := filepath.Join("testdata", tc.name+".golden")
+			text := strings.Join(got, "\n") + "\n"
+			if *update {
+				if err := os.WriteFile(golden, []byte(text), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			b, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run `go test ./vmm/qemu -update` to create it)", err)
+			}
+			want := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("Command(%s) differs from %s (-want +got); if the change is intended, run `go test ./vmm/qemu -update`:\n%s", tc.name, golden, diff)
+			}
+		})
+	}
+}
+
+// optionValue returns the value following the n-th (0-based) occurrence of
+// option opt in argv.
+func optionValue(t *testing.T, argv []string, opt string, n int) string {
+	t.Helper()
+	for i := 0; i < len(argv)-1; i++ {
+		if argv[i] == opt {
+			if n == 0 {
+				return argv[i+1]
+			}
+			n--
+		}
+	}
+	t.Fatalf("argv has no %s (occurrence %d): %q", opt, n, argv)
+	return ""
+}
+
+// TestCommandSemantics checks what the golden files must get right, so a
+// wrong golden file cannot be accepted by a careless -update.
+func TestCommandSemantics(t *testing.T) {
+	t.Run("accel and cpu", func(t *testing.T) {
+		for accel, cpu := range map[string]string{AccelKVM: "host", AccelTCG: "max"} {
+			m := base()
+			m.Accel = accel
+			a := Command(m)
+			if got := optionValue(t, a, "-accel", 0); got != accel {
+				t.Errorf("-accel %s, want %s", got, accel)
+			}
+			if got := optionValue(t, a, "-cpu", 0); got != cpu {
+				t.Errorf("under %s: -cpu %s, want %s", accel, got, cpu)
+			}
+		}
+	})
+	t.Run("memory and cpus", func(t *testing.T) {
+		m := base()
+		m.MemoryMiB, m.CPUs = 1024, 2
+		a := Command(m)
+		if got := optionValue(t, a, "-m", 0); got != "1024M" {
+			t.Errorf("-m %s, want 1024M", got)
+		}
+		if got := optionValue(t, a, "-smp", 0); got != "2" {
+			t.Errorf("-smp %s, want 2", got)
+		}
+		m.CPUs = 0
+		if got := optionValue(t, Command(m), "-smp", 0); got != "1" {
+			t.Errorf("CPUs 0: -smp %s, want 1", got)
+		}
+	})
+	t.Run("commas doubled in option values", func(t *testing.T) {
+		m := commaMachine()
+		a := Command(m)
+		if got, want := optionValue(t, a, "-chardev", 0), "file,id=console,path=/data/a,,b/console,,,,log"; got != want {
+			t.Errorf("console -chardev %q, want %q", got, want)
+		}
+		for i, id := range []string{"ctl", "out", "err"} {
+			want := "socket,id=" + id + ",path=/tmp/x,,y/" + id
+			if got := optionValue(t, a, "-chardev", i+1); got != want {
+				t.Errorf("-chardev %q, want %q", got, want)
+			}
+		}
+		if got, want := optionValue(t, a, "-qmp", 0), "unix:/tmp/x,,y/qmp,server=on,wait=off"; got != want {
+			t.Errorf("-qmp %q, want %q", got, want)
+		}
+		// -kernel and -initrd take a plain file name, not an option list.
+		if got := optionValue(t, a, "-kernel", 0); got != m.Kernel {
+			t.Errorf("-kernel %q, want %q", got, m.Kernel)
+		}
+		if got := optionValue(t, a, "-initrd", 0); got != m.Initrd {
+			t.Errorf("-initrd %q, want %q", got, m.Initrd)
+		}
+	})
+	t.Run("port forwards", func(t *testing.T) {
+		m := base()
+		m.Net = &UserNet{Forwards: []Forward{
+			{Proto: "tcp", HostPort: 8080, GuestPort: 80},
+			{Proto: "udp", HostIP: "127.0.0.1", HostPort: 5353, GuestPort: 53},
+		}}
+		a := Command(m)
+		want := "user,id=net0,net=10.0.2.0/24,restrict=off,hostfwd=tcp::8080-10.0.2.15:80,hostfwd=udp:127.0.0.1:5353-10.0.2.15:53"
+		if got := optionValue(t, a, "-netdev", 0); got != want {
+			t.Errorf("-netdev %q, want %q", got, want)
+		}
+		if !slices.Contains(a, "virtio-net-device,netdev=net0") {
+			t.Errorf("no virtio-net device in %q", a)
+		}
+	})
+	t.Run("no net, no qmp", func(t *testing.T) {
+		a := Command(base())
+		for _, opt := range []string{"-netdev", "-qmp"} {
+			if slices.Contains(a, opt) {
+				t.Errorf("argv has %s for a machine without it: %q", opt, a)
+			}
+		}
+	})
+	t.Run("guest ports", func(t *testing.T) {
+		a := Command(base())
+		for _, want := range []string{
+			"virtserialport,chardev=ctl,name=nos.ctl",
+			"virtserialport,chardev=out,name=nos.stdout",
+			"virtserialport,chardev=err,name=nos.stderr",
+		} {
+			if !slices.Contains(a, want) {
+				t.Errorf("argv lacks -device %s: %q", want, a)
+			}
+		}
+	})
+	t.Run("pure", func(t *testing.T) {
+		m := base()
+		m.Net = &UserNet{Forwards: []Forward{{Proto: "tcp", HostPort: 1, GuestPort: 2}}}
+		before := *m.Net
+		a, b := Command(m), Command(m)
+		if diff := cmp.Diff(a, b); diff != "" {
+			t.Errorf("two calls differ (-first +second):\n%s", diff)
+		}
+		if diff := cmp.Diff(before, *m.Net); diff != "" {
+			t.Errorf("Command modified the machine (-before +after):\n%s", diff)
+		}
+	})
+}
