@@ -15,18 +15,18 @@ import (
 )
 
 type runFlags struct {
-	publish  []string
-	env      []string
-	memory   string
-	cpus     int
-	name     string
-	accel    string
-	rm       bool
-	detach   bool
-	stopT    int
-	entry    string
-	restart  string
-	health   healthFlags
+	publish []string
+	env     []string
+	memory  string
+	cpus    int
+	name    string
+	accel   string
+	rm      bool
+	detach  bool
+	stopT   int
+	entry   string
+	restart string
+	health  healthFlags
 }
 
 type healthFlags struct {
