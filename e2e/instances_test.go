@@ -479,3 +479,34 @@ func waitHTTPNoProc(t *testing.T, url string, timeout time.Duration) string {
 func netListen(port int) (net.Listener, error) {
 	return net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 }
+
+func TestConsoleLogIsCapped(t *testing.T) {
+	t.Parallel()
+	e := sharedEnv(t)
+	id := e.runDetached("--name", "flood-"+itoa(freePort(t)), "probe", "flood-console", "3")
+	r := e.nos("wait", id)
+	if strings.TrimSpace(r.stdout) != "0" {
+		e.dump(id)
+		t.Fatalf("wait: %v", r)
+	}
+	dir := e.inspectDir(id)
+	var total int64
+	for _, f := range []string{"console.log", "console.log.1"} {
+		if fi, err := os.Stat(dir + "/" + f); err == nil {
+			total += fi.Size()
+		}
+	}
+	if _, err := os.Stat(dir + "/console.log.1"); err != nil || total > 5<<20 {
+		t.Fatalf("console log not capped: %d bytes in console.log and console.log.1 (%v)", total, err)
+	}
+}
+
+func (e *nosEnv) inspectDir(ref string) string {
+	e.t.Helper()
+	var out []struct{ Dir string }
+	r := e.nos("inspect", ref)
+	if json.Unmarshal([]byte(r.stdout), &out) != nil || len(out) != 1 || out[0].Dir == "" {
+		e.t.Fatalf("inspect %s: %v", ref, r)
+	}
+	return out[0].Dir
+}

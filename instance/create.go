@@ -147,6 +147,12 @@ func linkOrCopy(src, dst string) error {
 	if err := os.Link(src, dst); err == nil {
 		return nil
 	}
+	return copyFile(src, dst)
+}
+
+// copyFile copies src to a new file dst (never a link: dst must be its own inode).
+func copyFile(src, dst string) error {
+	_ = os.Remove(dst)
 	in, err := os.Open(src)
 	if err != nil {
 		return err

@@ -204,9 +204,38 @@ func (m *monitor) boot(ctx context.Context, qemuPath string, logs *logfile.Write
 			if health != nil {
 				go health.run(hctx)
 			}
+			go capConsole(hctx, mach.ConsoleLog)
 		},
 	}
 	return run.run()
+}
+
+// consoleCap bounds the console log: a guest that floods its serial port
+// cannot fill the host's disk. The log holds at most this much plus one
+// rotated copy.
+const consoleCap = 2 << 20
+
+// capConsole rotates the console log when it grows past consoleCap. QEMU
+// appends (O_APPEND), so truncating the file under it is safe; what QEMU
+// writes between the copy and the truncation is lost.
+func capConsole(ctx context.Context, path string) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		fi, err := os.Stat(path)
+		if err != nil || fi.Size() <= consoleCap {
+			continue
+		}
+		if err := copyFile(path, path+".1.tmp"); err == nil {
+			_ = os.Rename(path+".1.tmp", path+".1")
+		}
+		_ = os.Truncate(path, 0)
+	}
 }
 
 func (m *monitor) guestConfig() *guestapi.Config {

@@ -72,7 +72,8 @@ func Command(m Machine) []string {
 		"-kernel", m.Kernel,
 		"-initrd", m.Initrd,
 		"-append", m.Cmdline,
-		"-chardev", "file,id=console,path=" + escape(m.ConsoleLog),
+		// append=on: the monitor may truncate the log to cap its size.
+		"-chardev", "file,id=console,append=on,path=" + escape(m.ConsoleLog),
 		"-serial", "chardev:console",
 		"-device", "virtio-rng-device",
 		"-device", "virtio-serial-device,max_ports=4",

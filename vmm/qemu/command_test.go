@@ -161,7 +161,7 @@ func TestCommandSemantics(t *testing.T) {
 	t.Run("commas doubled in option values", func(t *testing.T) {
 		m := commaMachine()
 		a := Command(m)
-		if got, want := optionValue(t, a, "-chardev", 0), "file,id=console,path=/data/a,,b/console,,,,log"; got != want {
+		if got, want := optionValue(t, a, "-chardev", 0), "file,id=console,append=on,path=/data/a,,b/console,,,,log"; got != want {
 			t.Errorf("console -chardev %q, want %q", got, want)
 		}
 		for i, id := range []string{"ctl", "out", "err"} {

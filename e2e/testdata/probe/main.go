@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -66,6 +67,16 @@ func main() {
 		for {
 			time.Sleep(time.Hour)
 		}
+	case "flood-console": // write N MiB to the serial console, then exit
+		n, _ := strconv.Atoi(args[0])
+		f, err := os.OpenFile("/dev/console", os.O_WRONLY, 0)
+		check(err)
+		line := []byte(strings.Repeat("x", 1023) + "\n")
+		for i := 0; i < n*1024; i++ {
+			_, err := f.Write(line)
+			check(err)
+		}
+		fmt.Println("flooded")
 	case "exit":
 		code, _ := strconv.Atoi(args[0])
 		os.Exit(code)
