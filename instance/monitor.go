@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -80,6 +81,17 @@ func MonitorMain(ctx context.Context, home, id string) error {
 	defer os.Remove(sock)
 	defer l.Close()
 	go m.serve(l)
+
+	// SIGTERM to the monitor (a host shutting down, a supervisor) stops the
+	// instance gracefully rather than letting QEMU die with the monitor.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	signal.Ignore(syscall.SIGHUP)
+	go func() {
+		for range sigs {
+			_ = m.handle(request{Op: "stop", Timeout: m.cfg.StopTimeout})
+		}
+	}()
 
 	err = m.loop(ctx)
 	if m.cfg.AutoRemove {

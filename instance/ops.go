@@ -22,7 +22,13 @@ func randRead(b []byte) (int, error) { return rand.Read(b) }
 // is the command that runs MonitorMain for this instance (the CLI passes
 // `nos` itself). Start returns once the monitor has booted the VM or failed.
 func Start(ctx context.Context, in *Instance, monitor *exec.Cmd) error {
-	if in.MonitorAlive {
+	// One start at a time per instance; re-check liveness under the lock.
+	unlock, err := lockfile.Lock(ctx, filepath.Join(in.Dir, startLock), false)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if in.MonitorAlive || lockfile.Held(filepath.Join(in.Dir, monitorLock)) {
 		return fmt.Errorf("instance %s: already running: %w", displayName(in), ErrRunning)
 	}
 	if err := UpdateState(ctx, in.Dir, func(s *State) {

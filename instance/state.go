@@ -94,6 +94,7 @@ const (
 	stateFile   = "state.json"
 	lockFile    = "lock"         // guards state.json read-modify-write
 	monitorLock = "monitor.lock" // held by the live monitor for its whole life
+	startLock   = "start.lock"   // serialises starts of one instance
 	consoleFile = "console.log"
 	monitorLog  = "monitor.log"
 	kernelFile  = "kernel"
