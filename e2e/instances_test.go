@@ -510,3 +510,15 @@ func (e *nosEnv) inspectDir(ref string) string {
 	}
 	return out[0].Dir
 }
+
+func TestHealthCheckReportsUnhealthy(t *testing.T) {
+	t.Parallel()
+	e := sharedEnv(t)
+	// Nothing listens on guest port 9999.
+	id := e.runDetached("--health-tcp", "9999", "--health-interval", "300ms", "--health-retries", "2", "probe", "term")
+	e.waitApp(id, 1)
+	waitFor(t, "unhealthy", time.Minute, func() bool { return strings.Contains(e.nos("ps").stdout, "(unhealthy)") })
+	if h := e.inspect(id).State.Health; h == nil || h.Status != "unhealthy" {
+		t.Fatalf("inspect health: %+v", h)
+	}
+}

@@ -330,7 +330,7 @@ func (s *stream) Write(p []byte) (int, error) {
 			}
 		} else {
 			s.buf = append(s.buf, p[:n]...)
-			if len(s.buf) > maxPending {
+			if len(s.buf) >= maxPending {
 				keep(s.flushPartial())
 			}
 		}
