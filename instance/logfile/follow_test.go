@@ -382,3 +382,38 @@ func TestFollowEmitError(t *testing.T) {
 		t.Errorf("emit called %d times after failing on the 3rd, want 3", n)
 	}
 }
+
+// TestFollowDrainsAfterDone writes records, including enough to rotate,
+// from inside done: they come after Follow saw the end of the file, and
+// must still be emitted before it returns.
+func TestFollowDrainsAfterDone(t *testing.T) {
+	dir := t.TempDir()
+	w := mustCreate(t, dir, Options{MaxSize: 2048, MaxFiles: 100})
+	s := w.Stream("stdout")
+	for i := range 10 {
+		io.WriteString(s, seqLine(i))
+	}
+	calls := 0
+	done := func() bool {
+		calls++
+		if calls == 1 {
+			return false
+		}
+		if calls == 2 {
+			for i := 10; i < 100; i++ {
+				io.WriteString(s, seqLine(i))
+			}
+			w.Close()
+		}
+		return true
+	}
+	var got []Record
+	err := Follow(context.Background(), dir, -1, done, func(r Record) error {
+		got = append(got, r)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Follow: %v", err)
+	}
+	checkSeq(t, got, 0, 100)
+}

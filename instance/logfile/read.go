@@ -99,7 +99,7 @@ func (lr *lineReader) consume(fn func(Record) error) error {
 			lr.skip = false
 			continue
 		}
-		if i < 0 && false {
+		if i < 0 {
 			if len(data) > maxLine {
 				data = nil
 				lr.skip = true
