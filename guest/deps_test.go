@@ -1,0 +1,38 @@
+package guest
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestInitDependencies keeps the guest init small: it may link only the
+// standard library, x/sys, netlink and nos's contract packages — never the
+// CLI, the store, the builder or anything else of the host side.
+func TestInitDependencies(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", "github.com/nosproject/nos/cmd/nos-init").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	allowed := []string{
+		"github.com/nosproject/nos/cmd/nos-init",
+		"github.com/nosproject/nos/guest",
+		"github.com/nosproject/nos/guestapi",
+		"github.com/nosproject/nos/image",
+		"golang.org/x/sys/",
+		"github.com/vishvananda/netlink",
+		"github.com/vishvananda/netns",
+		"vendor/", // the standard library's vendored packages
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		ok := false
+		for _, a := range allowed {
+			if pkg == a || strings.HasPrefix(pkg, a) {
+				ok = true
+			}
+		}
+		if !ok {
+			t.Errorf("nos-init depends on %s; the guest init must stay free of host-side packages", pkg)
+		}
+	}
+}
