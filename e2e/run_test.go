@@ -81,9 +81,19 @@ func TestRuntimeEnvAndSecretsStayOffCmdline(t *testing.T) {
 func TestGuestSystem(t *testing.T) {
 	t.Parallel()
 	e := sharedEnv(t)
+	before := time.Now()
 	r := e.run("--rm", "--name", "probe-host", "probe", "system")
+	after := time.Now()
 	if r.code != 0 {
 		t.Fatalf("probe system: %v", r)
+	}
+	// The guest's clock is the host's: set by the init from the config.
+	var ms int64
+	if _, err := fmt.Sscanf(r.stdout[strings.Index(r.stdout, "now: "):], "now: %d", &ms); err != nil {
+		t.Fatalf("no clock reading: %v\n%s", err, r.stdout)
+	}
+	if guest := time.UnixMilli(ms); guest.Before(before.Add(-time.Second)) || guest.After(after.Add(time.Second)) {
+		t.Errorf("guest clock %v outside the run [%v, %v]", guest, before, after)
 	}
 	for _, want := range []string{
 		"hostname: probe-host",

@@ -9,13 +9,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// setClock sets the system clock from the host's when the guest's is
-// behind or ahead by more than a second (the RTC has one-second resolution).
+// setClock sets the system clock from the host's, sent a moment ago: the
+// RTC the kernel read at boot has one-second resolution.
 func setClock(host time.Time) error {
 	if host.IsZero() {
-		return nil
-	}
-	if d := time.Since(host); d > -time.Second && d < time.Second {
 		return nil
 	}
 	tv := unix.NsecToTimeval(host.UnixNano())

@@ -119,6 +119,7 @@ loop:
 			}
 			switch msg.Type {
 			case guestapi.TypeReady:
+				r.Guest.Time = time.Now() // now, not when the boot began
 				if err := enc.Encode(guestapi.Message{Type: guestapi.TypeConfig, Config: r.Guest}); err != nil {
 					guestErr = "sending config: " + err.Error()
 				}

@@ -40,6 +40,7 @@ func main() {
 		check(err)
 		fmt.Println("certs:", !pool.Equal(x509.NewCertPool()))
 		fmt.Println("year:", time.Now().Year())
+		fmt.Println("now:", time.Now().UnixMilli())
 		ifs, _ := net.Interfaces()
 		for _, i := range ifs {
 			addrs, _ := i.Addrs()
