@@ -89,7 +89,11 @@ func TestGuestSystem(t *testing.T) {
 	}
 	// The guest's clock is the host's: set by the init from the config.
 	var ms int64
-	if _, err := fmt.Sscanf(r.stdout[strings.Index(r.stdout, "now: "):], "now: %d", &ms); err != nil {
+	i := strings.Index(r.stdout, "now: ")
+	if i < 0 {
+		t.Fatalf("no clock reading:\n%s", r.stdout)
+	}
+	if _, err := fmt.Sscanf(r.stdout[i:], "now: %d", &ms); err != nil {
 		t.Fatalf("no clock reading: %v\n%s", err, r.stdout)
 	}
 	if guest := time.UnixMilli(ms); guest.Before(before.Add(-time.Second)) || guest.After(after.Add(time.Second)) {
