@@ -3,9 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
@@ -123,7 +121,7 @@ func TestDetachedServiceLifecycle(t *testing.T) {
 	name := "web-" + itoa(port)
 
 	// Reachable, listed, addressable by name, ID and prefix.
-	body := waitHTTPNoProc(t, fmt.Sprintf("http://127.0.0.1:%d/", port), 2*time.Minute)
+	body := waitHTTP(t, nil, fmt.Sprintf("http://127.0.0.1:%d/", port), 2*time.Minute)
 	if !strings.Contains(body, "Hello from a nos VM") {
 		t.Fatalf("body %q", body)
 	}
@@ -199,7 +197,7 @@ func TestDetachedServiceLifecycle(t *testing.T) {
 	if r := e.nos("start", name); r.code != 0 {
 		t.Fatalf("start: %v", r)
 	}
-	waitHTTPNoProc(t, fmt.Sprintf("http://127.0.0.1:%d/", port), 2*time.Minute)
+	waitHTTP(t, nil, fmt.Sprintf("http://127.0.0.1:%d/", port), 2*time.Minute)
 	if r := e.nos("rm", name); r.code == 0 || !strings.Contains(r.stderr, "rm -f") {
 		t.Fatalf("rm of a running instance without -f should fail: %v", r)
 	}
@@ -452,29 +450,6 @@ func (l *lockedBuffer) String() string {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
-
-// waitHTTPNoProc polls url until it answers 200.
-func waitHTTPNoProc(t *testing.T, url string, timeout time.Duration) string {
-	t.Helper()
-	client := &http.Client{Timeout: 2 * time.Second}
-	var last error
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		resp, err := client.Get(url)
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return string(b)
-			}
-			err = fmt.Errorf("HTTP %d", resp.StatusCode)
-		}
-		last = err
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("no HTTP 200 from %s within %v: %v", url, timeout, last)
-	return ""
-}
 
 func netListen(port int) (net.Listener, error) {
 	return net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))

@@ -205,9 +205,12 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// waitHTTP polls url until it answers 200, failing early if the nos run
+// s (when not nil) ends first.
 func waitHTTP(t *testing.T, s *started, url string, timeout time.Duration) string {
 	t.Helper()
 	client := &http.Client{Timeout: 2 * time.Second}
+	var last error
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		resp, err := client.Get(url)
@@ -217,15 +220,21 @@ func waitHTTP(t *testing.T, s *started, url string, timeout time.Duration) strin
 			if resp.StatusCode == http.StatusOK {
 				return string(b)
 			}
+			err = fmt.Errorf("HTTP %d", resp.StatusCode)
+		}
+		last = err
+		var done <-chan struct{}
+		if s != nil {
+			done = s.done
 		}
 		select {
-		case <-s.done:
+		case <-done:
 			out, errs := s.output()
 			t.Fatalf("nos run ended (exit %d) before serving\nstdout:\n%s\nstderr:\n%s", s.code, out, errs)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	t.Fatalf("no HTTP response from %s within %v", url, timeout)
+	t.Fatalf("no HTTP 200 from %s within %v: %v", url, timeout, last)
 	return ""
 }
 

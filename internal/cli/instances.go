@@ -338,14 +338,19 @@ func newStartCmd(e *env) *cobra.Command {
 				return err
 			}
 			return eachInstance(e, args, func(is *instance.Instances, in *instance.Instance) error {
-				if err := instance.Start(cmd.Context(), in, monitorCmd(home, in.Config.ID)); err != nil {
-					return err
-				}
-				fmt.Fprintln(e.stdout, args0(in))
-				return nil
+				return startAndEcho(cmd.Context(), e, home, in)
 			})
 		},
 	}
+}
+
+// startAndEcho starts an instance's monitor and echoes the instance.
+func startAndEcho(ctx context.Context, e *env, home string, in *instance.Instance) error {
+	if err := instance.Start(ctx, in, monitorCmd(home, in.Config.ID)); err != nil {
+		return err
+	}
+	fmt.Fprintln(e.stdout, args0(in))
+	return nil
 }
 
 func newRestartCmd(e *env) *cobra.Command {
@@ -367,11 +372,7 @@ func newRestartCmd(e *env) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if err := instance.Start(cmd.Context(), in, monitorCmd(home, in.Config.ID)); err != nil {
-					return err
-				}
-				fmt.Fprintln(e.stdout, args0(in))
-				return nil
+				return startAndEcho(cmd.Context(), e, home, in)
 			})
 		},
 	}
