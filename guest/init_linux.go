@@ -35,13 +35,16 @@ func logf(format string, args ...any) {
 }
 
 func run() error {
+	t := newPhases()
 	if err := mountAll(); err != nil {
 		return err
 	}
+	t.done("mounts")
 	cmdline, _ := os.ReadFile("/proc/cmdline")
 	if err := loadModules(string(cmdline)); err != nil {
 		return err
 	}
+	t.done("modules")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -60,18 +63,22 @@ func run() error {
 	defer stdout.Close()
 	defer stderr.Close()
 
+	t.done("ports")
 	host := newControl(ctl)
 	host.send(guestapi.Message{Type: guestapi.TypeReady})
 	cfg, err := host.waitConfig(ctx)
 	if err != nil {
 		return err
 	}
+	t.done("config")
 	// Errors from here on are the app's environment: report, don't run blind.
 	if err := setup(ctx, cfg); err != nil {
 		host.send(guestapi.Message{Type: guestapi.TypeError, Error: err.Error()})
 		host.send(guestapi.Message{Type: guestapi.TypeExit, Code: guestapi.ExitCannotExecute})
 		return err
 	}
+	t.done("setup")
+	logf("up in %s", t)
 	code := supervise(cfg, host, stdout, stderr)
 	host.send(guestapi.Message{Type: guestapi.TypeExit, Code: code})
 	killAll()
@@ -281,3 +288,20 @@ func killAll() {
 	}
 	_ = unix.Kill(-1, unix.SIGKILL)
 }
+
+// phases times the init's start-up steps, for the console log: it is how
+// one finds where boot time goes inside the guest.
+type phases struct {
+	last  time.Time
+	steps []string
+}
+
+func newPhases() *phases { return &phases{last: time.Now()} }
+
+func (p *phases) done(name string) {
+	now := time.Now()
+	p.steps = append(p.steps, fmt.Sprintf("%s %v", name, now.Sub(p.last).Round(time.Millisecond)))
+	p.last = now
+}
+
+func (p *phases) String() string { return strings.Join(p.steps, ", ") }
