@@ -43,22 +43,71 @@
 //     ends the program with a non-zero status and no figures; the one
 //     optional figure, QEMU's peak RSS, is shown as not measured, with the
 //     reason, when /proc does not give it.
+//
+// With -instances it measures detached instances instead (same binaries,
+// private NOS_HOME, kernel and accelerator; the image is built once,
+// untimed):
+//
+//	go run ./bench -instances [-runs N] [-idle-instances M] [-small-memory MiB]
+//	    [-probe-memory 64,96] [-settle 15s] [-idle-window 10s]
+//	    [-capacity-max 24] [-capacity-time 15m] [-capacity-window 5s] [-json]
+//
+// It measures, in this order:
+//
+//   - One at a time, N times: `nos run -d --accel A --name NAME -p PORT:8080
+//     httpserver`, timed until it returns (it returns once QEMU runs) and
+//     until the first HTTP 200 (polled as above, from just before exec);
+//     then `nos stop ID`, timed until it returns, must leave the instance
+//     exited with status 0 and its monitor and QEMU gone; then `nos rm`.
+//   - Overhead, at the image's memory size and again at -small-memory: M
+//     instances started one after another, each answering before the next
+//     starts. `nos inspect` gives each monitor and QEMU PID, checked in
+//     /proc (the monitor is `nos --home HOME __monitor ID`, QEMU its
+//     child). After -settle: VmRSS, RssAnon and RssFile (/proc/PID/status)
+//     and PSS (smaps_rollup) of each monitor and QEMU, and QEMU's resident
+//     memory split from one read of /proc/PID/smaps into the guest RAM
+//     mapping (the one anonymous rw-p mapping of exactly the guest memory
+//     size), the TCG translation buffer (the one anonymous rwxp mapping)
+//     and the rest. Then the CPU (utime+stime of /proc/PID/stat, in % of
+//     one core) of every monitor and QEMU over -idle-window, all in the
+//     same window, and the host's busy time (/proc/stat). Then each is
+//     stopped, timed, with the others still running.
+//   - Probes: one run -d at each -probe-memory size, recording whether the
+//     example answered or how the instance ended.
+//   - Capacity: instances of -small-memory started one by one, each timed
+//     from run -d to its first 200, with the load average then and the CPU
+//     of all the benchmark's QEMUs and of the host over -capacity-window
+//     after it answered. It ends when an instance takes more than twice the
+//     first's time, a start fails (run -d fails, the instance stops, or no
+//     200 within 3 minutes), or -capacity-max or -capacity-time is reached;
+//     then, after -settle, memory and CPU of all of them idle together.
+//   - Whatever happens (failure, SIGINT, SIGTERM, SIGHUP), every instance in
+//     the private home is removed with `nos rm -f`, and `pgrep -f HOME`
+//     must then find no process (monitor or QEMU) of the benchmark; any it
+//     finds is killed by PID and fails the run. Figures are printed only
+//     after that check passed.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
+	"time"
 )
 
 type options struct {
-	runs   int
-	accel  string
-	kernel string
-	json   bool
+	runs      int
+	accel     string
+	kernel    string
+	json      bool
+	instances bool
+	inst      instOptions
 }
 
 func main() {
@@ -67,14 +116,38 @@ func main() {
 	flag.StringVar(&o.accel, "accel", "auto", "accelerator for nos run: auto, tcg or kvm")
 	flag.StringVar(&o.kernel, "kernel", "", "guest kernel (default: nos's kernel cache, then /boot)")
 	flag.BoolVar(&o.json, "json", false, "print the report as JSON instead of a table")
+	flag.BoolVar(&o.instances, "instances", false, "measure detached instances (nos run -d) instead: overhead, run -d/stop times, capacity")
+	flag.IntVar(&o.inst.overheadN, "idle-instances", 3, "with -instances: idle instances measured together for the overhead")
+	flag.IntVar(&o.inst.smallMiB, "small-memory", 128, "with -instances: guest memory in MiB of the second overhead run and of the capacity run")
+	probe := flag.String("probe-memory", "64,96", "with -instances: guest memory sizes in MiB tried once each, to record whether the example runs (empty: none)")
+	flag.DurationVar(&o.inst.settle, "settle", 15*time.Second, "with -instances: wait after the last instance answered before idle figures")
+	flag.DurationVar(&o.inst.idleWindow, "idle-window", 10*time.Second, "with -instances: CPU measurement window of idle instances")
+	flag.IntVar(&o.inst.capMax, "capacity-max", 24, "with -instances: most instances of the capacity run")
+	flag.DurationVar(&o.inst.capTime, "capacity-time", 15*time.Minute, "with -instances: time limit of the capacity run, checked before each start")
+	flag.DurationVar(&o.inst.capWindow, "capacity-window", 5*time.Second, "with -instances: CPU window after each capacity instance answered")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "bench: unexpected arguments %q\n", flag.Args())
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	var err error
+	if o.inst.probeMiB, err = parseSizes(*probe); err != nil {
+		fmt.Fprintln(os.Stderr, "bench: -probe-memory:", err)
+		os.Exit(2)
+	}
+	// The signals cancel ctx; in -instances mode the instances are then
+	// removed before the program exits.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	if err := run(ctx, o); err != nil {
+	if o.instances {
+		err = checkInstOptions(o)
+		if err == nil {
+			err = runInstances(ctx, o)
+		}
+	} else {
+		err = run(ctx, o)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -102,4 +175,40 @@ func run(ctx context.Context, o options) error {
 		return writeJSON(os.Stdout, rep)
 	}
 	return writeTable(os.Stdout, rep)
+}
+
+func checkInstOptions(o options) error {
+	i := o.inst
+	switch {
+	case o.runs < 1:
+		return fmt.Errorf("-runs %d: want at least 1", o.runs)
+	case o.accel != "auto" && o.accel != "tcg" && o.accel != "kvm":
+		return fmt.Errorf("-accel %q: want auto, tcg or kvm", o.accel)
+	case i.overheadN < 1:
+		return errors.New("-idle-instances: want at least 1")
+	case i.smallMiB < 16:
+		return errors.New("-small-memory: want at least 16 (MiB)")
+	case i.settle < 0 || i.idleWindow < time.Second || i.capWindow < time.Second:
+		return errors.New("-settle must not be negative, -idle-window and -capacity-window at least 1s")
+	case i.capMax < 1 || i.capTime <= 0:
+		return errors.New("-capacity-max and -capacity-time: want positive values")
+	}
+	return nil
+}
+
+// parseSizes parses a comma-separated list of MiB counts.
+func parseSizes(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q: want MiB counts such as 64,96", s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }

@@ -69,7 +69,7 @@ func (h *harness) measureSizes(ctx context.Context, rep *report) error {
 	return nil
 }
 
-func writeJSON(w io.Writer, rep *report) error {
+func writeJSON(w io.Writer, rep any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(rep)

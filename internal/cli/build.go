@@ -61,7 +61,7 @@ It prints the image digest; the same inputs always give the same digest.`,
 	fl.StringVarP(&f.memory, "memory", "m", "", "default guest memory, e.g. 256m or 1g")
 	fl.IntVar(&f.cpus, "cpus", 0, "default number of virtual CPUs")
 	fl.StringVarP(&f.workdir, "workdir", "w", "", "working directory of the application in the guest")
-	fl.StringVar(&f.kernel, "kernel", "", "kernel image to boot (default: nos's kernel cache, then the newest in /boot)")
+	fl.StringVar(&f.kernel, "kernel", "", "kernel image to boot (default: the kernel nos built or imported last, then the one it fetched, then the newest in /boot)")
 	return cmd
 }
 
@@ -98,11 +98,12 @@ func (f *buildFlags) options(e *env, source string) (build.Options, error) {
 	return o, nil
 }
 
-// defaultKernel prefers a kernel nos fetched into its cache (made for VMs)
-// over the host's own. $NOS_BOOT_DIR replaces /boot as the place to look
-// for the host's kernels.
+// defaultKernel prefers the kernel nos built (or imported) last, then a
+// kernel nos fetched into its cache (made for VMs), then the host's own.
+// $NOS_BOOT_DIR replaces /boot as the place to look for the host's kernels.
 func defaultKernel(home string) kernel.Finder {
 	return kernel.Chain{
+		builtKernelCache(home),
 		kernel.Cache{Dir: kernelCache(home)},
 		kernel.Host{BootDir: os.Getenv("NOS_BOOT_DIR")},
 	}

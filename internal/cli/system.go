@@ -65,24 +65,7 @@ with dpkg-deb into nos's own cache, where nos build finds it. The host's
 		},
 	}
 	fetch.Flags().StringVar(&pkg, "package", "linux-image-cloud-amd64", "Debian kernel package to fetch")
-	ls := &cobra.Command{
-		Use:   "ls",
-		Short: "Show the kernel nos build would use by default",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			home, err := e.homeDir()
-			if err != nil {
-				return err
-			}
-			k, err := defaultKernel(home).Find(cmd.Context())
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(e.stdout, "VERSION\tORIGIN\tPATH\n%s\t%s\t%s\n", k.Version, k.Origin, k.Path)
-			return nil
-		},
-	}
-	cmd.AddCommand(fetch, ls)
+	cmd.AddCommand(fetch, newKernelLsCmd(e), newKernelBuildCmd(e), newKernelRmCmd(e), newKernelImportCmd(e))
 	return cmd
 }
 

@@ -1,0 +1,245 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/nosproject/nos/kernel"
+	"github.com/nosproject/nos/kernel/config"
+	"github.com/nosproject/nos/kernel/kbuild"
+	"github.com/spf13/cobra"
+)
+
+// builtKernelCache is where nos keeps the kernels it built or imported.
+func builtKernelCache(home string) kbuild.Cache {
+	return kbuild.Cache{Dir: filepath.Join(home, "cache", "kernels-built")}
+}
+
+func newKernelBuildCmd(e *env) *cobra.Command {
+	var (
+		source    string
+		features  []string
+		jobs      int
+		noInstall bool
+	)
+	cmd := &cobra.Command{
+		Use:   "build",
+		Short: "Build nos's own module-free kernel and make it the default",
+		Long: `Build compiles a Linux kernel made for nos machines: no modules, only the
+drivers and system calls nos guests use, configured with make tinyconfig and
+the configuration fragments built into nos (a base, plus --features). It
+checks that the kernel kept every option the fragments set.
+
+The source is Debian's linux-source tarball in /usr/src unless --source names
+a kernel source directory or tarball. Missing build tools and the source
+package are installed with apt-get when nos runs as root; otherwise the error
+names them. The kernel is kept in nos's cache, keyed by its source, its
+configuration and the compiler, so building it again is instant, and it
+becomes the kernel nos build uses (--kernel still overrides).
+
+Features: ` + strings.Join(config.Features(), ", ") + ` ('none' for the base alone).
+Images need net today: nos run always attaches a NIC and the init configures it.`,
+		Example: `  nos kernel build
+  nos kernel build --features net,vsock
+  nos kernel build --source ~/src/linux-6.1 -j 8`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			home, err := e.homeDir()
+			if err != nil {
+				return err
+			}
+			o := kbuild.Options{Source: source, Jobs: jobs, Progress: e.stderr}
+			if cmd.Flags().Changed("features") {
+				o.Features = []string{}
+				for _, f := range features {
+					if f = strings.TrimSpace(f); f != "" && f != "none" {
+						o.Features = append(o.Features, f)
+					}
+				}
+			}
+			if jobs < 0 {
+				return fmt.Errorf("--jobs %d: want a positive number", jobs)
+			}
+			c := builtKernelCache(home)
+			res, err := kbuild.Build(cmd.Context(), c, o)
+			var missing *kbuild.MissingError
+			if errors.As(err, &missing) && !noInstall && os.Geteuid() == 0 {
+				fmt.Fprintf(e.stderr, "kernel build: installing %s (needed: %s)\n", strings.Join(missing.Packages, " "), missing.What)
+				if err := kbuild.Install(cmd.Context(), missing.Packages, e.stderr); err != nil {
+					return err
+				}
+				res, err = kbuild.Build(cmd.Context(), c, o)
+			}
+			if err != nil {
+				return err
+			}
+			k := res.Entry
+			feats := strings.Join(k.Features, ",")
+			if feats == "" {
+				feats = "none"
+			}
+			if res.Cached {
+				fmt.Fprintf(e.stderr, "kernel %s (features %s) was built already; it is the default\n", k.Version, feats)
+			} else {
+				fmt.Fprintf(e.stderr, "built kernel %s (features %s, %s) in %s; it is the default\n", k.Version, feats, humanSize(fileSize(k.Path())), k.BuildTime)
+			}
+			if !slices.Contains(k.Features, "net") {
+				fmt.Fprintln(e.stderr, "warning: this kernel has no networking; nos-init needs it today, so images booting it cannot start their application")
+			}
+			fmt.Fprintf(e.stdout, "%s\t%s\t%s\n", k.ShortID(), k.Version, k.Path())
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&source, "source", "", "kernel source directory or tarball (default: the newest "+kbuild.DefaultSourceGlob+")")
+	fl.StringSliceVar(&features, "features", config.DefaultFeatures, "features to build in besides the base, comma-separated: "+strings.Join(config.Features(), ", ")+", or none")
+	fl.IntVarP(&jobs, "jobs", "j", 0, "parallel compile jobs (default: the number of CPUs)")
+	fl.BoolVar(&noInstall, "no-install", false, "never install missing packages, only name them")
+	return cmd
+}
+
+func newKernelLsCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "ls",
+		Short: "List the kernels nos can use: built, imported, fetched and the host's",
+		Long: `Ls lists the kernels nos knows: those it built (nos kernel build) or imported
+(nos kernel import), those it fetched (nos kernel fetch) and the host's own in
+/boot. The one nos build uses by default is marked with *. It fails when
+there is no usable kernel at all.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			home, err := e.homeDir()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			built, err := builtKernelCache(home).List()
+			if err != nil {
+				return err
+			}
+			fetched, err := kernel.Cache{Dir: kernelCache(home)}.List(ctx)
+			if err != nil {
+				return err
+			}
+			host, err := kernel.Host{BootDir: os.Getenv("NOS_BOOT_DIR")}.List(ctx)
+			if err != nil {
+				return err
+			}
+			def, defErr := defaultKernel(home).Find(ctx)
+			mark := func(path string) string {
+				if def != nil && def.Path == path {
+					return "*"
+				}
+				return ""
+			}
+			w := tabwriter.NewWriter(e.stdout, 0, 0, 3, ' ', 0)
+			fmt.Fprintln(w, "DEFAULT\tID\tVERSION\tORIGIN\tFEATURES\tSIZE\tPATH")
+			for _, k := range built {
+				feats := "-"
+				if k.Origin == kbuild.OriginBuilt {
+					feats = strings.Join(k.Features, ",")
+					if feats == "" {
+						feats = "none"
+					}
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", mark(k.Path()), k.ShortID(), orDash(k.Version), k.Origin, feats, humanSize(fileSize(k.Path())), k.Path())
+			}
+			for _, k := range append(fetched, host...) {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", mark(k.Path), "-", orDash(k.Version), k.Origin, "-", humanSize(fileSize(k.Path)), k.Path)
+			}
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			return defErr
+		},
+	}
+}
+
+func newKernelRmCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rm ID|VERSION...",
+		Short: "Remove built, imported or fetched kernels from nos's cache",
+		Long: `Rm removes kernels nos built or imported (named by an ID or a unique prefix
+of one, as nos kernel ls shows) or fetched (named by version). Images keep
+the kernel they were built with. The host's kernels are never removed.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			home, err := e.homeDir()
+			if err != nil {
+				return err
+			}
+			var errs []error
+			for _, ref := range args {
+				if err := removeKernel(home, ref); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				fmt.Fprintln(e.stdout, ref)
+			}
+			return errors.Join(errs...)
+		},
+	}
+}
+
+// removeKernel removes the built or imported kernel whose ID starts with
+// ref, or else the fetched kernel of version ref.
+func removeKernel(home, ref string) error {
+	if strings.Trim(strings.ToLower(ref), "0123456789abcdef") == "" {
+		_, err := builtKernelCache(home).Remove(ref)
+		if err == nil || !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	err := kernel.Cache{Dir: kernelCache(home)}.Remove(ref)
+	if err == nil || errors.Is(err, os.ErrPermission) {
+		return err
+	}
+	return fmt.Errorf("no kernel %q in nos's cache (see nos kernel ls; the host's kernels are never removed)", ref)
+}
+
+func newKernelImportCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "import FILE",
+		Short: "Copy a kernel image into nos's cache and make it the default",
+		Long: `Import copies a kernel image (a bzImage, or an ELF vmlinux with a PVH entry
+point) into nos's cache, where it becomes the kernel nos build uses by
+default. The kernel must have the virtio drivers nos machines use built in:
+images booting it load no modules.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			home, err := e.homeDir()
+			if err != nil {
+				return err
+			}
+			k, existed, err := builtKernelCache(home).Import(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if existed {
+				fmt.Fprintf(e.stderr, "kernel %s was imported already; it is the default\n", k.ShortID())
+			}
+			fmt.Fprintf(e.stdout, "%s\t%s\t%s\n", k.ShortID(), orDash(k.Version), k.Path())
+			return nil
+		},
+	}
+}
+
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

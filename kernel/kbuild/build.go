@@ -1,0 +1,262 @@
+package kbuild
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/nosproject/nos/kernel/config"
+)
+
+// Options say what kernel to build.
+type Options struct {
+	// Source is a kernel source directory or tarball; "" is the newest
+	// tarball matching SourceGlob (DefaultSourceGlob when "").
+	Source     string
+	SourceGlob string
+	// Features are the fragments built in besides the base; nil means
+	// config.DefaultFeatures, an empty slice none.
+	Features []string
+	// Jobs is make's -j; 0 is the number of CPUs.
+	Jobs int
+	// Progress receives a line per phase and per hundred build steps, and
+	// the tail of make's output when it fails; nil discards them.
+	Progress io.Writer
+}
+
+// Result is a built kernel.
+type Result struct {
+	Entry *Entry
+	// Cached is set when the kernel was in the cache already.
+	Cached bool
+}
+
+// builder holds what tests replace.
+type builder struct {
+	reqs      []requirement
+	every     int
+	heartbeat time.Duration
+	// strip copies an ELF file without its symbols.
+	strip func(ctx context.Context, src, dst string) error
+}
+
+// Build builds the kernel o describes into the cache c, or finds it there,
+// and makes it the default. A missing tool or source is a *MissingError; a
+// configuration the kernel does not accept a *config.CheckError; a failed
+// compilation a *MakeError. Nothing is left in the cache when it fails.
+func Build(ctx context.Context, c Cache, o Options) (*Result, error) {
+	return builder{reqs: requirements, every: 100, heartbeat: 30 * time.Second, strip: strip}.build(ctx, c, o)
+}
+
+func (b builder) build(ctx context.Context, c Cache, o Options) (*Result, error) {
+	start := time.Now()
+	p := o.Progress
+	if p == nil {
+		p = io.Discard
+	}
+	if c.Dir == "" {
+		return nil, fmt.Errorf("kernel build: no cache directory")
+	}
+	src, err := ResolveSource(o.Source, o.SourceGlob)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkTools(b.reqs, src.Tarball); err != nil {
+		return nil, err
+	}
+	features := o.Features
+	if features == nil {
+		features = config.DefaultFeatures
+	}
+	if features, err = config.NormalizeFeatures(features); err != nil {
+		return nil, err
+	}
+	frags, err := config.Fragments(features)
+	if err != nil {
+		return nil, err
+	}
+	want, err := config.Merge(frags)
+	if err != nil {
+		return nil, err
+	}
+
+	fmt.Fprintf(p, "kernel build: hashing the source %s\n", src.Path)
+	digest, err := src.Digest(ctx)
+	if err != nil {
+		return nil, err
+	}
+	compiler := compilerID(ctx)
+	id := buildKey(digest, want, compiler)
+	if e, err := c.load(id); err == nil {
+		return &Result{Entry: e, Cached: true}, c.Select(e)
+	}
+
+	w, err := c.newWork()
+	if err != nil {
+		return nil, fmt.Errorf("kernel build: %w", err)
+	}
+	defer w.close()
+	tree := src.Path
+	if src.Tarball {
+		fmt.Fprintf(p, "kernel build: extracting %s\n", src.Path)
+		dir := filepath.Join(w.dir, "src")
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return nil, err
+		}
+		if tree, err = extract(ctx, src.Path, dir); err != nil {
+			return nil, err
+		}
+	}
+	out := filepath.Join(w.dir, "out")
+	if err := os.Mkdir(out, 0o755); err != nil {
+		return nil, err
+	}
+	jobs := o.Jobs
+	if jobs <= 0 {
+		jobs = runtime.NumCPU()
+	}
+	m := &maker{src: tree, out: out, jobs: jobs, env: kbuildEnv(tree), progress: p, every: b.every, heartbeat: b.heartbeat}
+
+	fmt.Fprintf(p, "kernel build: configuring: tinyconfig + fragments %s\n", strings.Join(fragNames(frags), ", "))
+	if err := configure(ctx, m, tree, want); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(p, "kernel build: compiling with make -j%d bzImage (several minutes)\n", jobs)
+	if err := m.run(ctx, true, "bzImage"); err != nil {
+		return nil, err
+	}
+
+	e := &Entry{
+		ID: id, Origin: OriginBuilt, Features: features,
+		Source: src.Path, SourceDigest: digest, ConfigHash: want.Hash(), Compiler: compiler,
+		Image: bzImageName, Config: configName, Created: time.Now().UTC(),
+	}
+	if err := b.collect(ctx, out, w.stage, e); err != nil {
+		return nil, fmt.Errorf("kernel build: collecting the results: %w", err)
+	}
+	e.BuildTime = time.Since(start).Round(time.Second)
+	e, err = c.commit(w, e)
+	if err != nil {
+		return nil, fmt.Errorf("kernel build: storing the kernel: %w", err)
+	}
+	return &Result{Entry: e}, nil
+}
+
+// configure writes out/.config: tinyconfig, the fragments laid over it,
+// olddefconfig to resolve dependencies; then checks that every option of
+// want survived.
+func configure(ctx context.Context, m *maker, tree string, want *config.Config) error {
+	if err := m.run(ctx, false, "tinyconfig"); err != nil {
+		return err
+	}
+	path := filepath.Join(m.out, ".config")
+	base, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("kernel build: tinyconfig: %w", err)
+	}
+	if err := os.WriteFile(path, config.Overlay(base, want), 0o644); err != nil {
+		return err
+	}
+	if err := m.run(ctx, false, "olddefconfig"); err != nil {
+		return err
+	}
+	resolved, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("kernel build: olddefconfig: %w", err)
+	}
+	got, err := config.ParseBytes(resolved)
+	if err != nil {
+		return fmt.Errorf("kernel build: reading the resolved .config: %w", err)
+	}
+	known, err := config.KnownSymbols(tree)
+	if err != nil {
+		return fmt.Errorf("kernel build: %w", err)
+	}
+	if err := config.Check(want, got, known); err != nil {
+		return fmt.Errorf("kernel configuration check failed: %w", err)
+	}
+	return nil
+}
+
+// collect copies the build's results into stage: the bzImage, a stripped
+// vmlinux (bootable through its PVH entry point), the .config; and fills
+// e.Version.
+func (b builder) collect(ctx context.Context, out, stage string, e *Entry) error {
+	release, err := os.ReadFile(filepath.Join(out, "include", "config", "kernel.release"))
+	if err != nil {
+		return err
+	}
+	e.Version = strings.TrimSpace(string(release))
+	if err := copyFile(filepath.Join(out, "arch", "x86", "boot", "bzImage"), filepath.Join(stage, bzImageName)); err != nil {
+		return err
+	}
+	if err := copyFile(filepath.Join(out, ".config"), filepath.Join(stage, configName)); err != nil {
+		return err
+	}
+	if err := b.strip(ctx, filepath.Join(out, "vmlinux"), filepath.Join(stage, vmlinuxName)); err != nil {
+		return err
+	}
+	e.Vmlinux = vmlinuxName
+	return nil
+}
+
+// strip runs strip(1).
+func strip(ctx context.Context, src, dst string) error {
+	_, err := runTool(ctx, "", nil, "strip", "-o", dst, src)
+	return err
+}
+
+// keyVersion changes when the way nos builds kernels changes, so that old
+// entries are not mistaken for new ones.
+const keyVersion = "nos kernel build v1"
+
+// buildKey digests a build's inputs: the source, the merged fragments and
+// the compiler.
+func buildKey(sourceDigest string, cfg *config.Config, compiler string) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\nsource %s\ncompiler %s\nconfig\n", keyVersion, sourceDigest, compiler)
+	h.Write(cfg.Bytes())
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// compilerID names the C compiler a build uses: the first line of
+// `gcc --version`.
+func compilerID(ctx context.Context) string {
+	out, err := runTool(ctx, "", nil, "gcc", "--version")
+	if err != nil {
+		return "unknown"
+	}
+	first, _, _ := bytes.Cut(out, []byte("\n"))
+	return strings.TrimSpace(string(first))
+}
+
+// kbuildEnv makes builds repeatable: a fixed user, host and build number,
+// and the source's date instead of now in the kernel's version string.
+func kbuildEnv(tree string) []string {
+	stamp := time.Unix(0, 0).UTC()
+	if fi, err := os.Stat(filepath.Join(tree, "Makefile")); err == nil {
+		stamp = fi.ModTime().UTC()
+	}
+	return []string{
+		"KBUILD_BUILD_USER=nos",
+		"KBUILD_BUILD_HOST=nos",
+		"KBUILD_BUILD_VERSION=1",
+		"KBUILD_BUILD_TIMESTAMP=" + stamp.Format(time.UnixDate),
+	}
+}
+
+func fragNames(frags []config.Fragment) []string {
+	var names []string
+	for _, f := range frags {
+		names = append(names, f.Name)
+	}
+	return names
+}
