@@ -23,7 +23,8 @@ type Kernel struct {
 	ModulesDir string
 	// ConfigPath is .../boot/config-<Version> when present, else "".
 	ConfigPath string
-	// Origin tells which finder produced the kernel: "file", "host" or "cache".
+	// Origin tells where the kernel came from: "file", "host", "cache"
+	// (fetched), "built" (nos kernel build) or "imported".
 	Origin string
 }
 

@@ -17,7 +17,9 @@ if [ -n "$missing" ]; then
 	DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -q --no-install-recommends $missing
 fi
 
-if ! "$NOS" kernel ls >/dev/null 2>&1; then
+# A fetched distribution kernel (origin "cache"); nos's own kernel is built
+# by `make kernel` / `make test`.
+if ! "$NOS" kernel ls 2>/dev/null | grep -q '[[:space:]]cache[[:space:]]'; then
 	echo "deps: fetching Debian's cloud kernel into nos's cache"
 	"$NOS" kernel fetch
 fi

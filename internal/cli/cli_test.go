@@ -56,8 +56,9 @@ func TestVersion(t *testing.T) {
 func TestHelp(t *testing.T) {
 	verbs := [][]string{
 		{"build"}, {"run"}, {"images"}, {"rmi"}, {"tag"}, {"inspect"},
-		{"kernel", "fetch"}, {"kernel", "ls"}, {"system", "prune"}, {"version"},
-		{"kernel"}, {"system"},
+		{"kernel", "fetch"}, {"kernel", "ls"}, {"kernel", "build"}, {"kernel", "rm"}, {"kernel", "import"},
+		{"system", "prune"}, {"version"}, {"kernel"}, {"system"},
+		{"ps"}, {"logs"}, {"stop"}, {"kill"}, {"start"}, {"restart"}, {"rm"}, {"wait"}, {"attach"},
 	}
 	for _, verb := range verbs {
 		t.Run(strings.Join(verb, " "), func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/nosproject/nos/kernel"
 	"github.com/nosproject/nos/kernel/config"
@@ -86,7 +87,7 @@ Images need net today: nos run always attaches a NIC and the init configures it.
 			if res.Cached {
 				fmt.Fprintf(e.stderr, "kernel %s (features %s) was built already; it is the default\n", k.Version, feats)
 			} else {
-				fmt.Fprintf(e.stderr, "built kernel %s (features %s, %s) in %s; it is the default\n", k.Version, feats, humanSize(fileSize(k.Path())), k.BuildTime)
+				fmt.Fprintf(e.stderr, "built kernel %s (features %s, %s) in %s; it is the default\n", k.Version, feats, humanSize(fileSize(k.Path())), time.Duration(k.BuildSeconds)*time.Second)
 			}
 			if !slices.Contains(k.Features, "net") {
 				fmt.Fprintln(e.stderr, "warning: this kernel has no networking; nos-init needs it today, so images booting it cannot start their application")

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -65,18 +66,22 @@ func (b builder) build(ctx context.Context, c Cache, o Options) (*Result, error)
 	if c.Dir == "" {
 		return nil, fmt.Errorf("kernel build: no cache directory")
 	}
-	src, err := ResolveSource(o.Source, o.SourceGlob)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkTools(b.reqs, src.Tarball); err != nil {
-		return nil, err
-	}
 	features := o.Features
 	if features == nil {
 		features = config.DefaultFeatures
 	}
-	if features, err = config.NormalizeFeatures(features); err != nil {
+	features, err := config.NormalizeFeatures(features)
+	if err != nil {
+		return nil, err
+	}
+	// A missing source package and missing tools are reported together,
+	// so that one apt-get install fixes both.
+	src, err := ResolveSource(o.Source, o.SourceGlob)
+	var missingSrc *MissingError
+	if err != nil && !errors.As(err, &missingSrc) {
+		return nil, err
+	}
+	if err := joinMissing(missingSrc, checkTools(b.reqs, src.Tarball || missingSrc != nil)); err != nil {
 		return nil, err
 	}
 	frags, err := config.Fragments(features)
@@ -142,11 +147,12 @@ func (b builder) build(ctx context.Context, c Cache, o Options) (*Result, error)
 	if err := b.collect(ctx, out, w.stage, e); err != nil {
 		return nil, fmt.Errorf("kernel build: collecting the results: %w", err)
 	}
-	e.BuildTime = time.Since(start).Round(time.Second)
+	e.BuildSeconds = int64(time.Since(start).Round(time.Second) / time.Second)
 	e, err = c.commit(w, e)
 	if err != nil {
 		return nil, fmt.Errorf("kernel build: storing the kernel: %w", err)
 	}
+	fmt.Fprintln(p, "kernel build: removing the build directory")
 	return &Result{Entry: e}, nil
 }
 

@@ -56,10 +56,10 @@ type Entry struct {
 	Image   string `json:"image"`
 	Vmlinux string `json:"vmlinux,omitempty"`
 	Config  string `json:"config,omitempty"`
-	// Created is when the entry was built or imported; BuildTime how long
-	// the build took.
-	Created   time.Time     `json:"created"`
-	BuildTime time.Duration `json:"buildTime,omitempty"`
+	// Created is when the entry was built or imported; BuildSeconds how
+	// long the build took.
+	Created      time.Time `json:"created"`
+	BuildSeconds int64     `json:"buildSeconds,omitempty"`
 
 	dir      string
 	selected time.Time

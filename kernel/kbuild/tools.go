@@ -3,6 +3,7 @@ package kbuild
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -81,6 +82,26 @@ func checkTools(reqs []requirement, tarball bool) error {
 	}
 	slices.Sort(pkgs)
 	return &MissingError{What: strings.Join(what, ", "), Packages: pkgs}
+}
+
+// joinMissing combines two missing-things errors, either of which may be
+// nil; it returns nil when both are.
+func joinMissing(a *MissingError, b error) error {
+	var mb *MissingError
+	if b != nil && !errors.As(b, &mb) {
+		return b
+	}
+	switch {
+	case a == nil && mb == nil:
+		return nil
+	case a == nil:
+		return mb
+	case mb == nil:
+		return a
+	}
+	pkgs := append(slices.Clone(a.Packages), mb.Packages...)
+	slices.Sort(pkgs)
+	return &MissingError{What: a.What + ", " + mb.What, Packages: slices.Compact(pkgs)}
 }
 
 // Install installs Debian packages with apt-get (refreshing the package

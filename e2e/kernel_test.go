@@ -1,0 +1,252 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nosproject/nos/kernel/kbuild"
+	"github.com/nosproject/nos/store"
+)
+
+var (
+	builtOnce  sync.Once
+	builtEntry *kbuild.Entry
+	builtErr   error
+)
+
+// builtKernel returns the nos-built kernel the kernel tests boot: the cache
+// entry directory $NOS_TEST_BUILT_KERNEL names, else the default kernel of
+// the built-kernel cache in the default nos home (`make kernel` puts one
+// there). It must have networking. Without one the test fails: building a
+// kernel takes minutes, so the tests do not do it themselves.
+func builtKernel(t *testing.T) *kbuild.Entry {
+	t.Helper()
+	builtOnce.Do(func() { builtEntry, builtErr = findBuiltKernel() })
+	if builtErr != nil {
+		t.Fatalf("the kernel tests boot a kernel built by nos: %v; run `make kernel` (nos kernel build), or set NOS_TEST_BUILT_KERNEL to a built kernel's directory", builtErr)
+	}
+	return builtEntry
+}
+
+func findBuiltKernel() (*kbuild.Entry, error) {
+	if dir := os.Getenv("NOS_TEST_BUILT_KERNEL"); dir != "" {
+		dir, err := filepath.Abs(dir)
+		if err != nil {
+			return nil, err
+		}
+		e, err := kbuild.Cache{Dir: filepath.Dir(dir)}.Get(filepath.Base(dir))
+		if err != nil {
+			return nil, fmt.Errorf("NOS_TEST_BUILT_KERNEL=%s: %w", dir, err)
+		}
+		return e, nil
+	}
+	home, err := store.DefaultRoot()
+	if err != nil {
+		return nil, err
+	}
+	c := kbuild.Cache{Dir: filepath.Join(home, "cache", "kernels-built")}
+	entries, err := c.List()
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		if e.Origin == kbuild.OriginBuilt && slices.Contains(e.Features, "net") {
+			return e, nil
+		}
+	}
+	return nil, fmt.Errorf("no kernel with networking built in %s", c.Dir)
+}
+
+// withBuiltKernel copies the built kernel into e's nos home, where it
+// becomes the default kernel, and returns it.
+func (e *nosEnv) withBuiltKernel() *kbuild.Entry {
+	e.t.Helper()
+	k := builtKernel(e.t)
+	dest := filepath.Join(e.home, "cache", "kernels-built", k.ID)
+	if err := copyDir(k.Dir(), dest); err != nil {
+		e.t.Fatalf("copying the built kernel: %v", err)
+	}
+	return k
+}
+
+func copyDir(src, dst string) error {
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	des, err := os.ReadDir(src)
+	if err != nil {
+		return err
+	}
+	for _, de := range des {
+		if !de.Type().IsRegular() {
+			continue
+		}
+		in, err := os.Open(filepath.Join(src, de.Name()))
+		if err != nil {
+			return err
+		}
+		out, err := os.Create(filepath.Join(dst, de.Name()))
+		if err == nil {
+			_, err = io.Copy(out, in)
+			if cerr := out.Close(); err == nil {
+				err = cerr
+			}
+		}
+		in.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// imageKernel returns the kernel an image records in its config.
+func (e *nosEnv) imageKernel(ref string) (version, origin string, modules []string) {
+	e.t.Helper()
+	r := e.nos("inspect", ref)
+	var out []struct {
+		Config struct {
+			Kernel  struct{ Version, Origin string }
+			Modules []string
+		}
+	}
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &out) != nil || len(out) != 1 {
+		e.t.Fatalf("inspect %s: %v", ref, r)
+	}
+	c := out[0].Config
+	return c.Kernel.Version, c.Kernel.Origin, c.Modules
+}
+
+func TestBuiltKernelBootsAndServes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	k := e.withBuiltKernel()
+
+	// It is the default: nos kernel ls marks it, nos build uses it.
+	r := e.nos("kernel", "ls")
+	if r.code != 0 || !regexpLine(r.stdout, `^\*\s+`+k.ShortID()+`\s+`+regexp.QuoteMeta(k.Version)+`\s+built\s+net`) {
+		t.Fatalf("kernel ls does not show the built kernel %s as the default: %v", k.ShortID(), r)
+	}
+	for _, b := range [][]string{{"-t", "hello", "./examples/hello"}, {"-t", "httpserver", "--port", "8080", "./examples/httpserver"}} {
+		if r := e.nos(append([]string{"build"}, b...)...); r.code != 0 || !strings.Contains(r.stderr, "kernel "+k.Version) {
+			t.Fatalf("nos build %v with the built kernel: %v", b, r)
+		}
+	}
+	version, origin, modules := e.imageKernel("hello")
+	if version != k.Version || origin != kbuild.OriginBuilt || len(modules) != 0 {
+		t.Fatalf("image kernel = %s from %s with modules %v; want %s, built, no modules", version, origin, modules, k.Version)
+	}
+
+	r = e.run("--name", "hello-built", "hello", "x")
+	if r.code != 0 || r.stdout != "Hello, world!\nargs: [x]\n" {
+		t.Fatalf("hello on the built kernel: %v", r)
+	}
+	if c := e.nos("logs", "--console", "hello-built"); !strings.Contains(c.stdout, "Linux version "+k.Version) {
+		t.Fatalf("the console log does not show the built kernel booting: %v", c)
+	}
+	e.nos("rm", "hello-built")
+
+	port := freePort(t)
+	s := e.start("-p", fmt.Sprintf("127.0.0.1:%d:8080", port), "-e", "GREETING=hi from nos's kernel", "httpserver")
+	if body := waitHTTP(t, s, fmt.Sprintf("http://127.0.0.1:%d/", port), 2*time.Minute); !strings.Contains(body, "hi from nos's kernel") {
+		t.Fatalf("unexpected body %q", body)
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if code := s.wait(t, time.Minute); code != 0 {
+		_, errs := s.output()
+		t.Fatalf("want a graceful stop with exit 0, got %d, stderr:\n%s", code, errs)
+	}
+}
+
+func TestKernelImportLsRm(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	k := builtKernel(t)
+
+	r := e.nos("kernel", "import", k.Path())
+	fields := strings.Fields(r.stdout)
+	if r.code != 0 || len(fields) != 3 || fields[1] != k.Version {
+		t.Fatalf("kernel import: %v", r)
+	}
+	id := fields[0]
+	r = e.nos("kernel", "ls")
+	if r.code != 0 || !regexpLine(r.stdout, `^\*\s+`+id+`\s+`+regexp.QuoteMeta(k.Version)+`\s+imported\s`) {
+		t.Fatalf("kernel ls does not show the imported kernel as the default: %v", r)
+	}
+	if r := e.nos("kernel", "import", k.Path()); r.code != 0 || !strings.Contains(r.stderr, "imported already") {
+		t.Errorf("second import: %v", r)
+	}
+	if r := e.nos("kernel", "import", filepath.Join(repoRoot, "README.md")); r.code != 1 || !strings.Contains(r.stderr, "not a kernel image") {
+		t.Errorf("importing a non-kernel: %v", r)
+	}
+	if r := e.nos("kernel", "rm", id); r.code != 0 || strings.TrimSpace(r.stdout) != id {
+		t.Fatalf("kernel rm: %v", r)
+	}
+	if r := e.nos("kernel", "ls"); strings.Contains(r.stdout, id) {
+		t.Errorf("kernel ls still shows %s after rm: %v", id, r)
+	}
+	if r := e.nos("kernel", "rm", id); r.code != 1 || !strings.Contains(r.stderr, "no kernel") {
+		t.Errorf("second rm: %v", r)
+	}
+}
+
+func TestKernelBuildBadInput(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	notTree := t.TempDir()
+	if err := os.WriteFile(filepath.Join(notTree, "Makefile"), []byte("all:\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	garbage := filepath.Join(t.TempDir(), "linux.tar.xz")
+	if err := os.WriteFile(garbage, []byte("not a tarball"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--source", notTree}, "is not a Linux kernel source tree (no Kconfig)"},
+		{[]string{"--source", filepath.Join(notTree, "missing")}, "no such file or directory"},
+		{[]string{"--source", garbage}, "extracting " + garbage},
+		{[]string{"--features", "net,gpu"}, `unknown kernel feature "gpu" (known: blk, net, vsock)`},
+		{[]string{"--jobs", "-2"}, "--jobs -2"},
+	}
+	for _, c := range cases {
+		r := e.nos(append([]string{"kernel", "build", "--no-install"}, c.args...)...)
+		if r.code != 1 || !strings.Contains(r.stderr, c.want) || !strings.HasPrefix(lastLine(r.stderr), "nos: ") {
+			t.Errorf("kernel build %v: want exit 1 and an error with %q, got %v", c.args, c.want, r)
+		}
+	}
+	des, _ := os.ReadDir(filepath.Join(e.home, "cache", "kernels-built"))
+	if len(des) != 0 {
+		t.Errorf("the built-kernel cache holds %d entries after bad input, want none", len(des))
+	}
+}
+
+func lastLine(s string) string {
+	l := strings.Split(strings.TrimSpace(s), "\n")
+	return l[len(l)-1]
+}
+
+// regexpLine reports whether some line of s matches the pattern.
+func regexpLine(s, pattern string) bool {
+	re := regexp.MustCompile(pattern)
+	for _, l := range strings.Split(s, "\n") {
+		if re.MatchString(l) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,179 @@
+package kbuild
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nosproject/nos/kernel"
+)
+
+func TestCacheEmpty(t *testing.T) {
+	c := Cache{Dir: filepath.Join(t.TempDir(), "missing")}
+	entries, err := c.List()
+	if err != nil || len(entries) != 0 {
+		t.Errorf("List = %v, %v; want nothing", entries, err)
+	}
+	_, err = c.Find(context.Background())
+	if !errors.Is(err, kernel.ErrNoKernel) || !strings.Contains(err.Error(), "nos kernel build") {
+		t.Errorf("Find: err = %v, want ErrNoKernel with a hint", err)
+	}
+	// In a chain, the next finder's kernel is used.
+	boot := t.TempDir()
+	writeFile(t, boot, "vmlinuz-6.1.0-1-amd64", fakeBzImage("6.1.0-1-amd64"))
+	k, err := kernel.Chain{c, kernel.Host{BootDir: boot, ModulesRoot: boot}}.Find(context.Background())
+	if err != nil || k.Origin != "host" {
+		t.Errorf("chain: %+v, %v", k, err)
+	}
+}
+
+func TestImport(t *testing.T) {
+	c := Cache{Dir: t.TempDir()}
+	dir := t.TempDir()
+	writeFile(t, dir, "bzImage", fakeBzImage("6.6.6-custom"))
+	writeFile(t, dir, "vmlinux", []byte("\x7fELF a vmlinux"))
+	writeFile(t, dir, "notakernel", []byte("hello"))
+
+	e, existed, err := c.Import(context.Background(), filepath.Join(dir, "bzImage"))
+	if err != nil || existed {
+		t.Fatalf("Import = %v, %v", existed, err)
+	}
+	if e.Origin != OriginImported || e.Version != "6.6.6-custom" || e.Image != "bzImage" || len(e.ID) != 64 {
+		t.Errorf("entry = %+v", e)
+	}
+	k, err := c.Find(context.Background())
+	if err != nil || k.Path != e.Path() || k.Origin != OriginImported || k.ModulesDir != "" {
+		t.Errorf("Find = %+v, %v", k, err)
+	}
+
+	time.Sleep(10 * time.Millisecond)
+	v, _, err := c.Import(context.Background(), filepath.Join(dir, "vmlinux"))
+	if err != nil || v.Image != "vmlinux" || v.Version != "" {
+		t.Fatalf("Import vmlinux = %+v, %v", v, err)
+	}
+	if k, _ := c.Find(context.Background()); k.Path != v.Path() {
+		t.Errorf("the last import is not the default: %s", k.Path)
+	}
+	// Importing the first again finds it and makes it the default again.
+	time.Sleep(10 * time.Millisecond)
+	again, existed, err := c.Import(context.Background(), filepath.Join(dir, "bzImage"))
+	if err != nil || !existed || again.ID != e.ID {
+		t.Errorf("re-import = %+v, %v, %v", again, existed, err)
+	}
+	if k, _ := c.Find(context.Background()); k.Path != e.Path() {
+		t.Errorf("re-import did not make it the default: %s", k.Path)
+	}
+
+	if _, _, err := c.Import(context.Background(), filepath.Join(dir, "notakernel")); err == nil || !strings.Contains(err.Error(), "not a kernel image") {
+		t.Errorf("importing a non-kernel: err = %v", err)
+	}
+	if entries, _ := c.List(); len(entries) != 2 {
+		t.Errorf("List has %d entries, want 2", len(entries))
+	}
+}
+
+func TestGetAndRemove(t *testing.T) {
+	c := Cache{Dir: t.TempDir()}
+	dir := t.TempDir()
+	var ids []string
+	for _, v := range []string{"6.1.0-a", "6.1.0-b", "6.1.0-c"} {
+		writeFile(t, dir, v, fakeBzImage(v))
+		e, _, err := c.Import(context.Background(), filepath.Join(dir, v))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, e.ID)
+	}
+	if e, err := c.Get(strings.ToUpper(ids[1][:12])); err != nil || e.ID != ids[1] {
+		t.Errorf("Get(short ID) = %v, %v", e, err)
+	}
+	for _, bad := range []string{"", "xyz", "../x"} {
+		if _, err := c.Get(bad); err == nil || !strings.Contains(err.Error(), "not a kernel ID") {
+			t.Errorf("Get(%q): err = %v", bad, err)
+		}
+	}
+	if _, err := c.Get(strings.Repeat("0", 64)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Get(unknown): err = %v, want ErrNotExist", err)
+	}
+	// An empty prefix of hex digits common to all: find the ambiguity.
+	if common := commonPrefix(ids); common != "" {
+		if _, err := c.Get(common); err == nil || !strings.Contains(err.Error(), "ambiguous") {
+			t.Errorf("Get(%q): err = %v, want ambiguous", common, err)
+		}
+	}
+	e, err := c.Remove(ids[0][:8])
+	if err != nil || e.ID != ids[0] {
+		t.Fatalf("Remove = %v, %v", e, err)
+	}
+	if names := cacheNames(t, c.Dir); len(names) != 2 || contains(names, ids[0]) {
+		t.Errorf("cache holds %q after rm", names)
+	}
+	if _, err := c.Remove(ids[0]); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("second Remove: err = %v", err)
+	}
+}
+
+func commonPrefix(ids []string) string {
+	p := ids[0]
+	for _, id := range ids[1:] {
+		for !strings.HasPrefix(id, p) {
+			p = p[:len(p)-1]
+		}
+	}
+	return p
+}
+
+func TestListSkipsBrokenEntries(t *testing.T) {
+	c := Cache{Dir: t.TempDir()}
+	dir := t.TempDir()
+	writeFile(t, dir, "bzImage", fakeBzImage("6.1.0-good"))
+	good, _, err := c.Import(context.Background(), filepath.Join(dir, "bzImage"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Half an entry (no metadata), one whose image is gone, one whose ID
+	// does not match its directory, and unrelated files.
+	os.MkdirAll(filepath.Join(c.Dir, strings.Repeat("a", 64)), 0o755)
+	writeFile(t, c.Dir, strings.Repeat("b", 64)+"/kernel.json", []byte(`{"id":"`+strings.Repeat("b", 64)+`","origin":"built","image":"bzImage"}`))
+	writeFile(t, c.Dir, strings.Repeat("c", 64)+"/kernel.json", []byte(`{"id":"`+strings.Repeat("d", 64)+`","origin":"built","image":"bzImage"}`))
+	writeFile(t, c.Dir, strings.Repeat("c", 64)+"/bzImage", fakeBzImage("6.1.0-c"))
+	writeFile(t, c.Dir, "README", []byte("hi"))
+	entries, err := c.List()
+	if err != nil || len(entries) != 1 || entries[0].ID != good.ID {
+		t.Errorf("List = %v, %v; want the good entry only", entries, err)
+	}
+}
+
+func TestSweepRemovesDeadWorkDirs(t *testing.T) {
+	c := Cache{Dir: t.TempDir()}
+	dead := filepath.Join(c.Dir, workPrefix+"dead")
+	writeFile(t, dead, "src/Makefile", []byte("x"))
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(dead, old, old)
+	young := filepath.Join(c.Dir, workPrefix+"young")
+	os.Mkdir(young, 0o755)
+
+	live, err := c.newWork()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chtimes(live.dir, old, old)
+	c.sweep()
+	if _, err := os.Stat(dead); !os.IsNotExist(err) {
+		t.Error("the dead build's directory survived")
+	}
+	if _, err := os.Stat(young); err != nil {
+		t.Error("a young work directory was swept")
+	}
+	if _, err := os.Stat(live.dir); err != nil {
+		t.Error("a live build's directory was swept")
+	}
+	live.close()
+	if _, err := os.Stat(live.dir); !os.IsNotExist(err) {
+		t.Error("close left the work directory")
+	}
+}
