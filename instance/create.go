@@ -198,6 +198,15 @@ func (is *Instances) Remove(ctx context.Context, ref string, force bool) (*Insta
 	if err != nil {
 		return nil, err
 	}
+	// A start in progress finishes first, so its monitor is either alive
+	// (and killed below) or never ran; then nothing writes into the
+	// directory while it is removed.
+	unlockStart, err := lockfile.Lock(ctx, filepath.Join(in.Dir, startLock), false)
+	if err != nil {
+		return nil, err
+	}
+	defer unlockStart()
+	in.MonitorAlive = lockfile.Held(filepath.Join(in.Dir, monitorLock))
 	if in.MonitorAlive {
 		if !force {
 			return nil, fmt.Errorf("instance %s: %w: stop it first (nos stop %s) or use rm -f", displayName(in), ErrRunning, ref)
@@ -218,7 +227,14 @@ func removeDir(dir string) error {
 	if err := os.Remove(filepath.Join(dir, configFile)); err != nil && !os.IsNotExist(err) {
 		return err
 	}
-	return os.RemoveAll(dir)
+	var err error
+	for i := 0; i < 3; i++ { // a file appearing meanwhile fails the final rmdir
+		if err = os.RemoveAll(dir); err == nil {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return err
 }
 
 func displayName(in *Instance) string {
@@ -257,10 +273,27 @@ func (is *Instances) Prune(ctx context.Context) ([]string, error) {
 		case in.MonitorAlive:
 			continue
 		}
-		if err := removeDir(in.Dir); err != nil {
+		gone, err := removeIfStopped(ctx, in)
+		if err != nil {
 			return removed, err
 		}
-		removed = append(removed, in.Config.ID[:12])
+		if gone {
+			removed = append(removed, in.Config.ID[:12])
+		}
 	}
 	return removed, nil
+}
+
+// removeIfStopped removes an instance unless a start, finished under its
+// start lock, left it running.
+func removeIfStopped(ctx context.Context, in *Instance) (bool, error) {
+	unlock, err := lockfile.Lock(ctx, filepath.Join(in.Dir, startLock), false)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	if lockfile.Held(filepath.Join(in.Dir, monitorLock)) {
+		return false, nil
+	}
+	return true, removeDir(in.Dir)
 }
