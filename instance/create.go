@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"time"
 
 	"github.com/nosproject/nos/image"
+	"github.com/nosproject/nos/internal/fsutil"
 	"github.com/nosproject/nos/internal/lockfile"
 	"github.com/nosproject/nos/store"
 	"github.com/nosproject/nos/vmm/qemu"
@@ -150,23 +150,10 @@ func linkOrCopy(src, dst string) error {
 	return copyFile(src, dst)
 }
 
-// copyFile copies src to a new file dst (never a link: dst must be its own inode).
+// copyFile copies src to dst, replacing dst; never a link.
 func copyFile(src, dst string) error {
 	_ = os.Remove(dst)
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
+	return fsutil.CopyFile(src, dst, 0o600)
 }
 
 // healthPort picks the guest port a health check probes when none is given:

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nosproject/nos/internal/fsutil"
 	"github.com/nosproject/nos/internal/lockfile"
 	"github.com/nosproject/nos/kernel"
 )
@@ -408,19 +409,4 @@ func isELF(path string) bool {
 }
 
 // copyFile copies src to dst (created 0644).
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
-}
+func copyFile(src, dst string) error { return fsutil.CopyFile(src, dst, 0o644) }

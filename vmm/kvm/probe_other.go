@@ -11,5 +11,5 @@ import (
 )
 
 func probe(context.Context, time.Duration, []byte) error {
-	return fmt.Errorf("kvm: probe not implemented on %s/%s: %w", runtime.GOOS, runtime.GOARCH, errors.ErrUnsupported)
+	return fmt.Errorf("kvm: probing KVM is supported on linux/amd64 only, not %s/%s: %w", runtime.GOOS, runtime.GOARCH, errors.ErrUnsupported)
 }

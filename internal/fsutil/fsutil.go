@@ -1,0 +1,27 @@
+// Package fsutil holds small file helpers shared by nos's packages.
+package fsutil
+
+import (
+	"io"
+	"os"
+)
+
+// CopyFile copies src to a new file dst with permissions perm. dst must not
+// exist: the copy is always its own inode, never a link to src.
+func CopyFile(src, dst string, perm os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		os.Remove(dst)
+		return err
+	}
+	return out.Close()
+}
