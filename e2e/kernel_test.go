@@ -156,6 +156,16 @@ func TestBuiltKernelBootsAndServes(t *testing.T) {
 	}
 	e.nos("rm", "hello-built")
 
+	// Too little memory: the kernel panics, and nos says so, never success.
+	r = e.run("--name", "hello-panic", "-m", "40m", "hello")
+	if r.code != 125 || !strings.Contains(r.stderr, "Kernel panic") {
+		t.Fatalf("a guest kernel panic: want exit 125 and the panic line, got %v", r)
+	}
+	if ps := e.nos("ps", "-a"); !strings.Contains(ps.stdout, "Crashed (kernel panic)") {
+		t.Fatalf("ps -a does not explain the panic: %v", ps)
+	}
+	e.nos("rm", "hello-panic")
+
 	port := freePort(t)
 	s := e.start("-p", fmt.Sprintf("127.0.0.1:%d:8080", port), "-e", "GREETING=hi from nos's kernel", "httpserver")
 	if body := waitHTTP(t, s, fmt.Sprintf("http://127.0.0.1:%d/", port), 2*time.Minute); !strings.Contains(body, "hi from nos's kernel") {

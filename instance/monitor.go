@@ -113,7 +113,7 @@ func (m *monitor) loop(ctx context.Context) error {
 	qemuPath, err := exec.LookPath(qemu.Binary)
 	if err != nil {
 		_ = UpdateState(ctx, m.dir, func(s *State) {
-			s.Status, s.Error, s.ExitCode, s.FinishedAt = StatusCrashed, "QEMU is not installed", ExitGuestError, time.Now().UTC()
+			s.Status, s.Error, s.CrashKind, s.ExitCode, s.FinishedAt = StatusCrashed, "QEMU is not installed", CrashQEMUFailed, ExitGuestError, time.Now().UTC()
 		})
 		return err
 	}
@@ -122,7 +122,7 @@ func (m *monitor) loop(ctx context.Context) error {
 		began := time.Now()
 		o, err := m.boot(ctx, qemuPath, logs)
 		if err != nil {
-			o = outcome{ExitCode: ExitGuestError, Crash: err.Error()}
+			o = outcome{ExitCode: ExitGuestError, Crash: err.Error(), CrashKind: CrashQEMUFailed}
 		}
 		var restarts int
 		_ = UpdateState(ctx, m.dir, func(s *State) {
@@ -130,7 +130,7 @@ func (m *monitor) loop(ctx context.Context) error {
 			if o.Crash != "" {
 				s.Status = StatusCrashed
 			}
-			s.ExitCode, s.Error, s.FinishedAt, s.QEMUPID = o.ExitCode, o.Crash, time.Now().UTC(), 0
+			s.ExitCode, s.Error, s.CrashKind, s.FinishedAt, s.QEMUPID = o.ExitCode, o.Crash, o.CrashKind, time.Now().UTC(), 0
 			if s.Health != nil {
 				s.Health.Status = HealthUnhealthy
 			}
@@ -207,7 +207,7 @@ func (m *monitor) boot(ctx context.Context, qemuPath string, logs *logfile.Write
 		QEMU: qemuPath, Machine: mach, Guest: m.guestConfig(), Stdout: stdout, Stderr: stderr, Control: ctl,
 		Started: func(pid int) {
 			_ = UpdateState(ctx, m.dir, func(s *State) {
-				s.Status, s.QEMUPID, s.StartedAt, s.Error, s.Accel = StatusRunning, pid, time.Now().UTC(), "", m.cfg.Accel
+				s.Status, s.QEMUPID, s.StartedAt, s.Error, s.CrashKind, s.Accel = StatusRunning, pid, time.Now().UTC(), "", "", m.cfg.Accel
 				s.FinishedAt = time.Time{}
 				if health != nil {
 					s.Health = &HealthState{Status: HealthStarting}

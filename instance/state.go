@@ -61,7 +61,8 @@ type State struct {
 	MonitorPID   int       `json:"monitorPid,omitempty"`
 	QEMUPID      int       `json:"qemuPid,omitempty"`
 	ExitCode     int       `json:"exitCode"`
-	Error        string    `json:"error,omitempty"` // why the VM crashed or could not start
+	Error        string    `json:"error,omitempty"`     // why the VM crashed or could not start
+	CrashKind    string    `json:"crashKind,omitempty"` // one of the Crash* constants
 	RestartCount int       `json:"restartCount"`
 	StartedAt    time.Time `json:"startedAt,omitempty"`
 	FinishedAt   time.Time `json:"finishedAt,omitempty"`
@@ -202,9 +203,8 @@ func truthful(s State, monitorAlive bool) State {
 	switch s.Status {
 	case StatusRunning, StatusRestarting:
 		s.Status = StatusCrashed
-		if s.Error == "" {
-			s.Error = "the instance's monitor died (killed, or the host rebooted)"
-		}
+		s.Error = "the instance's monitor died (killed, or the host rebooted)"
+		s.CrashKind = CrashMonitorDied
 		s.QEMUPID = 0
 	}
 	return s

@@ -24,6 +24,8 @@ type outcome struct {
 	// Crash explains a VM that ended without an application exit code
 	// (kernel panic, QEMU killed or failed); empty when the app exited.
 	Crash string
+	// CrashKind classifies Crash (see the Crash* constants).
+	CrashKind string
 	// Forced is set when the VM was forced off (kill, stop timeout).
 	Forced bool
 }
@@ -154,10 +156,10 @@ loop:
 		o.ExitCode = ExitKilled
 	case guestErr != "":
 		o.ExitCode = ExitGuestError
-		o.Crash = "guest: " + guestErr
+		o.Crash, o.CrashKind = "guest: "+guestErr, CrashGuestError
 	default:
 		o.ExitCode = ExitGuestError
-		o.Crash = crashReason(waitErr, qout.String(), m.ConsoleLog)
+		o.Crash, o.CrashKind = crashReason(waitErr, qout.String(), m.ConsoleLog)
 		if sig := killedBy(waitErr); sig != 0 {
 			o.ExitCode = 128 + int(sig)
 		}
@@ -165,15 +167,28 @@ loop:
 	return o, nil
 }
 
+// Kinds of crash, recorded in State.CrashKind.
+const (
+	CrashKernelPanic = "kernel-panic"
+	CrashQEMUKilled  = "qemu-killed"
+	CrashQEMUFailed  = "qemu-failed"
+	CrashGuestError  = "guest-error"  // the init could not start the app
+	CrashNoExitCode  = "no-exit-code" // the guest powered off without one
+	CrashMonitorDied = "monitor-died"
+)
+
 // crashReason explains a VM that ended without an exit code.
-func crashReason(waitErr error, qemuOut, consoleLog string) string {
+func crashReason(waitErr error, qemuOut, consoleLog string) (string, string) {
 	if sig := killedBy(waitErr); sig != 0 {
-		return fmt.Sprintf("QEMU was killed by signal %d (%s)", int(sig), sig)
+		return fmt.Sprintf("QEMU was killed by signal %d (%s)", int(sig), sig), CrashQEMUKilled
 	}
 	if waitErr != nil {
-		return "QEMU failed: " + lastLine(qemuOut, waitErr.Error())
+		return "QEMU failed: " + lastLine(qemuOut, waitErr.Error()), CrashQEMUFailed
 	}
-	return "the guest stopped without reporting an exit code: " + consoleTail(consoleLog)
+	if panicLine, ok := kernelPanic(consoleLog); ok {
+		return panicLine, CrashKernelPanic
+	}
+	return consoleTail(consoleLog), CrashNoExitCode
 }
 
 func killedBy(err error) syscall.Signal {
@@ -235,16 +250,25 @@ func lastLine(s, fallback string) string {
 	return fallback
 }
 
-// consoleTail names the likely cause from the end of the console log.
+// kernelPanic returns the kernel's panic line from the console log.
+func kernelPanic(path string) (string, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", false
+	}
+	i := strings.Index(string(b), "Kernel panic")
+	if i < 0 {
+		return "", false
+	}
+	line, _, _ := strings.Cut(string(b[i:]), "\n")
+	return strings.TrimSpace(line), true
+}
+
+// consoleTail quotes the end of the console log.
 func consoleTail(path string) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return "no console log"
 	}
-	s := string(b)
-	if i := strings.Index(s, "Kernel panic"); i >= 0 {
-		line, _, _ := strings.Cut(s[i:], "\n")
-		return strings.TrimSpace(line)
-	}
-	return "last console line: " + lastLine(s, "(empty)")
+	return "last console line: " + lastLine(string(b), "(empty)")
 }

@@ -166,23 +166,26 @@ func statusText(in *instance.Instance) string {
 	case instance.StatusExited:
 		return fmt.Sprintf("Exited (%d) %s ago", s.ExitCode, duration(time.Since(s.FinishedAt)))
 	case instance.StatusCrashed:
-		return fmt.Sprintf("Crashed (%s) %s ago", shortReason(s.Error), duration(time.Since(s.FinishedAt)))
+		return fmt.Sprintf("Crashed (%s) %s ago", crashText(s.CrashKind), duration(time.Since(s.FinishedAt)))
 	}
 	return "Created"
 }
 
-func shortReason(s string) string {
-	switch {
-	case strings.Contains(s, "Kernel panic"):
+// crashText is the short reason ps shows for a crashed instance.
+func crashText(kind string) string {
+	switch kind {
+	case instance.CrashKernelPanic:
 		return "kernel panic"
-	case strings.Contains(s, "QEMU was killed"):
+	case instance.CrashQEMUKilled:
 		return "QEMU killed"
-	case strings.Contains(s, "monitor died"):
+	case instance.CrashQEMUFailed:
+		return "QEMU failed"
+	case instance.CrashMonitorDied:
 		return "monitor died"
-	case strings.HasPrefix(s, "guest:"):
+	case instance.CrashGuestError:
 		return "guest error"
 	}
-	return "VM died"
+	return "no exit code"
 }
 
 func duration(d time.Duration) string {
