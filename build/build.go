@@ -118,7 +118,10 @@ func Build(ctx context.Context, st *store.Store, o Options) (*Result, error) {
 	if len(cfg.Entrypoint) == 0 {
 		cfg.Entrypoint = []string{appPath}
 	}
-	cfg.Kernel = image.KernelInfo{Version: k.Version, Origin: k.Origin}
+	cfg.Kernel = image.KernelInfo{Version: k.Version, Origin: k.Origin, Features: k.Features, NoNetwork: !k.HasNetwork()}
+	if cfg.Kernel.NoNetwork && len(cfg.ExposedPorts) > 0 {
+		return nil, fmt.Errorf("--port %s: kernel %s has no networking; build one with `nos kernel build --features net`: %w", cfg.ExposedPorts[0], k.Version, ErrBadSource)
+	}
 	for _, m := range mods {
 		cfg.Modules = append(cfg.Modules, m.Name)
 	}
@@ -293,6 +296,7 @@ func commit(ctx context.Context, st *store.Store, o Options, cfg image.Config, k
 	if err != nil {
 		return nil, fmt.Errorf("storing initramfs: %w", err)
 	}
+	cfg.Kernel.Digest = kdesc.Digest.String()
 	cb, err := json.Marshal(cfg)
 	if err != nil {
 		return nil, err

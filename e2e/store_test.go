@@ -54,12 +54,19 @@ func TestImageCommands(t *testing.T) {
 			Env          []string
 			ExposedPorts []string
 			MemoryMiB    int
+			Kernel       struct{ Digest string }
+		}
+		Manifest struct {
+			Layers []struct{ Digest, MediaType string }
 		}
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || len(got) != 1 {
 		t.Fatalf("inspect output is not JSON: %v\n%v", err, r)
 	}
 	c := got[0].Config
+	if l := got[0].Manifest.Layers; len(l) != 2 || c.Kernel.Digest == "" || c.Kernel.Digest != l[0].Digest {
+		t.Fatalf("the image must record the exact kernel it boots: config %q, layers %+v", c.Kernel.Digest, l)
+	}
 	if got[0].Digest != digest || c.MemoryMiB != 128 || len(c.ExposedPorts) != 1 || c.ExposedPorts[0] != "8080/tcp" || c.Env[0] != "A=1" || c.Args[0] != "x" || c.Entrypoint[0] != "/app/hello" {
 		t.Fatalf("inspect: %+v", got[0])
 	}

@@ -16,18 +16,19 @@ import (
 // guest's interface with that address and a default route. No DHCP: the
 // runner knows the address, so nothing waits on the network.
 func setupNetwork(ctx context.Context, n *guestapi.Network, hostname string) error {
-	lo, err := netlink.LinkByName("lo")
-	if err != nil {
-		return fmt.Errorf("finding lo: %w", err)
-	}
-	if err := netlink.LinkSetUp(lo); err != nil {
-		return fmt.Errorf("bringing up lo: %w", err)
-	}
 	if err := writeHosts(hostname); err != nil {
 		return err
 	}
 	if n == nil {
+		// No NIC: the kernel may have no network stack at all; loopback is
+		// a courtesy then.
+		if err := upLoopback(); err != nil {
+			logf("no network: %v", err)
+		}
 		return nil
+	}
+	if err := upLoopback(); err != nil {
+		return err
 	}
 	link, err := waitLink(ctx, n.Interface)
 	if err != nil {
@@ -54,6 +55,17 @@ func setupNetwork(ctx context.Context, n *guestapi.Network, hostname string) err
 		}
 	}
 	return writeResolvConf(n.DNS)
+}
+
+func upLoopback() error {
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("finding lo: %w", err)
+	}
+	if err := netlink.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("bringing up lo: %w", err)
+	}
+	return nil
 }
 
 // waitLink waits for the network driver to register the interface.

@@ -61,6 +61,13 @@ type Config struct {
 type KernelInfo struct {
 	Version string `json:"version,omitempty"`
 	Origin  string `json:"origin,omitempty"`
+	// Digest is the kernel blob's digest: the exact kernel the image boots.
+	Digest string `json:"digest,omitempty"`
+	// Features of a nos-built kernel (nil when unknown).
+	Features []string `json:"features,omitempty"`
+	// NoNetwork is set when the kernel has no network stack: the runner
+	// then attaches no NIC and the init configures no network.
+	NoNetwork bool `json:"noNetwork,omitempty"`
 }
 
 // InitPath is where the nos init lives in the initramfs; the kernel runs

@@ -34,6 +34,9 @@ func Create(ctx context.Context, st *store.Store, is *Instances, o Options) (*In
 			return nil, "", fmt.Errorf("health check: no guest port to probe; give --health-port, or publish or expose one: %w", ErrBadFlag)
 		}
 	}
+	if icfg.Kernel.NoNetwork && (len(o.Publish) > 0 || o.Health != nil) {
+		return nil, "", fmt.Errorf("image %s runs a kernel without networking (%s): -p and health checks need one built with `nos kernel build --features net`: %w", o.Image, icfg.Kernel.Version, ErrBadFlag)
+	}
 	if o.AutoRemove && o.Restart.Name != "" && o.Restart.Name != RestartNo {
 		return nil, "", fmt.Errorf("--rm and --restart %s conflict: an instance that restarts is never removed: %w", o.Restart.Name, ErrBadFlag)
 	}
@@ -71,6 +74,7 @@ func Create(ctx context.Context, st *store.Store, is *Instances, o Options) (*In
 		CPUs:        firstNonZero(o.CPUs, icfg.CPUs, image.DefaultCPUs),
 		Accel:       accel,
 		Cmdline:     cmdline(icfg.KernelCmdline, accel),
+		NoNetwork:   icfg.Kernel.NoNetwork,
 		Restart:     o.Restart,
 		Health:      o.Health,
 		AutoRemove:  o.AutoRemove,

@@ -178,8 +178,11 @@ func (m *monitor) boot(ctx context.Context, qemuPath string, logs *logfile.Write
 		StderrSocket:  filepath.Join(sockDir, "err"),
 		Net:           &qemu.UserNet{Forwards: append([]qemu.Forward(nil), m.cfg.Publish...)},
 	}
+	if m.cfg.NoNetwork {
+		mach.Net = nil
+	}
 	var health *prober
-	if hc := m.cfg.Health; hc != nil {
+	if hc := m.cfg.Health; hc != nil && mach.Net != nil {
 		port, err := freeLoopbackPort()
 		if err != nil {
 			return outcome{}, err
@@ -257,12 +260,16 @@ func (m *monitor) guestConfig() *guestapi.Config {
 	if hostname == "" {
 		hostname = m.cfg.ID[:12]
 	}
-	return &guestapi.Config{
+	g := &guestapi.Config{
 		Argv: m.cfg.Entrypoint, Env: m.cfg.Env, WorkingDir: m.cfg.WorkingDir, Hostname: hostname,
 		Network: &guestapi.Network{Interface: "eth0", Address: qemu.GuestAddress, Gateway: qemu.GuestGateway, DNS: []string{qemu.GuestDNS}},
 		Seed:    seed,
 		Time:    time.Now(),
 	}
+	if m.cfg.NoNetwork {
+		g.Network = nil
+	}
+	return g
 }
 
 func (m *monitor) isStopped() bool {

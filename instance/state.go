@@ -49,6 +49,7 @@ type Config struct {
 	CPUs        int            `json:"cpus"`
 	Accel       string         `json:"accel"`
 	Cmdline     string         `json:"cmdline"`
+	NoNetwork   bool           `json:"noNetwork,omitempty"` // the kernel has no network stack
 	Restart     RestartPolicy  `json:"restart"`
 	Health      *HealthCheck   `json:"health,omitempty"`
 	AutoRemove  bool           `json:"autoRemove,omitempty"`

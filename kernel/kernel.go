@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -26,6 +27,15 @@ type Kernel struct {
 	// Origin tells where the kernel came from: "file", "host", "cache"
 	// (fetched), "built" (nos kernel build) or "imported".
 	Origin string
+	// Features lists the optional features a nos-built kernel has (see
+	// kernel/config); nil when unknown, as for distribution kernels, which
+	// have them all.
+	Features []string
+}
+
+// HasNetwork reports whether the kernel can run a network stack.
+func (k *Kernel) HasNetwork() bool {
+	return k.Features == nil || slices.Contains(k.Features, "net")
 }
 
 // Finder finds a kernel.

@@ -95,7 +95,11 @@ func (e *Entry) Selected() time.Time { return e.selected }
 // Kernel describes the entry as a kernel nos can boot. It has no modules
 // directory: the init loads no modules.
 func (e *Entry) Kernel() *kernel.Kernel {
-	return &kernel.Kernel{Version: e.Version, Path: e.Path(), ConfigPath: e.ConfigPath(), Origin: e.Origin}
+	k := &kernel.Kernel{Version: e.Version, Path: e.Path(), ConfigPath: e.ConfigPath(), Origin: e.Origin}
+	if e.Origin == OriginBuilt {
+		k.Features = append([]string{}, e.Features...) // known, maybe none
+	}
+	return k
 }
 
 // Cache holds the kernels nos built or imported, one directory per entry
