@@ -20,8 +20,10 @@ install:
 deps: build
 	NOS=$(NOS) ./scripts/deps.sh
 
-# What the tests need beyond deps: nos's own kernel (the e2e tests boot it).
+# What the tests need beyond deps: nos's own kernels (the e2e tests boot
+# them). The one without networking first: the last built is the default.
 test-deps: deps
+	$(NOS) kernel build --features none
 	$(NOS) kernel build
 
 # nos's own kernel: compiled from Debian's linux-source with the fragments in

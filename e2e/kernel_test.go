@@ -260,3 +260,45 @@ func regexpLine(s, pattern string) bool {
 	}
 	return false
 }
+
+// TestKernelWithoutNetwork boots an image on a nos kernel built with
+// --features none (make test-deps builds it): no NIC, no network setup,
+// and what needs a network is refused up front.
+func TestKernelWithoutNetwork(t *testing.T) {
+	t.Parallel()
+	home, err := store.DefaultRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := kbuild.Cache{Dir: filepath.Join(home, "cache", "kernels-built")}.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k *kbuild.Entry
+	for _, en := range entries {
+		if en.Origin == kbuild.OriginBuilt && len(en.Features) == 0 {
+			k = en
+		}
+	}
+	if k == nil {
+		t.Fatal("the test boots a kernel built with `nos kernel build --features none`; run `make test-deps`")
+	}
+	e := newEnv(t)
+	dest := filepath.Join(e.home, "cache", "kernels-built", k.ID)
+	if err := copyDir(k.Dir(), dest); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.nos("build", "-t", "hello-nonet", "./examples/hello"); r.code != 0 {
+		t.Fatalf("build on the kernel without networking: %v", r)
+	}
+	r := e.run("--rm", "hello-nonet", "a")
+	if r.code != 0 || r.stdout != "Hello, world!\nargs: [a]\n" {
+		t.Fatalf("hello on a kernel without networking: %v", r)
+	}
+	if r := e.run("-p", "8080:80", "hello-nonet"); r.code == 0 || !strings.Contains(r.stderr, "without networking") {
+		t.Fatalf("-p on a kernel without networking must be refused: %v", r)
+	}
+	if r := e.nos("build", "--port", "80", "-t", "x", "./examples/hello"); r.code == 0 || !strings.Contains(r.stderr, "no networking") {
+		t.Fatalf("--port on a kernel without networking must be refused: %v", r)
+	}
+}
