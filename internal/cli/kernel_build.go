@@ -44,7 +44,7 @@ configuration and the compiler, so building it again is instant, and it
 becomes the kernel nos build uses (--kernel still overrides).
 
 Features: ` + strings.Join(config.Features(), ", ") + ` ('none' for the base alone).
-Images need net today: nos run always attaches a NIC and the init configures it.`,
+Without net, images get no NIC, and -p, --port and health checks are refused.`,
 		Example: `  nos kernel build
   nos kernel build --features net,vsock
   nos kernel build --source ~/src/linux-6.1 -j 8`,
@@ -90,7 +90,7 @@ Images need net today: nos run always attaches a NIC and the init configures it.
 				fmt.Fprintf(e.stderr, "built kernel %s (features %s, %s) in %s; it is the default\n", k.Version, feats, humanSize(fileSize(k.Path())), time.Duration(k.BuildSeconds)*time.Second)
 			}
 			if !slices.Contains(k.Features, "net") {
-				fmt.Fprintln(e.stderr, "warning: this kernel has no networking; nos-init needs it today, so images booting it cannot start their application")
+				fmt.Fprintln(e.stderr, "note: this kernel has no networking: its images get no NIC, and -p, --port and health checks are refused")
 			}
 			fmt.Fprintf(e.stdout, "%s\t%s\t%s\n", k.ShortID(), k.Version, k.Path())
 			return nil
