@@ -289,6 +289,14 @@ func TestUnlessStoppedStaysStopped(t *testing.T) {
 	if got := e.inspect(id); got.MonitorAlive || got.State.Status != "exited" || got.State.RestartCount != 0 {
 		t.Fatalf("unless-stopped restarted after stop: %+v", got)
 	}
+	// restart brings a stopped instance back; its logs carry over.
+	if r := e.nos("restart", "-t", "5", id); r.code != 0 {
+		t.Fatalf("restart: %v", r)
+	}
+	e.waitApp(id, 2)
+	if r := e.nos("restart", "-t", "-1", id); r.code == 0 || !strings.Contains(r.stderr, "--time") {
+		t.Fatalf("restart -t -1 must be refused: %v", r)
+	}
 }
 
 func TestKilledQEMUAndKilledMonitorAreReportedTruthfully(t *testing.T) {

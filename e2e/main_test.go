@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -154,21 +153,9 @@ func (e *nosEnv) run(args ...string) result {
 // started is a `nos run` in progress.
 type started struct {
 	cmd      *exec.Cmd
-	mu       sync.Mutex
-	out, err bytes.Buffer
+	out, err lockedBuffer
 	done     chan struct{}
 	code     int
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (w lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
 }
 
 func (e *nosEnv) start(args ...string) *started {
@@ -177,8 +164,8 @@ func (e *nosEnv) start(args ...string) *started {
 	s.cmd = exec.Command(nosBin, append([]string{"run", "--accel", accel}, args...)...)
 	s.cmd.Dir = repoRoot
 	s.cmd.Env = e.env
-	s.cmd.Stdout = lockedWriter{&s.mu, &s.out}
-	s.cmd.Stderr = lockedWriter{&s.mu, &s.err}
+	s.cmd.Stdout = &s.out
+	s.cmd.Stderr = &s.err
 	if err := s.cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}
@@ -202,8 +189,6 @@ func (e *nosEnv) start(args ...string) *started {
 }
 
 func (s *started) output() (string, string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	return s.out.String(), s.err.String()
 }
 

@@ -31,20 +31,27 @@ func (e *env) instances() (*instance.Instances, error) {
 // eachInstance runs fn on every named instance, reporting each failure on
 // its own line and failing the command if any failed, as docker does.
 func eachInstance(e *env, refs []string, fn func(is *instance.Instances, in *instance.Instance) error) error {
+	return eachRef(e, refs, func(is *instance.Instances, ref string) error {
+		in, err := is.Get(ref)
+		if err != nil {
+			return err
+		}
+		return fn(is, in)
+	})
+}
+
+// eachRef runs fn on every reference, as eachInstance does, for verbs that
+// resolve the reference themselves (under a lock).
+func eachRef(e *env, refs []string, fn func(is *instance.Instances, ref string) error) error {
 	is, err := e.instances()
 	if err != nil {
 		return err
 	}
 	failed := 0
 	for _, ref := range refs {
-		in, err := is.Get(ref)
-		if err == nil {
-			err = fn(is, in)
-		}
-		if err != nil {
+		if err := fn(is, ref); err != nil {
 			failed++
 			fmt.Fprintln(e.stderr, "nos: "+oneLine(err.Error()))
-			continue
 		}
 	}
 	if failed > 0 {
@@ -270,11 +277,7 @@ func newStopCmd(e *env) *cobra.Command {
 				return fmt.Errorf("--time %d: want 0 or more seconds", secs)
 			}
 			return eachInstance(e, args, func(is *instance.Instances, in *instance.Instance) error {
-				timeout := time.Duration(secs) * time.Second
-				if !cmd.Flags().Changed("time") {
-					timeout = in.Config.StopTimeout
-				}
-				if err := instance.Stop(cmd.Context(), in, timeout); err != nil {
+				if err := instance.Stop(cmd.Context(), in, stopTimeout(cmd, secs, in)); err != nil {
 					return err
 				}
 				fmt.Fprintln(e.stdout, args0(in))
@@ -363,12 +366,15 @@ func newRestartCmd(e *env) *cobra.Command {
 		Short: "Stop and start instances",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if secs < 0 {
+				return fmt.Errorf("--time %d: want 0 or more seconds", secs)
+			}
 			home, err := e.homeDir()
 			if err != nil {
 				return err
 			}
 			return eachInstance(e, args, func(is *instance.Instances, in *instance.Instance) error {
-				if err := instance.Stop(cmd.Context(), in, time.Duration(secs)*time.Second); err != nil {
+				if err := instance.Stop(cmd.Context(), in, stopTimeout(cmd, secs, in)); err != nil {
 					return err
 				}
 				in, err := is.Get(in.Config.ID)
@@ -379,8 +385,16 @@ func newRestartCmd(e *env) *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().IntVarP(&secs, "time", "t", 10, "seconds to wait before forcing the VM off")
+	cmd.Flags().IntVarP(&secs, "time", "t", 10, "seconds to wait before forcing the VM off (default: the instance's)")
 	return cmd
+}
+
+// stopTimeout is -t when given, else the instance's own stop timeout.
+func stopTimeout(cmd *cobra.Command, secs int, in *instance.Instance) time.Duration {
+	if cmd.Flags().Changed("time") {
+		return time.Duration(secs) * time.Second
+	}
+	return in.Config.StopTimeout
 }
 
 func newRmCmd(e *env) *cobra.Command {
@@ -390,24 +404,14 @@ func newRmCmd(e *env) *cobra.Command {
 		Short: "Remove instances (running ones only with -f)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			is, err := e.instances()
-			if err != nil {
-				return err
-			}
-			failed := 0
-			for _, ref := range args {
+			return eachRef(e, args, func(is *instance.Instances, ref string) error {
 				in, err := is.Remove(cmd.Context(), ref, force)
 				if err != nil {
-					failed++
-					fmt.Fprintln(e.stderr, "nos: "+oneLine(err.Error()))
-					continue
+					return err
 				}
 				fmt.Fprintln(e.stdout, args0(in))
-			}
-			if failed > 0 {
-				return &exitError{code: 1}
-			}
-			return nil
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "kill and remove running instances")
