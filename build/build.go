@@ -10,7 +10,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"unicode"
 	"time"
 
 	"github.com/nosproject/nos/image"
@@ -39,6 +41,12 @@ type Options struct {
 
 	// Kernel finds the kernel to boot.
 	Kernel kernel.Finder
+	// Needs lists the kernel features the application needs (see
+	// kernel/config), nil for the default. Without "net" the image gets no
+	// network even on a kernel that has one.
+	Needs []string
+	// KernelArgs are appended to the kernel command line.
+	KernelArgs []string
 	// Init is the path of the nos-init binary (see FindInit).
 	Init string
 	// Created is recorded in the store's index, not in the image, so that
@@ -119,8 +127,15 @@ func Build(ctx context.Context, st *store.Store, o Options) (*Result, error) {
 		cfg.Entrypoint = []string{appPath}
 	}
 	cfg.Kernel = image.KernelInfo{Version: k.Version, Origin: k.Origin, Features: k.Features, NoNetwork: !k.HasNetwork()}
+	cfg.Needs = o.Needs
 	if cfg.Kernel.NoNetwork && len(cfg.ExposedPorts) > 0 {
 		return nil, fmt.Errorf("--port %s: kernel %s has no networking; build one with `nos kernel build --features net`: %w", cfg.ExposedPorts[0], k.Version, ErrBadSource)
+	}
+	if o.Needs != nil && !slices.Contains(o.Needs, "net") {
+		if len(cfg.ExposedPorts) > 0 {
+			return nil, fmt.Errorf("--port %s: the image declares it needs no networking (--features %s); add net: %w", cfg.ExposedPorts[0], strings.Join(o.Needs, ","), ErrBadSource)
+		}
+		cfg.Kernel.NoNetwork = true
 	}
 	for _, m := range mods {
 		cfg.Modules = append(cfg.Modules, m.Name)
@@ -173,6 +188,15 @@ func configFromOptions(o Options) (image.Config, error) {
 	}
 	if cfg.CPUs == 0 {
 		cfg.CPUs = image.DefaultCPUs
+	}
+	for _, a := range o.KernelArgs {
+		if a == "" || strings.ContainsFunc(a, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) || r == '"' }) {
+			return cfg, fmt.Errorf("--kernel-arg %q: want one argument without spaces or quotes, e.g. loglevel=7: %w", a, ErrBadSource)
+		}
+		if k, _, _ := strings.Cut(a, "="); k == "init" || k == "rdinit" {
+			return cfg, fmt.Errorf("--kernel-arg %q: nos-init must be the first process; give the program as SOURCE instead: %w", a, ErrBadSource)
+		}
+		cfg.KernelCmdline += " " + a
 	}
 	for _, kv := range o.Env {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -263,7 +264,9 @@ func regexpLine(s, pattern string) bool {
 
 // TestKernelWithoutNetwork boots an image on a nos kernel built with
 // --features none (make test-deps builds it): no NIC, no network setup,
-// and what needs a network is refused up front.
+// and what needs a network is refused up front. It also checks that nos
+// build picks, among the built kernels, the one with the features the
+// image declares.
 func TestKernelWithoutNetwork(t *testing.T) {
 	t.Parallel()
 	home, err := store.DefaultRoot()
@@ -284,12 +287,37 @@ func TestKernelWithoutNetwork(t *testing.T) {
 		t.Fatal("the test boots a kernel built with `nos kernel build --features none`; run `make test-deps`")
 	}
 	e := newEnv(t)
+	// The kernel without networking is the most recent one; still, an
+	// image with the default features (net) must get the net kernel.
+	netk := e.withBuiltKernel()
+	time.Sleep(20 * time.Millisecond)
 	dest := filepath.Join(e.home, "cache", "kernels-built", k.ID)
 	if err := copyDir(k.Dir(), dest); err != nil {
 		t.Fatal(err)
 	}
-	if r := e.nos("build", "-t", "hello-nonet", "./examples/hello"); r.code != 0 {
+	kernelDigest := func(ref string) (string, []string) {
+		t.Helper()
+		r := e.nos("inspect", "--format", "{{json .Config.Kernel}}", ref)
+		var ki struct {
+			Digest   string   `json:"digest"`
+			Features []string `json:"features"`
+		}
+		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &ki) != nil {
+			t.Fatalf("inspect %s: %v", ref, r)
+		}
+		return ki.Digest, ki.Features
+	}
+	if r := e.nos("build", "-t", "hello-net", "./examples/hello"); r.code != 0 {
+		t.Fatalf("build with the default features: %v", r)
+	}
+	if d, f := kernelDigest("hello-net"); d != fileDigest(t, netk.Path()) || !slices.Equal(f, netk.Features) {
+		t.Errorf("default build got kernel %s %v, want the net kernel %s %v", d, f, fileDigest(t, netk.Path()), netk.Features)
+	}
+	if r := e.nos("build", "--features", "none", "-t", "hello-nonet", "./examples/hello"); r.code != 0 {
 		t.Fatalf("build on the kernel without networking: %v", r)
+	}
+	if d, f := kernelDigest("hello-nonet"); d != fileDigest(t, k.Path()) || len(f) != 0 {
+		t.Errorf("--features none got kernel %s %v, want %s without features", d, f, fileDigest(t, k.Path()))
 	}
 	r := e.run("--rm", "hello-nonet", "a")
 	if r.code != 0 || r.stdout != "Hello, world!\nargs: [a]\n" {
@@ -298,7 +326,31 @@ func TestKernelWithoutNetwork(t *testing.T) {
 	if r := e.run("-p", "8080:80", "hello-nonet"); r.code == 0 || !strings.Contains(r.stderr, "without networking") {
 		t.Fatalf("-p on a kernel without networking must be refused: %v", r)
 	}
-	if r := e.nos("build", "--port", "80", "-t", "x", "./examples/hello"); r.code == 0 || !strings.Contains(r.stderr, "no networking") {
-		t.Fatalf("--port on a kernel without networking must be refused: %v", r)
+	if r := e.nos("build", "--features", "none", "--port", "80", "-t", "x", "./examples/hello"); r.code == 0 || !strings.Contains(r.stderr, "no networking") {
+		t.Fatalf("--port with --features none must be refused: %v", r)
 	}
+	// --kernel by ID keeps the kernel's features; a kernel lacking what
+	// --features asks for is refused.
+	if r := e.nos("build", "--kernel", k.ID[:12], "--port", "80", "-t", "x", "./examples/hello"); r.code == 0 || !strings.Contains(r.stderr, "no networking") {
+		t.Fatalf("--port on --kernel ID of the kernel without networking must be refused: %v", r)
+	}
+	if r := e.nos("build", "--kernel", k.Path(), "--features", "net", "-t", "x", "./examples/hello"); r.code == 0 || !strings.Contains(r.stderr, "lacks the features net") {
+		t.Fatalf("--features net with a kernel without networking must be refused: %v", r)
+	}
+	if r := e.nos("build", "--features", "none,net", "-t", "x", "./examples/hello"); r.code == 0 || !strings.Contains(r.stderr, "cannot be combined") {
+		t.Fatalf("--features none,net must be refused: %v", r)
+	}
+	if r := e.nos("images", "-q"); r.code != 0 || len(strings.Fields(r.stdout)) != 2 {
+		t.Errorf("refused builds changed the store: %v", r)
+	}
+}
+
+// fileDigest is the OCI digest of a file's content.
+func fileDigest(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("sha256:%x", sha256.Sum256(b))
 }

@@ -53,6 +53,9 @@ type Config struct {
 	KernelCmdline string `json:"kernelCmdline"`
 	// Kernel records which kernel the image was built with.
 	Kernel KernelInfo `json:"kernel"`
+	// Needs lists the kernel features the image declared it needs (nos
+	// build --features); nil when it took the default.
+	Needs []string `json:"needs,omitempty"`
 	// Modules lists the kernel modules the init loads, in load order.
 	Modules []string `json:"modules,omitempty"`
 }
@@ -65,8 +68,9 @@ type KernelInfo struct {
 	Digest string `json:"digest,omitempty"`
 	// Features of a nos-built kernel (nil when unknown).
 	Features []string `json:"features,omitempty"`
-	// NoNetwork is set when the kernel has no network stack: the runner
-	// then attaches no NIC and the init configures no network.
+	// NoNetwork is set when the kernel has no network stack or the image
+	// declared it needs none: the runner then attaches no NIC and the init
+	// configures no network.
 	NoNetwork bool `json:"noNetwork,omitempty"`
 }
 

@@ -4,10 +4,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/nosproject/nos/build"
 	"github.com/nosproject/nos/instance"
 	"github.com/nosproject/nos/kernel"
+	"github.com/nosproject/nos/kernel/config"
+	"github.com/nosproject/nos/kernel/kbuild"
 	"github.com/nosproject/nos/store"
 	"github.com/spf13/cobra"
 )
@@ -20,7 +23,9 @@ type buildFlags struct {
 	memory  string
 	cpus    int
 	workdir string
-	kernel  string
+	kernel     string
+	features   []string
+	kernelArgs []string
 }
 
 func newBuildCmd(e *env) *cobra.Command {
@@ -36,7 +41,7 @@ It prints the image digest; the same inputs always give the same digest.`,
   nos build -t web:v1 --port 8080 -e GREETING=hi ./examples/httpserver`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o, err := f.options(e, args[0])
+			o, err := f.options(e, args[0], cmd.Flags().Changed("features"))
 			if err != nil {
 				return err
 			}
@@ -61,12 +66,14 @@ It prints the image digest; the same inputs always give the same digest.`,
 	fl.StringVarP(&f.memory, "memory", "m", "", "default guest memory, e.g. 256m or 1g")
 	fl.IntVar(&f.cpus, "cpus", 0, "default number of virtual CPUs")
 	fl.StringVarP(&f.workdir, "workdir", "w", "", "working directory of the application in the guest")
-	fl.StringVar(&f.kernel, "kernel", "", "kernel image to boot (default: the kernel nos built or imported last, then the one it fetched, then the newest in /boot)")
+	fl.StringVar(&f.kernel, "kernel", "", "kernel to boot: a file, or the ID of a kernel nos built or imported (default: a built kernel with the --features, then the one nos fetched, then the newest in /boot)")
+	fl.StringSliceVar(&f.features, "features", config.DefaultFeatures, "kernel features the application needs: "+strings.Join(config.Features(), ", ")+", or none; nos picks a kernel built with them, and builds one when they are given and none exists")
+	fl.StringArrayVar(&f.kernelArgs, "kernel-arg", nil, "extra kernel command-line argument, e.g. loglevel=7 (repeatable)")
 	return cmd
 }
 
-func (f *buildFlags) options(e *env, source string) (build.Options, error) {
-	o := build.Options{Source: source, Args: f.args, Ports: f.ports, CPUs: f.cpus, WorkDir: f.workdir, Log: e.logger()}
+func (f *buildFlags) options(e *env, source string, explicitFeatures bool) (build.Options, error) {
+	o := build.Options{Source: source, Args: f.args, Ports: f.ports, CPUs: f.cpus, WorkDir: f.workdir, KernelArgs: f.kernelArgs, Log: e.logger()}
 	if f.tag != "" {
 		name, tag, err := store.ParseReference(f.tag)
 		if err != nil {
@@ -88,9 +95,22 @@ func (f *buildFlags) options(e *env, source string) (build.Options, error) {
 	if err != nil {
 		return o, err
 	}
-	o.Kernel = defaultKernel(home)
-	if f.kernel != "" {
-		o.Kernel = kernel.File{Path: f.kernel}
+	if o.Needs, err = parseFeatures(f.features); err != nil {
+		return o, err
+	}
+	built := builtKernelCache(home)
+	built.Need = o.Needs
+	var explicit []string
+	if explicitFeatures {
+		explicit = o.Needs
+	}
+	switch {
+	case f.kernel != "":
+		o.Kernel = namedKernel{arg: f.kernel, built: built, need: explicit}
+	case explicitFeatures:
+		o.Kernel = kernel.Chain{buildingKernel{e: e, built: built}}
+	default:
+		o.Kernel = defaultKernel(home, built)
 	}
 	if o.Init, err = build.FindInit(); err != nil {
 		return o, err
@@ -98,12 +118,13 @@ func (f *buildFlags) options(e *env, source string) (build.Options, error) {
 	return o, nil
 }
 
-// defaultKernel prefers the kernel nos built (or imported) last, then a
-// kernel nos fetched into its cache (made for VMs), then the host's own.
+// defaultKernel prefers a kernel nos built with the features the image
+// needs (or the one it imported last), then a kernel nos fetched into its
+// cache (made for VMs, with every feature as modules), then the host's own.
 // $NOS_BOOT_DIR replaces /boot as the place to look for the host's kernels.
-func defaultKernel(home string) kernel.Finder {
+func defaultKernel(home string, built kbuild.Cache) kernel.Finder {
 	return kernel.Chain{
-		builtKernelCache(home),
+		built,
 		kernel.Cache{Dir: kernelCache(home)},
 		kernel.Host{BootDir: os.Getenv("NOS_BOOT_DIR")},
 	}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -30,7 +31,7 @@ func newKernelBuildCmd(e *env) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "build",
-		Short: "Build nos's own module-free kernel and make it the default",
+		Short: "Build nos's own module-free kernel with the features images need",
 		Long: `Build compiles a Linux kernel made for nos machines: no modules, only the
 drivers and system calls nos guests use, configured with make tinyconfig and
 the configuration fragments built into nos (a base, plus --features). It
@@ -40,8 +41,10 @@ The source is Debian's linux-source tarball in /usr/src unless --source names
 a kernel source directory or tarball. Missing build tools and the source
 package are installed with apt-get when nos runs as root; otherwise the error
 names them. The kernel is kept in nos's cache, keyed by its source, its
-configuration and the compiler, so building it again is instant, and it
-becomes the kernel nos build uses (--kernel still overrides).
+configuration and the compiler, so building it again is instant. nos build
+then picks, for each image, the built kernel having the features the image
+needs (--features of nos build, net by default): one with exactly those
+first, else the one with the fewest extra; --kernel still overrides.
 
 Features: ` + strings.Join(config.Features(), ", ") + ` ('none' for the base alone).
 Without net, images get no NIC, and -p, --port and health checks are refused.`,
@@ -66,16 +69,7 @@ Without net, images get no NIC, and -p, --port and health checks are refused.`,
 			if jobs < 0 {
 				return fmt.Errorf("--jobs %d: want a positive number", jobs)
 			}
-			c := builtKernelCache(home)
-			res, err := kbuild.Build(cmd.Context(), c, o)
-			var missing *kbuild.MissingError
-			if errors.As(err, &missing) && !noInstall && os.Geteuid() == 0 {
-				fmt.Fprintf(e.stderr, "kernel build: installing %s (needed: %s)\n", strings.Join(missing.Packages, " "), missing.What)
-				if err := kbuild.Install(cmd.Context(), missing.Packages, e.stderr); err != nil {
-					return err
-				}
-				res, err = kbuild.Build(cmd.Context(), c, o)
-			}
+			res, err := buildKernel(cmd.Context(), e, builtKernelCache(home), o, !noInstall)
 			if err != nil {
 				return err
 			}
@@ -85,9 +79,9 @@ Without net, images get no NIC, and -p, --port and health checks are refused.`,
 				feats = "none"
 			}
 			if res.Cached {
-				fmt.Fprintf(e.stderr, "kernel %s (features %s) was built already; it is the default\n", k.Version, feats)
+				fmt.Fprintf(e.stderr, "kernel %s (features %s) was built already; nos build picks it for images needing exactly these features\n", k.Version, feats)
 			} else {
-				fmt.Fprintf(e.stderr, "built kernel %s (features %s, %s) in %s; it is the default\n", k.Version, feats, humanSize(fileSize(k.Path())), time.Duration(k.BuildSeconds)*time.Second)
+				fmt.Fprintf(e.stderr, "built kernel %s (features %s, %s) in %s; nos build picks it for images needing exactly these features\n", k.Version, feats, humanSize(fileSize(k.Path())), time.Duration(k.BuildSeconds)*time.Second)
 			}
 			if !slices.Contains(k.Features, "net") {
 				fmt.Fprintln(e.stderr, "note: this kernel has no networking: its images get no NIC, and -p, --port and health checks are refused")
@@ -110,7 +104,8 @@ func newKernelLsCmd(e *env) *cobra.Command {
 		Short: "List the kernels nos can use: built, imported, fetched and the host's",
 		Long: `Ls lists the kernels nos knows: those it built (nos kernel build) or imported
 (nos kernel import), those it fetched (nos kernel fetch) and the host's own in
-/boot. The one nos build uses by default is marked with *. It fails when
+/boot. The one nos build uses for an image with the default features (net)
+is marked with *. It fails when
 there is no usable kernel at all.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -131,7 +126,7 @@ there is no usable kernel at all.`,
 			if err != nil {
 				return err
 			}
-			def, defErr := defaultKernel(home).Find(ctx)
+			def, defErr := defaultKernel(home, kbuild.Cache{Dir: builtKernelCache(home).Dir, Need: config.DefaultFeatures}).Find(ctx)
 			mark := func(path string) string {
 				if def != nil && def.Path == path {
 					return "*"
@@ -243,4 +238,19 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// buildKernel runs a kernel build, installing the packages it lacks first
+// when allowed and running as root.
+func buildKernel(ctx context.Context, e *env, c kbuild.Cache, o kbuild.Options, install bool) (*kbuild.Result, error) {
+	res, err := kbuild.Build(ctx, c, o)
+	var missing *kbuild.MissingError
+	if errors.As(err, &missing) && install && os.Geteuid() == 0 {
+		fmt.Fprintf(e.stderr, "kernel build: installing %s (needed: %s)\n", strings.Join(missing.Packages, " "), missing.What)
+		if err := kbuild.Install(ctx, missing.Packages, e.stderr); err != nil {
+			return nil, err
+		}
+		res, err = kbuild.Build(ctx, c, o)
+	}
+	return res, err
 }

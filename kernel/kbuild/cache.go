@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -107,6 +108,9 @@ func (e *Entry) Kernel() *kernel.Kernel {
 type Cache struct {
 	// Dir is the cache directory, e.g. $NOS_HOME/cache/kernels-built.
 	Dir string
+	// Need lists the features the kernel must have (see kernel/config);
+	// nil means any kernel will do. See Match.
+	Need []string
 }
 
 // notFound matches kernel.ErrNoKernel without repeating its text.
@@ -115,11 +119,27 @@ type notFound struct{ msg string }
 func (e *notFound) Error() string        { return e.msg }
 func (e *notFound) Is(target error) bool { return target == kernel.ErrNoKernel }
 
-// Find returns the kernel built or imported most recently.
+// Find returns the kernel Match picks for c.Need.
 func (c Cache) Find(ctx context.Context) (*kernel.Kernel, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	e, err := c.Match(c.Need)
+	if err != nil {
+		return nil, err
+	}
+	return e.Kernel(), nil
+}
+
+// Match picks the kernel for an image that needs the given features. With
+// need nil it is the default: the entry built or imported last. Otherwise
+// an imported kernel (the user's own, its features unknown) is used when
+// it is the default; else the built kernels having every needed feature
+// compete: one with exactly those features first, then the one with the
+// fewest extra features, the most recently selected among equals. The
+// error, when none fits, wraps kernel.ErrNoKernel and says how to build
+// one.
+func (c Cache) Match(need []string) (*Entry, error) {
 	entries, err := c.List()
 	if err != nil {
 		return nil, fmt.Errorf("built kernels: %w", err)
@@ -127,7 +147,74 @@ func (c Cache) Find(ctx context.Context) (*kernel.Kernel, error) {
 	if len(entries) == 0 {
 		return nil, &notFound{msg: "built kernels: none in " + c.Dir + " (nos kernel build makes one)"}
 	}
-	return entries[0].Kernel(), nil
+	if need == nil || entries[0].Origin == OriginImported {
+		return entries[0], nil
+	}
+	var best *Entry
+	for _, e := range entries { // most recently selected first
+		if e.Origin != OriginBuilt || !hasAll(e.Features, need) {
+			continue
+		}
+		if best == nil || len(e.Features) < len(best.Features) {
+			best = e
+		}
+	}
+	if best == nil {
+		want := strings.Join(need, ",")
+		if want == "" {
+			want = "none"
+		}
+		return nil, &notFound{msg: fmt.Sprintf("built kernels: none has the features %s (nos kernel build --features %s makes one)", want, want)}
+	}
+	return best, nil
+}
+
+// hasAll reports whether have contains every element of need.
+func hasAll(have, need []string) bool {
+	for _, n := range need {
+		if !slices.Contains(have, n) {
+			return false
+		}
+	}
+	return true
+}
+
+// ForFile returns the entry whose boot image or vmlinux has the same
+// content as the file at path, so that a kernel given by path keeps what
+// nos knows about it; nil when there is none.
+func (c Cache) ForFile(ctx context.Context, path string) (*Entry, error) {
+	entries, err := c.List()
+	if err != nil || len(entries) == 0 {
+		return nil, err
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	var digest string
+	for _, e := range entries {
+		for _, p := range []string{e.Path(), e.VmlinuxPath()} {
+			if p == "" {
+				continue
+			}
+			pi, err := os.Stat(p)
+			if err != nil || pi.Size() != fi.Size() {
+				continue
+			}
+			if os.SameFile(pi, fi) {
+				return e, nil
+			}
+			if digest == "" {
+				if digest, err = fileDigest(ctx, path); err != nil {
+					return nil, err
+				}
+			}
+			if d, err := fileDigest(ctx, p); err == nil && d == digest {
+				return e, nil
+			}
+		}
+	}
+	return nil, nil
 }
 
 // List returns the entries, the default (most recently selected) first.

@@ -177,3 +177,69 @@ func TestSweepRemovesDeadWorkDirs(t *testing.T) {
 		t.Error("close left the work directory")
 	}
 }
+
+// builtEntry writes a built entry with the given features into c.
+func builtEntry(t *testing.T, c Cache, id string, features ...string) {
+	t.Helper()
+	dir := filepath.Join(c.Dir, id)
+	writeFile(t, dir, "bzImage", fakeBzImage("6.1.1-nos"))
+	meta := `{"id":"` + id + `","version":"6.1.1-nos","origin":"built","image":"bzImage","features":["` + strings.Join(features, `","`) + `"]}`
+	if len(features) == 0 {
+		meta = `{"id":"` + id + `","version":"6.1.1-nos","origin":"built","image":"bzImage"}`
+	}
+	writeFile(t, dir, metaName, []byte(meta))
+	// Later entries are selected later.
+	time.Sleep(10 * time.Millisecond)
+	if err := os.Chtimes(dir, time.Now(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMatchFeatures(t *testing.T) {
+	c := Cache{Dir: t.TempDir()}
+	id := func(c byte) string { return strings.Repeat(string(c), 64) }
+	builtEntry(t, c, id('a'), "net")
+	builtEntry(t, c, id('b'), "blk", "net", "vsock")
+	builtEntry(t, c, id('c'))
+	builtEntry(t, c, id('d'), "blk", "net")
+	for _, tc := range []struct {
+		need []string
+		want string // "" for none
+	}{
+		{nil, id('d')},                        // the default: the last built
+		{[]string{}, id('c')},                 // none: exactly none
+		{[]string{"net"}, id('a')},            // exact match beats the newer superset
+		{[]string{"blk"}, id('d')},            // fewest extra features
+		{[]string{"net", "vsock"}, id('b')},   // only one has vsock
+		{[]string{"blk", "net", "vsock"}, id('b')},
+		{[]string{"gpu"}, ""},
+	} {
+		e, err := c.Match(tc.need)
+		switch {
+		case tc.want == "" && (err == nil || !errors.Is(err, kernel.ErrNoKernel) || !strings.Contains(err.Error(), "nos kernel build --features gpu")):
+			t.Errorf("Match(%v) = %v, %v; want ErrNoKernel naming the build command", tc.need, e, err)
+		case tc.want != "" && (err != nil || e.ID != tc.want):
+			t.Errorf("Match(%v) = %v, %v; want %s", tc.need, e, err, tc.want[:1])
+		}
+	}
+	// An imported kernel that is the default is the user's choice: it is
+	// used whatever the features.
+	dir := t.TempDir()
+	writeFile(t, dir, "bzImage", fakeBzImage("6.6.6-own"))
+	time.Sleep(10 * time.Millisecond)
+	imp, _, err := c.Import(context.Background(), filepath.Join(dir, "bzImage"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, err := c.Match([]string{"net"}); err != nil || e.ID != imp.ID {
+		t.Errorf("Match with an imported default = %v, %v; want the import", e, err)
+	}
+	// ForFile recognises a copy of a built kernel.
+	cp := filepath.Join(dir, "copy")
+	if b, err := os.ReadFile(filepath.Join(c.Dir, id('b'), "bzImage")); err != nil || os.WriteFile(cp, b, 0o644) != nil {
+		t.Fatal(err)
+	}
+	if e, err := c.ForFile(context.Background(), cp); err != nil || e == nil || e.ID != imp.ID && e.Origin != OriginBuilt {
+		t.Errorf("ForFile(copy) = %v, %v", e, err)
+	}
+}
