@@ -106,13 +106,19 @@ type running struct {
 // bootOnce starts the example on a free port, waits for its first 200,
 // then stops it with SIGINT.
 func (h *harness) bootOnce(ctx context.Context) (oneRun, error) {
+	return h.bootImage(ctx, appImage)
+}
+
+// bootImage is bootOnce for an image of the example, with extra flags for
+// nos run.
+func (h *harness) bootImage(ctx context.Context, image string, runFlags ...string) (oneRun, error) {
 	var res oneRun
 	port, err := freePort()
 	if err != nil {
 		return res, err
 	}
 	start := time.Now()
-	r, err := h.startRun(port)
+	r, err := h.startRun(port, image, runFlags...)
 	if err != nil {
 		return res, err
 	}
@@ -135,10 +141,12 @@ func (h *harness) bootOnce(ctx context.Context) (oneRun, error) {
 	return res, err
 }
 
-// startRun execs `nos run` of the example, publishing its port on port.
-func (h *harness) startRun(port int) (*running, error) {
+// startRun execs `nos run` of an image of the example, publishing its port
+// on port.
+func (h *harness) startRun(port int, image string, runFlags ...string) (*running, error) {
 	r := &running{done: make(chan struct{}), stderr: &watchWriter{marker: []byte(appStarted)}}
-	r.cmd = exec.Command(h.nos, "run", "--accel", h.accel, "-p", fmt.Sprintf("%d:%d", port, appPort), appImage)
+	args := append([]string{"run", "--accel", h.accel, "-p", fmt.Sprintf("%d:%d", port, appPort)}, runFlags...)
+	r.cmd = exec.Command(h.nos, append(args, image)...)
 	r.cmd.Dir, r.cmd.Env = h.root, h.env
 	r.cmd.Stdout, r.cmd.Stderr = &r.stdout, r.stderr
 	if err := r.cmd.Start(); err != nil {

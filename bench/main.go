@@ -108,6 +108,7 @@ type options struct {
 	json      bool
 	instances bool
 	inst      instOptions
+	bootOpts  bool
 }
 
 func main() {
@@ -116,6 +117,7 @@ func main() {
 	flag.StringVar(&o.accel, "accel", "auto", "accelerator for nos run: auto, tcg or kvm")
 	flag.StringVar(&o.kernel, "kernel", "", "guest kernel (default: nos's kernel cache, then /boot)")
 	flag.BoolVar(&o.json, "json", false, "print the report as JSON instead of a table")
+	flag.BoolVar(&o.bootOpts, "boot-options", false, "compare boot times of the fast-boot choices (quiet, PVH vmlinux, vCPUs) on nos's own kernel")
 	flag.BoolVar(&o.instances, "instances", false, "measure detached instances (nos run -d) instead: overhead, run -d/stop times, capacity")
 	flag.IntVar(&o.inst.overheadN, "idle-instances", 3, "with -instances: idle instances measured together for the overhead")
 	flag.IntVar(&o.inst.smallMiB, "small-memory", 128, "with -instances: guest memory in MiB of the second overhead run and of the capacity run")
@@ -139,7 +141,9 @@ func main() {
 	// removed before the program exits.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	if o.instances {
+	if o.bootOpts {
+		err = runBootOptions(ctx, o)
+	} else if o.instances {
 		err = checkInstOptions(o)
 		if err == nil {
 			err = runInstances(ctx, o)
