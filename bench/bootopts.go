@@ -134,4 +134,3 @@ func writeBootOptions(w io.Writer, rep *bootOptionsReport) error {
 	}
 	return tw.Flush()
 }
-

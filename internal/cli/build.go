@@ -16,13 +16,13 @@ import (
 )
 
 type buildFlags struct {
-	tag     string
-	env     []string
-	args    []string
-	ports   []string
-	memory  string
-	cpus    int
-	workdir string
+	tag        string
+	env        []string
+	args       []string
+	ports      []string
+	memory     string
+	cpus       int
+	workdir    string
 	kernel     string
 	features   []string
 	kernelArgs []string

@@ -206,11 +206,11 @@ func TestMatchFeatures(t *testing.T) {
 		need []string
 		want string // "" for none
 	}{
-		{nil, id('d')},                        // the default: the last built
-		{[]string{}, id('c')},                 // none: exactly none
-		{[]string{"net"}, id('a')},            // exact match beats the newer superset
-		{[]string{"blk"}, id('d')},            // fewest extra features
-		{[]string{"net", "vsock"}, id('b')},   // only one has vsock
+		{nil, id('d')},                      // the default: the last built
+		{[]string{}, id('c')},               // none: exactly none
+		{[]string{"net"}, id('a')},          // exact match beats the newer superset
+		{[]string{"blk"}, id('d')},          // fewest extra features
+		{[]string{"net", "vsock"}, id('b')}, // only one has vsock
 		{[]string{"blk", "net", "vsock"}, id('b')},
 		{[]string{"gpu"}, ""},
 	} {
