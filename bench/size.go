@@ -69,7 +69,7 @@ func layerSizes(im inspected) (kernelSize, initrdSize int64, err error) {
 	var nk, ni int
 	for _, l := range im.Manifest.Layers {
 		switch l.MediaType {
-		case image.MediaTypeKernel:
+		case image.MediaTypeKernel, image.MediaTypeKernelGzip:
 			kernelSize, nk = l.Size, nk+1
 		case image.MediaTypeInitramfs:
 			initrdSize, ni = l.Size, ni+1

@@ -3,9 +3,13 @@ package build
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"debug/elf"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -14,6 +18,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/klauspost/compress/gzip"
 
 	"github.com/nosproject/nos/image"
 	"github.com/nosproject/nos/initramfs"
@@ -68,10 +74,12 @@ type Result struct {
 var wantedModules = []string{"virtio_mmio", "virtio_console", "virtio_net", "virtio_rng"}
 
 // DefaultCmdline is the kernel command line of nos images: the console on
-// the serial port (kept in a log, not shown to the user), reboot on panic
+// the serial port (kept in a log, not shown to the user), quiet (warnings,
+// errors and panics only: every byte through the emulated UART costs boot
+// time; --kernel-arg loglevel=7 brings the messages back), reboot on panic
 // (QEMU runs with -no-reboot, so a panic ends the VM and is reported), and
 // no waiting for a root device: the initramfs is the root.
-const DefaultCmdline = "console=ttyS0 panic=-1 random.trust_cpu=on"
+const DefaultCmdline = "console=ttyS0 quiet panic=-1 random.trust_cpu=on"
 
 // Build compiles and packages the application and stores the image.
 func Build(ctx context.Context, st *store.Store, o Options) (*Result, error) {
@@ -312,7 +320,7 @@ func commit(ctx context.Context, st *store.Store, o Options, cfg image.Config, k
 	}
 	defer unlock()
 
-	kdesc, err := writeFileBlob(ctx, st, k.Path, image.MediaTypeKernel)
+	kdesc, kdigest, err := writeKernelBlob(ctx, st, k, filepath.Dir(initrd))
 	if err != nil {
 		return nil, fmt.Errorf("storing kernel: %w", err)
 	}
@@ -320,7 +328,7 @@ func commit(ctx context.Context, st *store.Store, o Options, cfg image.Config, k
 	if err != nil {
 		return nil, fmt.Errorf("storing initramfs: %w", err)
 	}
-	cfg.Kernel.Digest = kdesc.Digest.String()
+	cfg.Kernel.Digest = kdigest
 	cb, err := json.Marshal(cfg)
 	if err != nil {
 		return nil, err
@@ -358,6 +366,64 @@ func commit(ctx context.Context, st *store.Store, o Options, cfg image.Config, k
 		Size:   mdesc.Size + cdesc.Size + kdesc.Size + idesc.Size,
 		Kernel: k,
 	}, nil
+}
+
+// writeKernelBlob stores the kernel the image boots: the ELF vmlinux when
+// there is one, since booting it through its PVH entry point skips the
+// decompression and real-mode setup of a bzImage (BENCHMARKS.md, "Fast boot
+// path"), gzip-compressed because most of an ELF vmlinux is alignment
+// padding; else the boot image as it is. It returns the layer and the
+// digest of the kernel itself, uncompressed.
+func writeKernelBlob(ctx context.Context, st *store.Store, k *kernel.Kernel, tmp string) (ocispec.Descriptor, string, error) {
+	path := k.Vmlinux
+	if path == "" && isELF(k.Path) {
+		path = k.Path
+	}
+	if path == "" {
+		d, err := writeFileBlob(ctx, st, k.Path, image.MediaTypeKernel)
+		return d, d.Digest.String(), err
+	}
+	src, err := os.Open(path)
+	if err != nil {
+		return ocispec.Descriptor{}, "", err
+	}
+	defer src.Close()
+	gz := filepath.Join(tmp, "kernel.gz")
+	out, err := os.Create(gz)
+	if err != nil {
+		return ocispec.Descriptor{}, "", err
+	}
+	defer out.Close()
+	h := sha256.New()
+	// No name and no time in the gzip header: the same kernel always
+	// gives the same blob.
+	zw, err := gzip.NewWriterLevel(out, gzip.DefaultCompression)
+	if err != nil {
+		return ocispec.Descriptor{}, "", err
+	}
+	if _, err := io.Copy(zw, io.TeeReader(src, h)); err != nil {
+		return ocispec.Descriptor{}, "", fmt.Errorf("compressing %s: %w", path, err)
+	}
+	if err := zw.Close(); err != nil {
+		return ocispec.Descriptor{}, "", err
+	}
+	if err := out.Close(); err != nil {
+		return ocispec.Descriptor{}, "", err
+	}
+	d, err := writeFileBlob(ctx, st, gz, image.MediaTypeKernelGzip)
+	return d, "sha256:" + hex.EncodeToString(h.Sum(nil)), err
+}
+
+// isELF reports whether the file at path starts like an ELF file.
+func isELF(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var magic [4]byte
+	_, err = io.ReadFull(f, magic[:])
+	return err == nil && string(magic[:]) == elf.ELFMAG
 }
 
 func writeFileBlob(ctx context.Context, st *store.Store, path, mediaType string) (ocispec.Descriptor, error) {

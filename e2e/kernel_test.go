@@ -138,7 +138,8 @@ func TestBuiltKernelBootsAndServes(t *testing.T) {
 	if r.code != 0 || !regexpLine(r.stdout, `^\*\s+`+k.ShortID()+`\s+`+regexp.QuoteMeta(k.Version)+`\s+built\s+net`) {
 		t.Fatalf("kernel ls does not show the built kernel %s as the default: %v", k.ShortID(), r)
 	}
-	for _, b := range [][]string{{"-t", "hello", "./examples/hello"}, {"-t", "httpserver", "--port", "8080", "./examples/httpserver"}} {
+	// hello with --kernel-arg: the boot messages quiet hides come back.
+	for _, b := range [][]string{{"-t", "hello", "--kernel-arg", "loglevel=7", "./examples/hello"}, {"-t", "httpserver", "--port", "8080", "./examples/httpserver"}} {
 		if r := e.nos(append([]string{"build"}, b...)...); r.code != 0 || !strings.Contains(r.stderr, "kernel "+k.Version) {
 			t.Fatalf("nos build %v with the built kernel: %v", b, r)
 		}
@@ -310,14 +311,14 @@ func TestKernelWithoutNetwork(t *testing.T) {
 	if r := e.nos("build", "-t", "hello-net", "./examples/hello"); r.code != 0 {
 		t.Fatalf("build with the default features: %v", r)
 	}
-	if d, f := kernelDigest("hello-net"); d != fileDigest(t, netk.Path()) || !slices.Equal(f, netk.Features) {
-		t.Errorf("default build got kernel %s %v, want the net kernel %s %v", d, f, fileDigest(t, netk.Path()), netk.Features)
+	if d, f := kernelDigest("hello-net"); d != bootDigest(t, netk) || !slices.Equal(f, netk.Features) {
+		t.Errorf("default build got kernel %s %v, want the net kernel %s %v", d, f, bootDigest(t, netk), netk.Features)
 	}
 	if r := e.nos("build", "--features", "none", "-t", "hello-nonet", "./examples/hello"); r.code != 0 {
 		t.Fatalf("build on the kernel without networking: %v", r)
 	}
-	if d, f := kernelDigest("hello-nonet"); d != fileDigest(t, k.Path()) || len(f) != 0 {
-		t.Errorf("--features none got kernel %s %v, want %s without features", d, f, fileDigest(t, k.Path()))
+	if d, f := kernelDigest("hello-nonet"); d != bootDigest(t, k) || len(f) != 0 {
+		t.Errorf("--features none got kernel %s %v, want %s without features", d, f, bootDigest(t, k))
 	}
 	r := e.run("--rm", "hello-nonet", "a")
 	if r.code != 0 || r.stdout != "Hello, world!\nargs: [a]\n" {
@@ -343,6 +344,15 @@ func TestKernelWithoutNetwork(t *testing.T) {
 	if r := e.nos("images", "-q"); r.code != 0 || len(strings.Fields(r.stdout)) != 2 {
 		t.Errorf("refused builds changed the store: %v", r)
 	}
+}
+
+// bootDigest is the digest of the kernel an image built with e boots: its
+// PVH vmlinux when it has one.
+func bootDigest(t *testing.T, e *kbuild.Entry) string {
+	if p := e.VmlinuxPath(); p != "" {
+		return fileDigest(t, p)
+	}
+	return fileDigest(t, e.Path())
 }
 
 // fileDigest is the OCI digest of a file's content.

@@ -13,10 +13,14 @@ import (
 // Media types of the parts of a nos image. An image is an OCI image manifest
 // whose config is a Config and whose layers are the kernel and the initramfs.
 const (
-	ArtifactType       = "application/vnd.nos.image.v1"
-	MediaTypeConfig    = "application/vnd.nos.image.config.v1+json"
-	MediaTypeKernel    = "application/vnd.nos.kernel.v1"
-	MediaTypeInitramfs = "application/vnd.nos.initramfs.v1.cpio+gzip"
+	ArtifactType    = "application/vnd.nos.image.v1"
+	MediaTypeConfig = "application/vnd.nos.image.config.v1+json"
+	MediaTypeKernel = "application/vnd.nos.kernel.v1"
+	// MediaTypeKernelGzip is a kernel stored gzip-compressed: an ELF
+	// vmlinux, booted through its PVH entry point, which the runner
+	// unpacks once per host.
+	MediaTypeKernelGzip = "application/vnd.nos.kernel.v1+gzip"
+	MediaTypeInitramfs  = "application/vnd.nos.initramfs.v1.cpio+gzip"
 
 	// AnnotationRefName is the OCI annotation that holds "name:tag" in index.json.
 	AnnotationRefName = "org.opencontainers.image.ref.name"

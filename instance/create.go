@@ -21,9 +21,15 @@ import (
 // accelerator) and writes the instance's directory. Nothing is written
 // when a check fails.
 func Create(ctx context.Context, st *store.Store, is *Instances, o Options) (*Instance, string, error) {
-	img, icfg, kernelPath, initrdPath, err := loadImage(ctx, st, o.Image)
+	img, icfg, files, err := loadImage(ctx, st, o.Image)
 	if err != nil {
 		return nil, "", err
+	}
+	kernelPath, initrdPath := files.kernel, files.initrd
+	if files.kernelGzip {
+		if kernelPath, err = unpackedKernel(ctx, is.unpackedDir(), files.kernel); err != nil {
+			return nil, "", fmt.Errorf("image %s: %w", o.Image, err)
+		}
 	}
 	if _, err := exec.LookPath(qemu.Binary); err != nil {
 		return nil, "", fmt.Errorf("%s not found: install QEMU with `sudo apt-get install qemu-system-x86`: %w", qemu.Binary, ErrQEMUMissing)

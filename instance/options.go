@@ -159,34 +159,42 @@ func checkHostPort(f qemu.Forward) error {
 	return c.Close()
 }
 
-func loadImage(ctx context.Context, st *store.Store, ref string) (store.Image, image.Config, string, string, error) {
+// imageFiles are the host paths of an image's kernel and initramfs.
+type imageFiles struct {
+	kernel, initrd string
+	// kernelGzip is set when the kernel layer is compressed.
+	kernelGzip bool
+}
+
+func loadImage(ctx context.Context, st *store.Store, ref string) (store.Image, image.Config, imageFiles, error) {
 	var cfg image.Config
+	var files imageFiles
 	img, err := st.Resolve(ctx, ref)
 	if err != nil {
-		return img, cfg, "", "", err
+		return img, cfg, files, err
 	}
 	man, err := st.Manifest(img.Manifest.Digest)
 	if err != nil {
-		return img, cfg, "", "", err
+		return img, cfg, files, err
 	}
 	b, err := st.ReadBlob(man.Config.Digest)
 	if err != nil {
-		return img, cfg, "", "", fmt.Errorf("reading image config: %w", err)
+		return img, cfg, files, fmt.Errorf("reading image config: %w", err)
 	}
 	if err := json.Unmarshal(b, &cfg); err != nil {
-		return img, cfg, "", "", fmt.Errorf("image config: %w", err)
+		return img, cfg, files, fmt.Errorf("image config: %w", err)
 	}
-	var kernel, initrd string
 	for _, l := range man.Layers {
 		switch l.MediaType {
-		case image.MediaTypeKernel:
-			kernel = st.BlobPath(l.Digest)
+		case image.MediaTypeKernel, image.MediaTypeKernelGzip:
+			files.kernel = st.BlobPath(l.Digest)
+			files.kernelGzip = l.MediaType == image.MediaTypeKernelGzip
 		case image.MediaTypeInitramfs:
-			initrd = st.BlobPath(l.Digest)
+			files.initrd = st.BlobPath(l.Digest)
 		}
 	}
-	if kernel == "" || initrd == "" {
-		return img, cfg, "", "", fmt.Errorf("image %s is not a nos image (no kernel or initramfs layer)", ref)
+	if files.kernel == "" || files.initrd == "" {
+		return img, cfg, files, fmt.Errorf("image %s is not a nos image (no kernel or initramfs layer)", ref)
 	}
-	return img, cfg, kernel, initrd, nil
+	return img, cfg, files, nil
 }

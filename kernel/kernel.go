@@ -19,6 +19,9 @@ type Kernel struct {
 	Version string
 	// Path is the bootable image (vmlinuz/bzImage or an ELF vmlinux).
 	Path string
+	// Vmlinux is the same kernel as an ELF vmlinux with a PVH entry
+	// point, which boots faster, or "" when there is none.
+	Vmlinux string
 	// ModulesDir is .../lib/modules/<Version>, or "" when the kernel has
 	// no modules directory (module-free or unknown).
 	ModulesDir string

@@ -2,7 +2,10 @@ package cli
 
 import (
 	"fmt"
+	"os"
 	"runtime/debug"
+
+	digest "github.com/opencontainers/go-digest"
 
 	"github.com/nosproject/nos/kernel"
 	"github.com/spf13/cobra"
@@ -35,6 +38,12 @@ func newSystemCmd(e *env) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "Deleted %d blobs, reclaimed %s\n", len(gone), humanSize(freed))
+			if _, err := is.PruneUnpacked(func(hex string) bool {
+				_, err := os.Stat(st.BlobPath(digest.NewDigestFromEncoded(digest.SHA256, hex)))
+				return err == nil
+			}); err != nil {
+				return err
+			}
 			return nil
 		},
 	})

@@ -96,7 +96,7 @@ func (e *Entry) Selected() time.Time { return e.selected }
 // Kernel describes the entry as a kernel nos can boot. It has no modules
 // directory: the init loads no modules.
 func (e *Entry) Kernel() *kernel.Kernel {
-	k := &kernel.Kernel{Version: e.Version, Path: e.Path(), ConfigPath: e.ConfigPath(), Origin: e.Origin}
+	k := &kernel.Kernel{Version: e.Version, Path: e.Path(), Vmlinux: e.VmlinuxPath(), ConfigPath: e.ConfigPath(), Origin: e.Origin}
 	if e.Origin == OriginBuilt {
 		k.Features = append([]string{}, e.Features...) // known, maybe none
 	}
