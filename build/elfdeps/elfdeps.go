@@ -66,7 +66,10 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Options tunes Resolve.
@@ -181,8 +184,37 @@ func (e *resolveError) Unwrap() []error {
 	return errs
 }
 
+// newError formats a one-line message: names and paths taken from ELF
+// files may hold any byte, so non-printable characters are escaped.
 func newError(kind, cause error, format string, args ...any) error {
-	return &resolveError{msg: fmt.Sprintf(format, args...), kind: kind, cause: cause}
+	return &resolveError{msg: escapeNonPrintable(fmt.Sprintf(format, args...)), kind: kind, cause: cause}
+}
+
+// escapeNonPrintable replaces non-printable characters and invalid UTF-8
+// in s by Go escapes (\n, \x00, ...).
+func escapeNonPrintable(s string) string {
+	clean := true
+	for _, r := range s {
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			q := strconv.Quote(s[i : i+n])
+			b.WriteString(q[1 : len(q)-1])
+		} else {
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
 }
 
 // defaultLDSoConf is read when Options.LDSoConf is empty.
@@ -216,8 +248,9 @@ const (
 	dstPlatform = "x86_64"
 )
 
-// maxObjects caps the objects one program may load.
-const maxObjects = 4096
+// maxObjects caps the objects one program may load (a variable for
+// tests).
+var maxObjects = 4096
 
 // Resolve finds the files the program at the given path needs to start
 // in a guest: see the package documentation for how. A relative program
@@ -527,7 +560,7 @@ func (r *resolver) loadInterp(main *object) error {
 	}
 	r.addFiles(w)
 	r.res.Interp = ip
-	o := &object{path: ip, real: w.Real, origin: path.Dir(ip), info: info}
+	o := &object{path: ip, real: w.Real, origin: dirname(ip), info: info}
 	r.register(o, ip)
 	return nil
 }
@@ -602,6 +635,7 @@ func (r *resolver) find(name string, loader *object) (*object, bool, error) {
 	}
 
 	var skipped []string
+	skippedReal := map[string]bool{}
 	for _, c := range cands {
 		w, err := r.t.walk(c.path)
 		if err != nil {
@@ -625,8 +659,11 @@ func (r *resolver) find(name string, loader *object) (*object, bool, error) {
 		if err != nil {
 			var ae *archError
 			if errors.As(err, &ae) && !strings.Contains(name, "/") {
-				d := ae.describe()
-				skipped = append(skipped, fmt.Sprintf("%s is %s %s ELF", c.path, article(d), d))
+				if !skippedReal[w.Real] {
+					skippedReal[w.Real] = true
+					d := ae.describe()
+					skipped = append(skipped, fmt.Sprintf("%s is %s %s ELF", c.path, article(d), d))
+				}
 				continue
 			}
 			msg, kind := describeELFError(c.path, err)
@@ -638,7 +675,7 @@ func (r *resolver) find(name string, loader *object) (*object, bool, error) {
 		if r.count >= maxObjects {
 			return nil, false, newError(errTooManyLibraries, nil, "%s needs more than %d shared libraries", r.res.Program, maxObjects)
 		}
-		o := &object{path: c.path, real: w.Real, origin: path.Dir(c.path), info: info, loader: loader}
+		o := &object{path: c.path, real: w.Real, origin: dirname(c.path), info: info, loader: loader}
 		r.register(o, name)
 		r.addFiles(w)
 		r.res.Libraries = append(r.res.Libraries, Library{
@@ -786,6 +823,17 @@ func dstLen(s, name string) int {
 		}
 	}
 	return len(name)
+}
+
+// dirname returns p without its last element, as ld.so computes $ORIGIN:
+// unlike path.Dir it does not clean the result ("/a/b/../lib/x.so" gives
+// "/a/b/../lib", which the kernel resolves physically).
+func dirname(p string) string {
+	i := strings.LastIndexByte(p, '/')
+	if i <= 0 {
+		return "/"
+	}
+	return p[:i]
 }
 
 func joinDir(dir, name string) string {

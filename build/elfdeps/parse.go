@@ -69,7 +69,10 @@ type archError struct {
 	OSABI   elf.OSABI
 }
 
-func (e *archError) Error() string { return "an " + e.describe() + " ELF" }
+func (e *archError) Error() string {
+	d := e.describe()
+	return article(d) + " " + d + " ELF"
+}
 
 // describe names the architecture, e.g. "arm64 (EM_AARCH64)" or
 // "32-bit x86 (ELFCLASS32, EM_386)".
