@@ -150,6 +150,23 @@ type Result struct {
 	LibraryDirs []string
 }
 
+// Dirs returns the directories the caller must create as plain
+// directories before adding Files: every ancestor of a GuestPath but "/",
+// sorted (parents before children) and unique. None of them is a
+// symbolic link File.
+func (r *Result) Dirs() []string {
+	seen := map[string]bool{}
+	var dirs []string
+	for _, f := range r.Files {
+		for d := path.Dir(f.GuestPath); d != "/" && !seen[d]; d = path.Dir(d) {
+			seen[d] = true
+			dirs = append(dirs, d)
+		}
+	}
+	sort.Strings(dirs)
+	return dirs
+}
+
 // Error kinds, for errors.Is. Errors from Resolve are one line, name the
 // offending path, and also wrap the underlying cause (fs.ErrNotExist,
 // fs.ErrPermission, ...) when there is one.

@@ -388,13 +388,22 @@ func checkResult(tb testing.TB, root string, res *Result) {
 			}
 		}
 	}
+	dirs := res.Dirs()
+	if !sort.StringsAreSorted(dirs) {
+		tb.Errorf("Dirs not sorted: %q", dirs)
+	}
+	for _, d := range dirs {
+		if links[d] {
+			tb.Errorf("Dirs has the symbolic link %s", d)
+		}
+	}
 	if tb.Failed() {
 		return
 	}
 
 	// Build the guest tree and check that the paths ld.so and the kernel
 	// use lead to the files found.
-	guest := materialize(tb, res.Files)
+	guest := materialize(tb, res)
 	gt := &tree{root: guest}
 	expect := func(p, real string) {
 		tb.Helper()
@@ -428,17 +437,20 @@ func checkResult(tb testing.TB, root string, res *Result) {
 	}
 }
 
-// materialize creates the guest tree described by files in a new
-// directory and returns it: plain directories for parents, symbolic
-// links, and copies of the regular files with their modes.
-func materialize(tb testing.TB, files []File) string {
+// materialize creates the guest tree described by res in a new
+// directory and returns it, as a caller would: Dirs as plain
+// directories, then the symbolic links and copies of the regular files
+// with their modes.
+func materialize(tb testing.TB, res *Result) string {
 	tb.Helper()
 	dir := tb.TempDir()
-	for _, f := range files {
-		p := filepath.Join(dir, f.GuestPath)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+	for _, d := range res.Dirs() {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
 			tb.Fatal(err)
 		}
+	}
+	for _, f := range res.Files {
+		p := filepath.Join(dir, f.GuestPath)
 		if f.Symlink != "" {
 			if err := os.Symlink(f.Symlink, p); err != nil {
 				tb.Fatal(err)
@@ -473,7 +485,7 @@ func materialize(tb testing.TB, files []File) string {
 // checks that the same files come out: the guest is self-sufficient.
 func roundTrip(tb testing.TB, res *Result) {
 	tb.Helper()
-	guest := materialize(tb, res.Files)
+	guest := materialize(tb, res)
 	again, err := Resolve(res.Program, Options{Root: guest, ExtraLibraryDirs: res.LibraryDirs})
 	if err != nil {
 		tb.Fatalf("resolving again in the guest tree: %v", err)

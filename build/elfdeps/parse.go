@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 )
 
 // Limits on what the parser reads from a file. Real objects stay far
@@ -78,21 +79,27 @@ func (e *archError) Error() string {
 // "32-bit x86 (ELFCLASS32, EM_386)".
 func (e *archError) describe() string {
 	name := archNames[e.Machine]
-	if name == "" {
-		name = "unknown-architecture"
+	machine := e.Machine.String()
+	if strings.ContainsRune(machine, '+') || !strings.HasPrefix(machine, "EM_") {
+		machine = fmt.Sprintf("unknown machine %d", uint16(e.Machine))
 	}
 	switch {
 	case e.Class == elf.ELFCLASS32:
 		if n32 := archNames32[e.Machine]; n32 != "" {
 			name = n32
 		}
-		return fmt.Sprintf("32-bit %s (ELFCLASS32, %v)", name, e.Machine)
+		if name == "" {
+			return fmt.Sprintf("32-bit (ELFCLASS32, %s)", machine)
+		}
+		return fmt.Sprintf("32-bit %s (ELFCLASS32, %s)", name, machine)
 	case e.Machine == elf.EM_X86_64 && e.Data != elf.ELFDATA2LSB:
 		return fmt.Sprintf("big-endian x86_64 (%v)", e.Data)
 	case e.Machine == elf.EM_X86_64:
 		return fmt.Sprintf("%v (%v)", osName(e.OSABI), e.OSABI)
+	case name == "":
+		return machine
 	}
-	return fmt.Sprintf("%s (%v)", name, e.Machine)
+	return fmt.Sprintf("%s (%s)", name, machine)
 }
 
 // archNames gives Go-style names for the machines one meets in practice.
