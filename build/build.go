@@ -1,9 +1,11 @@
 package build
 
 import (
+	"archive/zip"
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"debug/buildinfo"
 	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
@@ -16,6 +18,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 	"unicode"
 
@@ -149,8 +152,14 @@ func Build(ctx context.Context, st *store.Store, o Options) (*Result, error) {
 		cfg.Modules = append(cfg.Modules, m.Name)
 	}
 
+	// Go programs read time zones from one zip file (ZONEINFO), which
+	// takes far less guest memory than hundreds of small files.
+	goApp := isGoBinary(app)
+	if goApp && !hasEnv(cfg.Env, "ZONEINFO") {
+		cfg.Env = append([]string{"ZONEINFO=" + zoneinfoZip}, cfg.Env...)
+	}
 	initrd := filepath.Join(tmp, "initramfs")
-	if err := writeInitramfs(initrd, o.Init, app, appPath, mods); err != nil {
+	if err := writeInitramfs(initrd, o.Init, app, appPath, mods, goApp); err != nil {
 		return nil, err
 	}
 	log.Debug("initramfs written", "path", initrd)
@@ -223,7 +232,7 @@ func configFromOptions(o Options) (image.Config, error) {
 
 // writeInitramfs assembles the guest's root: the init, the application,
 // the kernel modules and the host files programs expect.
-func writeInitramfs(out, initPath, app, appPath string, mods []kernel.Module) error {
+func writeInitramfs(out, initPath, app, appPath string, mods []kernel.Module, goApp bool) error {
 	var a initramfs.Archive
 	add := func(err error) error {
 		if err != nil {
@@ -247,7 +256,7 @@ func writeInitramfs(out, initPath, app, appPath string, mods []kernel.Module) er
 			return err
 		}
 	}
-	if err := addHostExtras(&a); err != nil {
+	if err := addHostExtras(&a, goApp); err != nil {
 		return err
 	}
 	var order bytes.Buffer
@@ -295,20 +304,104 @@ var etcFiles = map[string]string{
 const (
 	hostCABundle = "/etc/ssl/certs/ca-certificates.crt"
 	hostZoneinfo = "/usr/share/zoneinfo"
+	// zoneinfoZip is where Go programs find the time zones.
+	zoneinfoZip = "/usr/share/zoneinfo.zip"
 )
 
-func addHostExtras(a *initramfs.Archive) error {
+// zoneinfoSkip are the parts of the host's zoneinfo left out: right/ holds
+// the zones again with leap seconds, which programs do not use unless
+// told to.
+var zoneinfoSkip = []string{"right"}
+
+func addHostExtras(a *initramfs.Archive, goApp bool) error {
 	if _, err := os.Stat(hostCABundle); err == nil {
 		if err := a.AddHostFile(hostCABundle, hostCABundle, 0o644); err != nil {
 			return fmt.Errorf("adding CA certificates: %w", err)
 		}
 	}
-	if fi, err := os.Stat(hostZoneinfo); err == nil && fi.IsDir() {
-		if err := a.AddHostTree(hostZoneinfo, hostZoneinfo); err != nil {
+	fi, err := os.Stat(hostZoneinfo)
+	if err != nil || !fi.IsDir() {
+		return nil
+	}
+	if goApp {
+		b, err := zipZoneinfo(hostZoneinfo)
+		if err != nil {
 			return fmt.Errorf("adding zoneinfo: %w", err)
 		}
+		return a.AddFile(zoneinfoZip, 0o644, b)
+	}
+	if err := a.AddHostTree(hostZoneinfo, hostZoneinfo, zoneinfoSkip...); err != nil {
+		return fmt.Errorf("adding zoneinfo: %w", err)
 	}
 	return nil
+}
+
+// zipZoneinfo packs the time zone files under dir into an uncompressed zip
+// as Go's time package reads it (ZONEINFO): one entry per zone name,
+// aliases (symlinks) included, in a fixed order and with no times, so the
+// same host files give the same bytes.
+func zipZoneinfo(dir string) ([]byte, error) {
+	var names []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && slices.Contains(zoneinfoSkip, rel) {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() {
+			names = append(names, filepath.ToSlash(rel))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(names)
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for _, name := range names {
+		b, err := os.ReadFile(filepath.Join(dir, name)) // follows aliases
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.EISDIR) {
+				continue // a dangling or directory alias
+			}
+			return nil, err
+		}
+		if !bytes.HasPrefix(b, []byte("TZif")) {
+			continue // tables such as zone.tab: not zones
+		}
+		w, err := zw.CreateHeader(&zip.FileHeader{Name: name, Method: zip.Store})
+		if err != nil {
+			return nil, err
+		}
+		if _, err := w.Write(b); err != nil {
+			return nil, err
+		}
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// isGoBinary reports whether the executable at path was built by Go.
+func isGoBinary(path string) bool {
+	_, err := buildinfo.ReadFile(path)
+	return err == nil
+}
+
+func hasEnv(env []string, key string) bool {
+	for _, kv := range env {
+		if k, _, _ := strings.Cut(kv, "="); k == key {
+			return true
+		}
+	}
+	return false
 }
 
 // commit writes the blobs and the tag under the store's lock, so a

@@ -1,6 +1,7 @@
 package build
 
 import (
+	"archive/zip"
 	"bytes"
 	"debug/elf"
 	"encoding/binary"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // tinyMain is the program the ELF tests compile.
@@ -270,4 +272,40 @@ func TestDefaultName(t *testing.T) {
 			t.Errorf("defaultName(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
+}
+
+func TestZipZoneinfo(t *testing.T) {
+	if _, err := os.Stat(hostZoneinfo + "/Europe/Paris"); err != nil {
+		t.Skip("no host zoneinfo") // nothing to pack: builds then add none either
+	}
+	b, err := zipZoneinfo(hostZoneinfo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := zipZoneinfo(hostZoneinfo)
+	if !bytes.Equal(b, again) {
+		t.Error("two packings differ")
+	}
+	p := filepath.Join(t.TempDir(), "zoneinfo.zip")
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Go reads ZONEINFO once per process: this test must be the first
+	// to load a location.
+	t.Setenv("ZONEINFO", p)
+	for _, name := range []string{"Europe/Paris", "America/New_York", "UTC", "US/Pacific"} {
+		if _, err := time.LoadLocation(name); err != nil {
+			t.Errorf("LoadLocation(%s) from the zip: %v", name, err)
+		}
+	}
+	zr, err := zip.NewReader(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range zr.File {
+		if strings.HasPrefix(f.Name, "right/") || f.Method != zip.Store {
+			t.Fatalf("entry %s (method %d): want no right/ and stored entries", f.Name, f.Method)
+		}
+	}
+	t.Logf("%d zones, %d bytes", len(zr.File), len(b))
 }

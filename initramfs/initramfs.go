@@ -145,7 +145,8 @@ func (a *Archive) Add(e Entry) error {
 // with their targets unchanged. Other kinds of file, such as devices, sockets
 // and pipes, are skipped. If hostDir is itself a symbolic link, the directory
 // it points to is walked. On error the archive is unchanged.
-func (a *Archive) AddHostTree(guestDir, hostDir string) error {
+// Directories named in skip (paths relative to hostDir) are left out.
+func (a *Archive) AddHostTree(guestDir, hostDir string, skip ...string) error {
 	guestDir, err := cleanPath(guestDir)
 	if err != nil {
 		return err
@@ -175,6 +176,8 @@ func (a *Archive) AddHostTree(guestDir, hostDir string) error {
 		}
 		guestPath := path.Join(guestDir, filepath.ToSlash(rel))
 		switch t := d.Type(); {
+		case t.IsDir() && slices.Contains(skip, filepath.ToSlash(rel)):
+			return filepath.SkipDir
 		case t.IsDir():
 			return add(staged, Entry{Path: guestPath, Mode: fs.ModeDir})
 		case t&fs.ModeSymlink != 0:
