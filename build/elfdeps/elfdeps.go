@@ -45,6 +45,27 @@
 // two names is loaded once: this also ends dependency cycles. Objects
 // are processed breadth-first, as ld.so does.
 //
+// # Placement
+//
+// Every file keeps its host path in the guest, the program included:
+// $ORIGIN entries and absolute DT_RPATH/DT_RUNPATH entries only work
+// there. Regular files are listed at their real path (no symbolic link
+// in it); the links leading there are Files of their own, and
+// Result.Dirs lists the plain directories to create first. Paths are
+// resolved as after chroot(Options.Root).
+//
+// # Parsing
+//
+// ELF files are read as ld.so and the kernel read them, through the ELF
+// header and program headers (PT_INTERP, PT_DYNAMIC, PT_LOAD to map
+// DT_STRTAB); section headers are not used, so stripped files work. The
+// parser is a small one on top of debug/elf's types rather than
+// debug/elf's File, which is not hardened: it reads through an
+// io.ReaderAt, checks every offset and size against the file's size,
+// caps what it reads (1 MiB of dynamic section, 1024 DT_NEEDED entries,
+// 4 KiB per string, 1 MiB of strings per object, 4096 objects) and
+// turns any panic into an error.
+//
 // # Not covered
 //
 // The glibc-hwcaps and legacy hwcap subdirectories (x86-64-v3, tls, ...)
