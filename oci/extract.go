@@ -68,7 +68,7 @@ func (im *Image) Extract(ctx context.Context, dst string, lim Limits) (*Tree, er
 			if ctx.Err() != nil {
 				return nil, fmt.Errorf("extracting %s: %w", im.ref, ctx.Err())
 			}
-			return nil, fmt.Errorf("%s: %w", im.ref, err)
+			return nil, classify(im.ref, err)
 		}
 	}
 	t, err := x.finish(dst)
@@ -152,7 +152,9 @@ func (im *Image) extractLayer(ctx context.Context, x *extractor, n int, li layer
 	}
 
 	dec, closeDec, err := decompressor(br)
-	if err == nil {
+	if err != nil {
+		err = fmt.Errorf("%s: %w", where, err)
+	} else {
 		ur := newHashingReader(dec)
 		err = x.applyLayer(ctx, n, where, ur)
 		closeDec()
@@ -177,10 +179,7 @@ func (im *Image) extractLayer(ctx context.Context, x *extractor, n int, li layer
 	if verr := blobVerdict(where, cr, li); verr != nil {
 		return verr
 	}
-	if errors.Is(err, errUnsupportedCompression) {
-		return fmt.Errorf("%s: %w", where, err)
-	}
-	return classify(im.ref, err)
+	return err
 }
 
 var errUnsupportedCompression = errors.New("unsupported compression")

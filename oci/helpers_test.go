@@ -42,12 +42,12 @@ type te struct {
 	size int64 // declared size, when it must differ from len(body)
 }
 
-func file(name, body string) te           { return te{name: name, body: body} }
-func dir(name string) te                  { return te{name: name, typ: tar.TypeDir} }
-func symlink(name, target string) te      { return te{name: name, typ: tar.TypeSymlink, link: target} }
-func hardlink(name, target string) te     { return te{name: name, typ: tar.TypeLink, link: target} }
-func whiteout(dirName, victim string) te  { return file(joinTest(dirName, ".wh."+victim), "") }
-func opaqueMarker(dirName string) te      { return file(joinTest(dirName, ".wh..wh..opq"), "") }
+func file(name, body string) te          { return te{name: name, body: body} }
+func dir(name string) te                 { return te{name: name, typ: tar.TypeDir} }
+func symlink(name, target string) te     { return te{name: name, typ: tar.TypeSymlink, link: target} }
+func hardlink(name, target string) te    { return te{name: name, typ: tar.TypeLink, link: target} }
+func whiteout(dirName, victim string) te { return file(joinTest(dirName, ".wh."+victim), "") }
+func opaqueMarker(dirName string) te     { return file(joinTest(dirName, ".wh..wh..opq"), "") }
 func joinTest(dirName, name string) string {
 	if dirName == "" {
 		return name
@@ -140,9 +140,11 @@ type testLayer struct {
 	mt     types.MediaType
 }
 
-func (l *testLayer) Digest() (v1.Hash, error)           { return sha(l.blob), nil }
-func (l *testLayer) DiffID() (v1.Hash, error)           { return l.diffID, nil }
-func (l *testLayer) Compressed() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(l.blob)), nil }
+func (l *testLayer) Digest() (v1.Hash, error) { return sha(l.blob), nil }
+func (l *testLayer) DiffID() (v1.Hash, error) { return l.diffID, nil }
+func (l *testLayer) Compressed() (io.ReadCloser, error) {
+	return io.NopCloser(bytes.NewReader(l.blob)), nil
+}
 func (l *testLayer) Uncompressed() (io.ReadCloser, error) {
 	return io.NopCloser(bytes.NewReader(l.tar)), nil
 }

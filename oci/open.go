@@ -27,6 +27,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -152,8 +153,11 @@ func Open(ctx context.Context, ref string, opts ...Option) (*Image, error) {
 			}
 		}
 	}
-	if fi, err := os.Stat(ref); err == nil && fi.IsDir() {
-		return nil, fmt.Errorf("%s is a directory but not an OCI image layout (it has no oci-layout file)", ref)
+	if fi, err := os.Stat(ref); err == nil {
+		if fi.IsDir() {
+			return nil, fmt.Errorf("%s is a directory but not an OCI image layout (it has no oci-layout file)", ref)
+		}
+		return nil, fmt.Errorf("%s is neither a directory nor a regular file", ref)
 	}
 	if looksLikePath(ref) {
 		return nil, fmt.Errorf("%s does not resolve: no such file or directory", ref)
@@ -710,8 +714,14 @@ func openRegistry(ctx context.Context, ref string, o options) (*Image, error) {
 	sum := sha256.Sum256(raw)
 	dig := v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
 	var img v1.Image
+	mt := desc.MediaType
+	if !mt.IsIndex() && !mt.IsImage() {
+		mt = sniffMediaType(raw, mt)
+	}
 	switch {
-	case desc.MediaType.IsIndex():
+	case mt == types.DockerManifestSchema1 || mt == types.DockerManifestSchema1Signed:
+		return nil, fmt.Errorf("%s is a Docker schema 1 image, which nos does not read (push it again with a current Docker)", ref)
+	case mt.IsIndex():
 		idx, err := desc.ImageIndex()
 		if err != nil {
 			return nil, classify(ref, err)
@@ -720,7 +730,7 @@ func openRegistry(ctx context.Context, ref string, o options) (*Image, error) {
 		if err != nil {
 			return nil, classify(ref, err)
 		}
-	case desc.MediaType.IsImage():
+	case mt.IsImage():
 		img, err = desc.Image()
 		if err != nil {
 			return nil, classify(ref, err)
@@ -735,8 +745,51 @@ func openRegistry(ctx context.Context, ref string, o options) (*Image, error) {
 	return im, nil
 }
 
-// classify turns a registry error into one line naming the cause.
+// sniffMediaType reads the type of a manifest a registry served with a
+// wrong Content-Type from the manifest itself.
+func sniffMediaType(raw []byte, served types.MediaType) types.MediaType {
+	var probe struct {
+		SchemaVersion int               `json:"schemaVersion"`
+		MediaType     types.MediaType   `json:"mediaType"`
+		Manifests     []json.RawMessage `json:"manifests"`
+		Layers        []json.RawMessage `json:"layers"`
+		FSLayers      []json.RawMessage `json:"fsLayers"`
+	}
+	if json.Unmarshal(raw, &probe) != nil {
+		return served
+	}
+	switch {
+	case probe.MediaType.IsIndex() || probe.MediaType.IsImage():
+		return probe.MediaType
+	case probe.SchemaVersion == 1 || probe.FSLayers != nil:
+		return types.DockerManifestSchema1
+	case probe.Manifests != nil:
+		return types.OCIImageIndex
+	case probe.Layers != nil:
+		return types.OCIManifestSchema1
+	}
+	return served
+}
+
+// namedError is an error whose message already names the reference.
+type namedError struct {
+	msg string
+	err error
+}
+
+func (e *namedError) Error() string { return e.msg }
+func (e *namedError) Unwrap() error { return e.err }
+
+// classify turns an error met while talking to a registry (or reading an
+// image) into one line that names ref and the cause.
 func classify(ref string, err error) error {
+	var ne *namedError
+	if errors.As(err, &ne) {
+		return err
+	}
+	named := func(format string, args ...any) error {
+		return &namedError{msg: fmt.Sprintf(format, args...), err: err}
+	}
 	var te *transport.Error
 	if errors.As(err, &te) {
 		codes := map[transport.ErrorCode]bool{}
@@ -751,24 +804,26 @@ func classify(ref string, err error) error {
 		switch {
 		case te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden ||
 			codes[transport.UnauthorizedErrorCode] || codes[transport.DeniedErrorCode]:
-			return fmt.Errorf("registry %s refused access to %s (HTTP %d): check your credentials (run `%s`, or add them to ~/.docker/config.json); the repository may also not exist",
+			return named("registry %s refused access to %s (HTTP %d): check your credentials (run `%s`, or add them to ~/.docker/config.json); the repository may also not exist",
 				reg, ref, te.StatusCode, login)
 		case te.StatusCode == http.StatusNotFound || codes[transport.ManifestUnknownErrorCode] || codes[transport.NameUnknownErrorCode]:
-			return fmt.Errorf("%s does not resolve: the registry has no such image (manifest unknown)", ref)
+			return named("%s does not resolve: the registry has no such image (manifest unknown)", ref)
+		case codes[transport.BlobUnknownErrorCode]:
+			return named("%s: the registry lacks a blob the image needs (blob unknown)", ref)
 		case te.StatusCode == http.StatusTooManyRequests || codes[transport.TooManyRequestsErrorCode]:
-			return fmt.Errorf("registry %s is rate-limiting requests for %s (HTTP 429); log in (`%s`) or retry later", reg, ref, login)
+			return named("registry %s is rate-limiting requests for %s (HTTP 429); log in (`%s`) or retry later", reg, ref, login)
 		}
-		return fmt.Errorf("registry %s: %s: %v", reg, ref, err)
+		return named("registry %s: %s: %v", reg, ref, err)
 	}
 	var ue *url.Error
-	var ne net.Error
-	if errors.As(err, &ue) || errors.As(err, &ne) {
-		return fmt.Errorf("cannot reach the registry for %s: %v", ref, err)
+	var nerr net.Error
+	if errors.As(err, &ue) || errors.As(err, &nerr) {
+		return named("cannot reach the registry for %s: %v", ref, err)
 	}
-	if strings.HasPrefix(err.Error(), ref) {
-		return err
+	if strings.HasPrefix(err.Error(), ref+" ") || strings.HasPrefix(err.Error(), ref+":") {
+		return named("%s", err.Error())
 	}
-	return fmt.Errorf("%s: %w", ref, err)
+	return named("%s: %v", ref, err)
 }
 
 func registryOf(ref string) string {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -25,6 +26,61 @@ func testRegistry(t *testing.T) string {
 	t.Cleanup(srv.Close)
 	u, _ := url.Parse(srv.URL)
 	return u.Host
+}
+
+// tamperingRegistry serves an in-memory registry through edit, which may
+// change any response.
+func tamperingRegistry(t *testing.T, edit func(r *http.Request, rec *httptest.ResponseRecorder)) string {
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	inner := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := httptest.NewRecorder()
+		inner.ServeHTTP(rec, r)
+		if r.Method == http.MethodGet {
+			edit(r, rec)
+		}
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(rec.Body.Len()))
+		w.WriteHeader(rec.Code)
+		w.Write(rec.Body.Bytes())
+	}))
+	t.Cleanup(srv.Close)
+	u, _ := url.Parse(srv.URL)
+	return u.Host
+}
+
+func TestRegistryCorruptedBlob(t *testing.T) {
+	img := appImage(t, "x")
+	ls, _ := img.Layers()
+	bad, _ := ls[1].Digest()
+	host := tamperingRegistry(t, func(r *http.Request, rec *httptest.ResponseRecorder) {
+		if strings.HasSuffix(r.URL.Path, "/blobs/"+bad.String()) && rec.Body.Len() > 0 {
+			b := rec.Body.Bytes()
+			b[len(b)/2] ^= 0xff
+		}
+	})
+	r, _ := name.ParseReference(host + "/team/app:v1")
+	if err := remote.Write(r, img); err != nil {
+		t.Fatal(err)
+	}
+	_, err := openOK(t, r.String()).Extract(context.Background(), t.TempDir(), Limits{})
+	wantErr(t, err, "layer 2: digest mismatch")
+}
+
+func TestRegistryWrongContentType(t *testing.T) {
+	host := tamperingRegistry(t, func(r *http.Request, rec *httptest.ResponseRecorder) {
+		if strings.Contains(r.URL.Path, "/manifests/") {
+			rec.Header().Set("Content-Type", "text/plain")
+		}
+	})
+	amd := appImage(t, "ct")
+	r, _ := name.ParseReference(host + "/team/multi:latest")
+	if err := remote.WriteIndex(r, platformIndex(t, map[string]v1.Image{"linux/amd64": amd, "linux/arm64": armImage(t, "arm64", "")})); err != nil {
+		t.Fatal(err)
+	}
+	extractOK(t, openOK(t, r.String()), "ct")
 }
 
 func TestRegistryPull(t *testing.T) {
