@@ -35,6 +35,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -244,15 +246,48 @@ func (im *Image) Close() error {
 // --- OCI layouts -------------------------------------------------------
 
 func openLayout(ref, dir string, sel selector, kind sourceKind) (*Image, error) {
+	if fi, err := os.Stat(filepath.Join(dir, "index.json")); err != nil {
+		return nil, fmt.Errorf("%s: the OCI layout has no index.json", ref)
+	} else if fi.Size() > maxManifestSize {
+		return nil, fmt.Errorf("%s: the OCI layout's index.json is too large (%d bytes)", ref, fi.Size())
+	}
 	idx, err := layout.ImageIndexFromPath(dir)
 	if err != nil {
 		return nil, fmt.Errorf("%s: reading the OCI layout: %w", ref, err)
 	}
-	img, dig, err := selectFromLayout(idx, sel, ref)
+	r := resolver{ref: ref, dir: dir}
+	img, dig, err := r.selectFromLayout(idx, sel)
 	if err != nil {
 		return nil, err
 	}
-	return finishOpen(ref, kind, img, dig)
+	return finishOpen(r, kind, img, dig)
+}
+
+// resolver resolves descriptors for one reference. dir is set for a local
+// layout: go-containerregistry reads its blobs whole, so their sizes are
+// checked first.
+type resolver struct {
+	ref string
+	dir string
+}
+
+// checkBlob refuses a local blob that is not the size its descriptor says
+// or is larger than max.
+func (r resolver) checkBlob(what string, d v1.Descriptor, max int64) error {
+	if d.Size > max {
+		return fmt.Errorf("%s: %s %s is too large (%d bytes)", r.ref, what, d.Digest, d.Size)
+	}
+	if r.dir == "" {
+		return nil
+	}
+	fi, err := os.Stat(filepath.Join(r.dir, "blobs", d.Digest.Algorithm, d.Digest.Hex))
+	if err != nil {
+		return fmt.Errorf("%s: %s %s is missing from the layout", r.ref, what, d.Digest)
+	}
+	if !fi.Mode().IsRegular() || fi.Size() != d.Size {
+		return fmt.Errorf("%s: %s %s does not match its content (%d bytes, the descriptor says %d)", r.ref, what, d.Digest, fi.Size(), d.Size)
+	}
+	return nil
 }
 
 func describe(d v1.Descriptor) string {
@@ -263,7 +298,8 @@ func describe(d v1.Descriptor) string {
 	return s
 }
 
-func selectFromLayout(idx v1.ImageIndex, sel selector, ref string) (v1.Image, v1.Hash, error) {
+func (r resolver) selectFromLayout(idx v1.ImageIndex, sel selector) (v1.Image, v1.Hash, error) {
+	ref := r.ref
 	im, err := idx.IndexManifest()
 	if err != nil {
 		return nil, v1.Hash{}, fmt.Errorf("%s: reading index.json: %w", ref, err)
@@ -278,12 +314,12 @@ func selectFromLayout(idx v1.ImageIndex, sel selector, ref string) (v1.Image, v1
 	case sel.digest != (v1.Hash{}):
 		for _, d := range cands {
 			if d.Digest == sel.digest {
-				return resolveDesc(idx, d, 0, ref)
+				return r.resolveDesc(idx, d, 0)
 			}
 		}
 		// A platform image inside one of the indexes.
 		for _, d := range cands {
-			if !d.MediaType.IsIndex() {
+			if !d.MediaType.IsIndex() || r.checkBlob("index", d, maxManifestSize) != nil {
 				continue
 			}
 			child, err := idx.ImageIndex(d.Digest)
@@ -296,7 +332,7 @@ func selectFromLayout(idx v1.ImageIndex, sel selector, ref string) (v1.Image, v1
 			}
 			for _, c := range cm.Manifests {
 				if c.Digest == sel.digest {
-					return resolveDesc(child, c, 1, ref)
+					return r.resolveDesc(child, c, 1)
 				}
 			}
 		}
@@ -310,7 +346,7 @@ func selectFromLayout(idx v1.ImageIndex, sel selector, ref string) (v1.Image, v1
 		}
 		switch len(matches) {
 		case 1:
-			return resolveDesc(idx, matches[0], 0, ref)
+			return r.resolveDesc(idx, matches[0], 0)
 		case 0:
 			return nil, v1.Hash{}, fmt.Errorf("%s does not resolve: no image in the layout is named %q (it has: %s)", ref, sel.tag, listDescs(cands))
 		}
@@ -320,7 +356,7 @@ func selectFromLayout(idx v1.ImageIndex, sel selector, ref string) (v1.Image, v1
 	case len(cands) == 0:
 		return nil, v1.Hash{}, fmt.Errorf("%s: the OCI layout holds no image", ref)
 	case len(cands) == 1:
-		return resolveDesc(idx, cands[0], 0, ref)
+		return r.resolveDesc(idx, cands[0], 0)
 	}
 	allPlatforms := true
 	for _, d := range cands {
@@ -330,7 +366,7 @@ func selectFromLayout(idx v1.ImageIndex, sel selector, ref string) (v1.Image, v1
 	}
 	if allPlatforms {
 		// index.json itself is a multi-platform list.
-		return pickPlatform(idx, 0, ref)
+		return r.pickPlatform(idx, 0)
 	}
 	return nil, v1.Hash{}, fmt.Errorf("%s holds %d images; choose one with %s:NAME or %s@sha256:... (it has: %s)",
 		ref, len(cands), ref, ref, listDescs(cands))
@@ -385,9 +421,10 @@ func wrongPlatform(platforms []string) error {
 
 // resolveDesc turns an index entry into an image (choosing the platform if
 // the entry is itself an index) and checks the manifest's digest.
-func resolveDesc(idx v1.ImageIndex, d v1.Descriptor, depth int, ref string) (v1.Image, v1.Hash, error) {
-	if d.Size > maxManifestSize {
-		return nil, v1.Hash{}, fmt.Errorf("%s: manifest %s is too large (%d bytes)", ref, d.Digest, d.Size)
+func (r resolver) resolveDesc(idx v1.ImageIndex, d v1.Descriptor, depth int) (v1.Image, v1.Hash, error) {
+	ref := r.ref
+	if err := r.checkBlob("manifest", d, maxManifestSize); err != nil {
+		return nil, v1.Hash{}, err
 	}
 	switch {
 	case d.MediaType.IsIndex():
@@ -405,7 +442,7 @@ func resolveDesc(idx v1.ImageIndex, d v1.Descriptor, depth int, ref string) (v1.
 		if err := checkDigest(raw, d.Digest); err != nil {
 			return nil, v1.Hash{}, fmt.Errorf("%s: index %w", ref, err)
 		}
-		return pickPlatform(child, depth+1, ref)
+		return r.pickPlatform(child, depth+1)
 	case d.MediaType.IsImage():
 		img, err := idx.Image(d.Digest)
 		if err != nil {
@@ -424,7 +461,8 @@ func resolveDesc(idx v1.ImageIndex, d v1.Descriptor, depth int, ref string) (v1.
 }
 
 // pickPlatform chooses the linux/amd64 image of an index.
-func pickPlatform(idx v1.ImageIndex, depth int, ref string) (v1.Image, v1.Hash, error) {
+func (r resolver) pickPlatform(idx v1.ImageIndex, depth int) (v1.Image, v1.Hash, error) {
+	ref := r.ref
 	im, err := idx.IndexManifest()
 	if err != nil {
 		return nil, v1.Hash{}, fmt.Errorf("%s: reading the image index: %w", ref, err)
@@ -440,7 +478,7 @@ func pickPlatform(idx v1.ImageIndex, depth int, ref string) (v1.Image, v1.Hash, 
 		case p == nil:
 			untyped = append(untyped, d)
 		case p.OS == wantOS && p.Architecture == wantArch:
-			return resolveDesc(idx, d, depth, ref)
+			return r.resolveDesc(idx, d, depth)
 		case p.OS == "unknown" || p.Architecture == "unknown":
 			// Attestations and such.
 		default:
@@ -452,7 +490,7 @@ func pickPlatform(idx v1.ImageIndex, depth int, ref string) (v1.Image, v1.Hash, 
 		if i >= maxUntyped {
 			break
 		}
-		img, dig, err := resolveDesc(idx, d, depth, ref)
+		img, dig, err := r.resolveDesc(idx, d, depth)
 		if err != nil {
 			return nil, v1.Hash{}, err
 		}
@@ -487,7 +525,8 @@ func checkDigest(raw []byte, want v1.Hash) error {
 }
 
 // finishOpen reads and checks the configuration of the chosen image.
-func finishOpen(ref string, kind sourceKind, img v1.Image, dig v1.Hash) (*Image, error) {
+func finishOpen(r resolver, kind sourceKind, img v1.Image, dig v1.Hash) (*Image, error) {
+	ref := r.ref
 	var raw []byte
 	if kind == srcDockerArchive {
 		var err error
@@ -500,8 +539,8 @@ func finishOpen(ref string, kind sourceKind, img v1.Image, dig v1.Hash) (*Image,
 		if err != nil {
 			return nil, fmt.Errorf("%s: reading the image manifest: %w", ref, err)
 		}
-		if m.Config.Size > maxConfigSize {
-			return nil, fmt.Errorf("%s: the image configuration is too large (%d bytes)", ref, m.Config.Size)
+		if err := r.checkBlob("image configuration", m.Config, maxConfigSize); err != nil {
+			return nil, err
 		}
 		switch m.Config.MediaType {
 		case types.OCIConfigJSON, types.DockerConfigJSON, "":
@@ -535,8 +574,8 @@ func finishOpen(ref string, kind sourceKind, img v1.Image, dig v1.Hash) (*Image,
 
 // --- archives ----------------------------------------------------------
 
-func openArchive(ctx context.Context, ref, path string, sel selector, o options) (*Image, error) {
-	f, err := os.Open(path)
+func openArchive(ctx context.Context, ref, file string, sel selector, o options) (*Image, error) {
+	f, err := os.Open(file)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", ref, err)
 	}
@@ -547,12 +586,15 @@ func openArchive(ctx context.Context, ref, path string, sel selector, o options)
 	case n >= 2 && magic[0] == 0x1f && magic[1] == 0x8b,
 		n >= 4 && bytes.Equal(magic[:4], []byte{0x28, 0xb5, 0x2f, 0xfd}),
 		n >= 6 && bytes.Equal(magic[:6], []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
-		return nil, fmt.Errorf("%s is compressed; decompress it first (nos reads docker save output or an OCI layout as a plain tar)", path)
+		return nil, fmt.Errorf("%s is compressed; decompress it first (nos reads docker save output or an OCI layout as a plain tar)", file)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("%s: %w", ref, err)
 	}
 	var hasManifest, hasLayout, hasIndex bool
+	// Sizes of the regular files, for the small JSON files that
+	// go-containerregistry reads whole.
+	sizes := map[string]int64{}
 	tr := tar.NewReader(f)
 	for i := 0; ; i++ {
 		hdr, err := tr.Next()
@@ -561,16 +603,23 @@ func openArchive(ctx context.Context, ref, path string, sel selector, o options)
 		}
 		if err != nil && !(errors.Is(err, tar.ErrInsecurePath) && hdr != nil) {
 			if i == 0 {
-				return nil, fmt.Errorf("%s is not a tar archive (nos reads docker save output or an OCI layout archived as a tar)", path)
+				return nil, fmt.Errorf("%s is not a tar archive (nos reads docker save output or an OCI layout archived as a tar)", file)
 			}
 			return nil, fmt.Errorf("%s: reading the archive: %w", ref, err)
 		}
 		if i >= DefaultLimits().MaxEntries {
 			return nil, fmt.Errorf("%s: too many entries in the archive", ref)
 		}
-		switch strings.TrimPrefix(strings.TrimLeft(hdr.Name, "/"), "./") {
-		case "manifest.json":
-			hasManifest = true
+		clean := path.Clean(hdr.Name)
+		if hdr.Typeflag == tar.TypeReg || hdr.Typeflag == tar.TypeGNUSparse {
+			sizes[clean] = hdr.Size
+		} else {
+			delete(sizes, clean)
+		}
+		if clean == "manifest.json" {
+			hasManifest = true // as go-containerregistry's reader finds it
+		}
+		switch strings.TrimLeft(clean, "/") {
 		case "oci-layout":
 			hasLayout = true
 		case "index.json":
@@ -580,17 +629,17 @@ func openArchive(ctx context.Context, ref, path string, sel selector, o options)
 	oci := hasLayout && hasIndex
 	switch {
 	case oci && (!hasManifest || sel.digest != (v1.Hash{})):
-		return openOCIArchive(ctx, ref, path, sel, o)
+		return openOCIArchive(ctx, ref, file, sel, o)
 	case hasManifest:
 		if sel.digest != (v1.Hash{}) {
-			return nil, fmt.Errorf("%s: docker save output cannot be chosen from by digest; use %s:TAG", ref, path)
+			return nil, fmt.Errorf("%s: docker save output cannot be chosen from by digest; use %s:TAG", ref, file)
 		}
-		return openDockerArchive(ref, path, sel)
+		return openDockerArchive(ref, file, sel, sizes)
 	}
-	return nil, fmt.Errorf("%s is neither docker save output (no manifest.json) nor an OCI image layout archive (no oci-layout and index.json)", path)
+	return nil, fmt.Errorf("%s is neither docker save output (no manifest.json) nor an OCI image layout archive (no oci-layout and index.json)", file)
 }
 
-func openOCIArchive(ctx context.Context, ref, path string, sel selector, o options) (*Image, error) {
+func openOCIArchive(ctx context.Context, ref, file string, sel selector, o options) (*Image, error) {
 	tmp, err := os.MkdirTemp(o.tempDir, "nos-oci-")
 	if err != nil {
 		return nil, err
@@ -606,13 +655,13 @@ func openOCIArchive(ctx context.Context, ref, path string, sel selector, o optio
 		return nil, err
 	}
 	defer root.Close()
-	f, err := os.Open(path)
+	f, err := os.Open(file)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
 	x := newExtractor(root, DefaultLimits(), true)
-	if err := x.applyLayer(ctx, 0, "archive "+path, f); err != nil {
+	if err := x.applyLayer(ctx, 0, "archive "+file, f); err != nil {
 		return nil, err
 	}
 	if _, err := x.finish(tmp); err != nil {
@@ -627,8 +676,21 @@ func openOCIArchive(ctx context.Context, ref, path string, sel selector, o optio
 	return im, nil
 }
 
-func openDockerArchive(ref, path string, sel selector) (*Image, error) {
-	opener := func() (io.ReadCloser, error) { return os.Open(path) }
+func openDockerArchive(ref, file string, sel selector, sizes map[string]int64) (*Image, error) {
+	opener := func() (io.ReadCloser, error) { return os.Open(file) }
+	small := func(name string) error {
+		size, ok := sizes[path.Clean(name)]
+		switch {
+		case !ok:
+			return fmt.Errorf("%s: %s is not a regular file in the archive", ref, name)
+		case size > maxConfigSize:
+			return fmt.Errorf("%s: %s is too large (%d bytes)", ref, name, size)
+		}
+		return nil
+	}
+	if err := small("manifest.json"); err != nil {
+		return nil, err
+	}
 	m, err := tarball.LoadManifest(opener)
 	if err != nil {
 		return nil, fmt.Errorf("%s: reading manifest.json: %w", ref, err)
@@ -645,21 +707,23 @@ func openDockerArchive(ref, path string, sel selector) (*Image, error) {
 		return strings.Join(s, ", ")
 	}
 	var tag *name.Tag
+	chosen := 0
 	switch {
 	case len(m) == 0:
 		return nil, fmt.Errorf("%s: manifest.json lists no image", ref)
 	case sel.tag != "":
 		var found []string
-		for _, d := range m {
+		for i, d := range m {
 			for _, t := range d.RepoTags {
 				if tagMatches(t, sel.tag) {
 					found = append(found, t)
+					chosen = i
 				}
 			}
 		}
 		switch len(found) {
 		case 0:
-			return nil, fmt.Errorf("%s does not resolve: no image in %s is tagged %q (it has: %s)", ref, path, sel.tag, list())
+			return nil, fmt.Errorf("%s does not resolve: no image in %s is tagged %q (it has: %s)", ref, file, sel.tag, list())
 		case 1:
 		default:
 			return nil, fmt.Errorf("%s is ambiguous: %s match %q", ref, strings.Join(found, ", "), sel.tag)
@@ -672,13 +736,16 @@ func openDockerArchive(ref, path string, sel selector) (*Image, error) {
 			tag = &t
 		}
 	case len(m) > 1:
-		return nil, fmt.Errorf("%s holds %d images; choose one with %s:TAG (it has: %s)", ref, len(m), path, list())
+		return nil, fmt.Errorf("%s holds %d images; choose one with %s:TAG (it has: %s)", ref, len(m), file, list())
+	}
+	if err := small(m[chosen].Config); err != nil {
+		return nil, err
 	}
 	img, err := tarball.Image(opener, tag)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", ref, err)
 	}
-	return finishOpen(ref, srcDockerArchive, img, v1.Hash{})
+	return finishOpen(resolver{ref: ref}, srcDockerArchive, img, v1.Hash{})
 }
 
 // --- registries --------------------------------------------------------
@@ -726,7 +793,7 @@ func openRegistry(ctx context.Context, ref string, o options) (*Image, error) {
 		if err != nil {
 			return nil, classify(ref, err)
 		}
-		img, dig, err = pickPlatform(idx, 0, ref)
+		img, dig, err = resolver{ref: ref}.pickPlatform(idx, 0)
 		if err != nil {
 			return nil, classify(ref, err)
 		}
@@ -738,7 +805,7 @@ func openRegistry(ctx context.Context, ref string, o options) (*Image, error) {
 	default:
 		return nil, fmt.Errorf("%s: unsupported manifest media type %q", ref, desc.MediaType)
 	}
-	im, err := finishOpen(ref, srcRegistry, img, dig)
+	im, err := finishOpen(resolver{ref: ref}, srcRegistry, img, dig)
 	if err != nil {
 		return nil, classify(ref, err)
 	}

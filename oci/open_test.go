@@ -238,6 +238,24 @@ func TestDockerSaveTarball(t *testing.T) {
 	wantErr(t, err, "layer 2: the uncompressed content is sha256:", "diff_id")
 }
 
+// go-containerregistry reads a docker save archive's JSON files whole:
+// oversized ones are refused first.
+func TestDockerSaveOversizedConfig(t *testing.T) {
+	dir := t.TempDir()
+	huge := filepath.Join(dir, "huge.tar")
+	big := strings.Repeat(" ", 17<<20)
+	os.WriteFile(huge, mkTar(t, file("manifest.json", `[{"Config":"c.json","RepoTags":["a:b"],"Layers":[]}]`),
+		file("c.json", big)), 0o644)
+	_, err := Open(context.Background(), huge)
+	wantErr(t, err, "c.json is too large")
+
+	linked := filepath.Join(dir, "linked.tar")
+	os.WriteFile(linked, mkTar(t, file("manifest.json", `[{"Config":"c.json","RepoTags":["a:b"],"Layers":[]}]`),
+		symlink("c.json", "/etc/passwd")), 0o644)
+	_, err = Open(context.Background(), linked)
+	wantErr(t, err, "c.json is not a regular file in the archive")
+}
+
 func mustConfigName(t testing.TB, img v1.Image) v1.Hash {
 	h, err := img.ConfigName()
 	if err != nil {
