@@ -368,8 +368,17 @@ func (x *extractor) apply(ctx context.Context, tr *tar.Reader, hdr *tar.Header, 
 			if err != nil || dir == nil {
 				return err
 			}
-			if child := dir.children[target]; child != nil && child.layer < x.n {
-				return x.remove(dir, target, strings.Join(append(dirs[:len(dirs):len(dirs)], target), "/"))
+			child := dir.children[target]
+			tp := strings.Join(append(dirs[:len(dirs):len(dirs)], target), "/")
+			switch {
+			case child == nil:
+			case child.layer < x.n:
+				return x.remove(dir, target, tp)
+			case child.isDir():
+				// This layer already wrote into the directory (the
+				// whiteout comes after its entries): what it wrote stays,
+				// the lower layers' content goes.
+				return x.opaque(child, tp)
 			}
 			return nil
 		}

@@ -66,6 +66,29 @@ func TestWhiteoutsAndOpaqueDirs(t *testing.T) {
 	}
 }
 
+// A whiteout hides the lower layers' NAME even when it comes after this
+// layer's own NAME/ entries.
+func TestWhiteoutAfterSameLayerDirectory(t *testing.T) {
+	for _, whiteoutFirst := range []bool{true, false} {
+		s := newSandbox(t)
+		upper := []te{dir("a"), file("a/new", "n")}
+		if whiteoutFirst {
+			upper = append([]te{whiteout("", "a")}, upper...)
+		} else {
+			upper = append(upper, whiteout("", "a"))
+		}
+		_, err := applyTars(t, s.dst, Limits{}, mkTar(t, dir("a"), file("a/old", "o"), dir("a/sub"), file("a/sub/x", "x")), mkTar(t, upper...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustNotExist(t, filepath.Join(s.dst, "a/old"))
+		mustNotExist(t, filepath.Join(s.dst, "a/sub"))
+		if mustRead(t, filepath.Join(s.dst, "a/new")) != "n" {
+			t.Fatal("a/new")
+		}
+	}
+}
+
 func TestOpaqueRootAndImplicitDir(t *testing.T) {
 	s := newSandbox(t)
 	_, err := applyTars(t, s.dst, Limits{},

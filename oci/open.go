@@ -751,7 +751,7 @@ func openDockerArchive(ref, file string, sel selector, sizes map[string]int64) (
 // --- registries --------------------------------------------------------
 
 func openRegistry(ctx context.Context, ref string, o options) (*Image, error) {
-	r, err := name.ParseReference(ref)
+	r, err := parseRef(ref)
 	if err != nil {
 		return nil, fmt.Errorf("%s does not resolve: it is not an OCI layout directory, an archive file, or a valid image reference (%v)", ref, err)
 	}
@@ -810,6 +810,24 @@ func openRegistry(ctx context.Context, ref string, o options) (*Image, error) {
 		return nil, classify(ref, err)
 	}
 	return im, nil
+}
+
+// parseRef parses a registry reference. Loopback registries are spoken to
+// over plain HTTP: go-containerregistry already does so for most spellings
+// (localhost:PORT, 127.0.0.1, [::1]) but not for a bare "localhost".
+func parseRef(ref string) (name.Reference, error) {
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return nil, err
+	}
+	host := r.Context().RegistryStr()
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if isLoopbackHost(strings.Trim(host, "[]")) && r.Context().Scheme() != "http" {
+		return name.ParseReference(ref, name.Insecure)
+	}
+	return r, nil
 }
 
 // sniffMediaType reads the type of a manifest a registry served with a

@@ -176,7 +176,17 @@ func TestPlainHTTPOnlyToLoopback(t *testing.T) {
 			t.Errorf("isLoopbackHost(%q) = %v", h, !want)
 		}
 	}
-	// Refused before any connection is attempted.
+	for ref, want := range map[string]string{
+		"localhost/app": "http", "localhost:5000/app": "http", "127.0.0.1/app": "http", "127.0.0.1:5000/app:v1": "http",
+		"[::1]:5000/app": "http", "example.com/app": "https", "alpine": "https", "10.0.0.1:5000/app": "http",
+	} {
+		r, err := parseRef(ref)
+		if err != nil || r.Context().Scheme() != want {
+			t.Errorf("%s: scheme %s (%v), want %s", ref, r.Context().Scheme(), err, want)
+		}
+	}
+	// 10.0.0.1 is given plain HTTP by go-containerregistry (RFC 1918); the
+	// transport refuses it, before any connection is attempted.
 	var called bool
 	g := plainHTTPGuard{roundTripFunc(func(*http.Request) (*http.Response, error) { called = true; return nil, nil })}
 	req, _ := http.NewRequest("GET", "http://10.1.2.3:5000/v2/", nil)
