@@ -95,7 +95,15 @@ func setup(ctx context.Context, cfg *guestapi.Config) error {
 	if err := setHostname(cfg.Hostname); err != nil {
 		return err
 	}
-	return setupNetwork(ctx, cfg.Network, cfg.Hostname)
+	if cfg.Root != nil {
+		if err := switchRoot(cfg.Root); err != nil {
+			return err
+		}
+	}
+	if err := setupNetwork(ctx, cfg.Network, cfg.Hostname); err != nil {
+		return err
+	}
+	return dropCaps(cfg.Caps)
 }
 
 // control is the init's end of the control port.
@@ -207,7 +215,7 @@ func start(cfg *guestapi.Config, stdout, stderr *os.File) (int, error) {
 		Dir:   dir,
 		Env:   cfg.Env,
 		Files: []*os.File{devnull, stdout, stderr},
-		Sys:   &syscall.SysProcAttr{Setsid: true},
+		Sys:   procAttr(cfg),
 	})
 	if err != nil {
 		return 0, fmt.Errorf("starting %s: %w", cfg.Argv[0], err)

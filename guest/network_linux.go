@@ -2,7 +2,9 @@ package guest
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"net"
 	"os"
 	"strings"
@@ -102,12 +104,29 @@ func writeHosts(hostname string) error {
 	return writeEtc("hosts", s)
 }
 
+// writeEtc writes /etc/name. On a read-only root (an image root disk) the
+// file goes to /run/nos and is bind-mounted over /etc/name, which nos
+// build makes sure exists.
 func writeEtc(name, content string) error {
-	if err := os.MkdirAll("/etc", 0o755); err != nil {
+	err := os.MkdirAll("/etc", 0o755)
+	if err == nil {
+		err = os.WriteFile("/etc/"+name, []byte(content), 0o644)
+	}
+	if !errors.Is(err, unix.EROFS) {
+		if err != nil {
+			return fmt.Errorf("writing /etc/%s: %w", name, err)
+		}
+		return nil
+	}
+	if err := os.MkdirAll("/run/nos", 0o755); err != nil {
 		return err
 	}
-	if err := os.WriteFile("/etc/"+name, []byte(content), 0o644); err != nil {
-		return fmt.Errorf("writing /etc/%s: %w", name, err)
+	src := "/run/nos/" + name
+	if err := os.WriteFile(src, []byte(content), 0o644); err != nil {
+		return err
+	}
+	if err := unix.Mount(src, "/etc/"+name, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("writing /etc/%s on the read-only root: %w", name, err)
 	}
 	return nil
 }

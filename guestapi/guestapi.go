@@ -58,6 +58,28 @@ type Config struct {
 	Seed []byte `json:"seed,omitempty"`
 	// Time is the host's clock when the config was sent.
 	Time time.Time `json:"time"`
+	// Root, when set, is the block device holding the application's root
+	// filesystem: the init mounts it read-only and makes it the root
+	// before starting the application.
+	Root *Root `json:"root,omitempty"`
+	// User is who the application runs as; nil is root (0:0).
+	User *User `json:"user,omitempty"`
+	// Caps are the capabilities the application keeps, e.g.
+	// "CAP_NET_BIND_SERVICE"; it has no others, even as root.
+	Caps []string `json:"caps,omitempty"`
+}
+
+// Root is a root filesystem on a block device.
+type Root struct {
+	Device string `json:"device"` // e.g. "/dev/vda"
+	FSType string `json:"fsType"` // e.g. "erofs"
+}
+
+// User is a numeric user, group and supplementary groups.
+type User struct {
+	UID    uint32   `json:"uid"`
+	GID    uint32   `json:"gid"`
+	Groups []uint32 `json:"groups,omitempty"`
 }
 
 // Network is the guest's static network configuration, chosen by the runner.

@@ -6,6 +6,7 @@ package image
 
 import (
 	"fmt"
+	"github.com/nosproject/nos/guestapi"
 	"strconv"
 	"strings"
 )
@@ -21,6 +22,9 @@ const (
 	// unpacks once per host.
 	MediaTypeKernelGzip = "application/vnd.nos.kernel.v1+gzip"
 	MediaTypeInitramfs  = "application/vnd.nos.initramfs.v1.cpio+gzip"
+	// MediaTypeRootErofs is a read-only root filesystem image (erofs) the
+	// guest mounts as its root.
+	MediaTypeRootErofs = "application/vnd.nos.rootfs.v1.erofs"
 
 	// AnnotationRefName is the OCI annotation that holds "name:tag" in index.json.
 	AnnotationRefName = "org.opencontainers.image.ref.name"
@@ -62,6 +66,13 @@ type Config struct {
 	Needs []string `json:"needs,omitempty"`
 	// Modules lists the kernel modules the init loads, in load order.
 	Modules []string `json:"modules,omitempty"`
+	// RootFS is the type of the root disk layer ("erofs") when the
+	// application's files are on one rather than in the initramfs.
+	RootFS string `json:"rootFS,omitempty"`
+	// User is who the application runs as; nil is root.
+	User *guestapi.User `json:"user,omitempty"`
+	// Caps are the only capabilities the application has.
+	Caps []string `json:"caps,omitempty"`
 }
 
 // KernelInfo identifies the kernel an image carries.

@@ -81,6 +81,9 @@ func Create(ctx context.Context, st *store.Store, is *Instances, o Options) (*In
 		Accel:       accel,
 		Cmdline:     cmdline(icfg.KernelCmdline, accel),
 		NoNetwork:   icfg.Kernel.NoNetwork,
+		RootFS:      icfg.RootFS,
+		User:        icfg.User,
+		Caps:        icfg.Caps,
 		Restart:     o.Restart,
 		Health:      o.Health,
 		AutoRemove:  o.AutoRemove,
@@ -92,7 +95,7 @@ func Create(ctx context.Context, st *store.Store, is *Instances, o Options) (*In
 	if cfg.StopTimeout == 0 {
 		cfg.StopTimeout = 10 * time.Second
 	}
-	in, err := is.write(cfg, kernelPath, initrdPath)
+	in, err := is.write(cfg, kernelPath, initrdPath, files.rootDisk)
 	if err != nil {
 		return nil, "", err
 	}
@@ -128,7 +131,7 @@ func (is *Instances) checkConflicts(o Options) error {
 // are hard-linked into it, so removing the image later cannot break the
 // instance. The config is written last: until then List skips the
 // directory, and a crash leaves only an ignorable leftover.
-func (is *Instances) write(cfg Config, kernelPath, initrdPath string) (*Instance, error) {
+func (is *Instances) write(cfg Config, kernelPath, initrdPath, rootDisk string) (*Instance, error) {
 	dir := is.dir(cfg.ID)
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating instance directory: %w", err)
@@ -142,6 +145,11 @@ func (is *Instances) write(cfg Config, kernelPath, initrdPath string) (*Instance
 	}
 	if err := linkOrCopy(initrdPath, filepath.Join(dir, initrdFile)); err != nil {
 		return fail(err)
+	}
+	if rootDisk != "" {
+		if err := linkOrCopy(rootDisk, filepath.Join(dir, rootDiskFile)); err != nil {
+			return fail(err)
+		}
 	}
 	st := State{Status: StatusCreated, Accel: cfg.Accel}
 	if err := writeJSON(filepath.Join(dir, stateFile), st); err != nil {

@@ -181,6 +181,9 @@ func (m *monitor) boot(ctx context.Context, qemuPath string, logs *logfile.Write
 	if m.cfg.NoNetwork {
 		mach.Net = nil
 	}
+	if m.cfg.RootFS != "" {
+		mach.RootDisk = filepath.Join(m.dir, rootDiskFile)
+	}
 	var health *prober
 	if hc := m.cfg.Health; hc != nil && mach.Net != nil {
 		port, err := freeLoopbackPort()
@@ -269,6 +272,10 @@ func (m *monitor) guestConfig() *guestapi.Config {
 	if m.cfg.NoNetwork {
 		g.Network = nil
 	}
+	if m.cfg.RootFS != "" {
+		g.Root = &guestapi.Root{Device: "/dev/vda", FSType: m.cfg.RootFS}
+	}
+	g.User, g.Caps = m.cfg.User, m.cfg.Caps
 	return g
 }
 

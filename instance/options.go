@@ -164,6 +164,8 @@ type imageFiles struct {
 	kernel, initrd string
 	// kernelGzip is set when the kernel layer is compressed.
 	kernelGzip bool
+	// rootDisk is the root filesystem image, "" when there is none.
+	rootDisk string
 }
 
 func loadImage(ctx context.Context, st *store.Store, ref string) (store.Image, image.Config, imageFiles, error) {
@@ -191,10 +193,15 @@ func loadImage(ctx context.Context, st *store.Store, ref string) (store.Image, i
 			files.kernelGzip = l.MediaType == image.MediaTypeKernelGzip
 		case image.MediaTypeInitramfs:
 			files.initrd = st.BlobPath(l.Digest)
+		case image.MediaTypeRootErofs:
+			files.rootDisk = st.BlobPath(l.Digest)
 		}
 	}
 	if files.kernel == "" || files.initrd == "" {
 		return img, cfg, files, fmt.Errorf("image %s is not a nos image (no kernel or initramfs layer)", ref)
+	}
+	if (files.rootDisk == "") != (cfg.RootFS == "") {
+		return img, cfg, files, fmt.Errorf("image %s is inconsistent: root filesystem %q with root disk layer %q", ref, cfg.RootFS, files.rootDisk)
 	}
 	return img, cfg, files, nil
 }

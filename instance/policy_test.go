@@ -111,7 +111,7 @@ func TestGetByNameIDAndPrefix(t *testing.T) {
 	}
 	for i, id := range ids {
 		cfg := Config{ID: id, Name: []string{"web", "", "db"}[i], Created: time.Unix(int64(i), 0)}
-		if _, err := is.write(cfg, writeTemp(t), writeTemp(t)); err != nil {
+		if _, err := is.write(cfg, writeTemp(t), writeTemp(t), ""); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/nosproject/nos/guestapi"
 	"os"
 	"path/filepath"
 	"sort"
@@ -50,6 +51,9 @@ type Config struct {
 	Accel       string         `json:"accel"`
 	Cmdline     string         `json:"cmdline"`
 	NoNetwork   bool           `json:"noNetwork,omitempty"` // the kernel has no network stack
+	RootFS      string         `json:"rootFS,omitempty"`    // type of the root disk, "" for none
+	User        *guestapi.User `json:"user,omitempty"`
+	Caps        []string       `json:"caps,omitempty"`
 	Restart     RestartPolicy  `json:"restart"`
 	Health      *HealthCheck   `json:"health,omitempty"`
 	AutoRemove  bool           `json:"autoRemove,omitempty"`
@@ -92,15 +96,16 @@ func (in *Instance) Running() bool {
 
 // Files in an instance directory.
 const (
-	configFile  = "config.json"
-	stateFile   = "state.json"
-	lockFile    = "lock"         // guards state.json read-modify-write
-	monitorLock = "monitor.lock" // held by the live monitor for its whole life
-	startLock   = "start.lock"   // serialises starts of one instance
-	consoleFile = "console.log"
-	monitorLog  = "monitor.log"
-	kernelFile  = "kernel"
-	initrdFile  = "initramfs"
+	configFile   = "config.json"
+	stateFile    = "state.json"
+	lockFile     = "lock"         // guards state.json read-modify-write
+	monitorLock  = "monitor.lock" // held by the live monitor for its whole life
+	startLock    = "start.lock"   // serialises starts of one instance
+	consoleFile  = "console.log"
+	monitorLog   = "monitor.log"
+	kernelFile   = "kernel"
+	initrdFile   = "initramfs"
+	rootDiskFile = "rootfs"
 )
 
 // Instances is the directory holding every instance, one subdirectory each.

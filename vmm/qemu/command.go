@@ -34,6 +34,9 @@ type Machine struct {
 	QMPSocket string
 	// Net, when set, gives the guest a virtio-net NIC on QEMU user-mode networking.
 	Net *UserNet
+	// RootDisk, when set, is a raw disk image attached read-only as the
+	// guest's first virtio block device (/dev/vda).
+	RootDisk string
 }
 
 // UserNet is QEMU's user-mode (slirp) network with host port forwards.
@@ -86,6 +89,11 @@ func Command(m Machine) []string {
 		a = append(a,
 			"-chardev", "socket,id="+p.id+",path="+escape(p.path),
 			"-device", "virtserialport,chardev="+p.id+",name="+p.name)
+	}
+	if m.RootDisk != "" {
+		a = append(a,
+			"-drive", "file="+escape(m.RootDisk)+",if=none,id=root,format=raw,readonly=on",
+			"-device", "virtio-blk-device,drive=root")
 	}
 	if m.Net != nil {
 		a = append(a,

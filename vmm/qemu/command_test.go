@@ -80,6 +80,12 @@ var commandCases = []struct {
 		m.QMPSocket = "/tmp/nos-1/qmp"
 		return m
 	}},
+	{"root_disk", func() Machine {
+		m := base()
+		m.RootDisk = "/data/a,b/rootfs"
+		m.Net = &UserNet{}
+		return m
+	}},
 }
 
 func TestCommandGolden(t *testing.T) {
