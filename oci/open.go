@@ -119,8 +119,6 @@ type selector struct {
 	digest v1.Hash
 }
 
-func (s selector) empty() bool { return s.tag == "" && s.digest == (v1.Hash{}) }
-
 // Open resolves ref (see the package documentation) to a linux/amd64 image.
 // The context is also used by registry requests that Extract makes later.
 // Close the image when done with it.
@@ -611,10 +609,11 @@ func openArchive(ctx context.Context, ref, file string, sel selector, o options)
 			return nil, fmt.Errorf("%s: too many entries in the archive", ref)
 		}
 		clean := path.Clean(hdr.Name)
-		if hdr.Typeflag == tar.TypeReg || hdr.Typeflag == tar.TypeGNUSparse {
-			sizes[clean] = hdr.Size
-		} else {
-			delete(sizes, clean)
+		if _, seen := sizes[clean]; !seen { // the reader uses the first one
+			sizes[clean] = -1
+			if hdr.Typeflag == tar.TypeReg || hdr.Typeflag == tar.TypeGNUSparse {
+				sizes[clean] = hdr.Size
+			}
 		}
 		if clean == "manifest.json" {
 			hasManifest = true // as go-containerregistry's reader finds it
@@ -681,7 +680,7 @@ func openDockerArchive(ref, file string, sel selector, sizes map[string]int64) (
 	small := func(name string) error {
 		size, ok := sizes[path.Clean(name)]
 		switch {
-		case !ok:
+		case !ok || size < 0:
 			return fmt.Errorf("%s: %s is not a regular file in the archive", ref, name)
 		case size > maxConfigSize:
 			return fmt.Errorf("%s: %s is too large (%d bytes)", ref, name, size)

@@ -249,6 +249,14 @@ func TestDockerSaveOversizedConfig(t *testing.T) {
 	_, err := Open(context.Background(), huge)
 	wantErr(t, err, "c.json is too large")
 
+	// go-containerregistry's reader takes the first of two same-named
+	// entries: so does the check.
+	twice := filepath.Join(dir, "twice.tar")
+	os.WriteFile(twice, mkTar(t, file("manifest.json", `[{"Config":"c.json","RepoTags":["a:b"],"Layers":[]}]`),
+		file("c.json", big), file("./c.json", "{}")), 0o644)
+	_, err = Open(context.Background(), twice)
+	wantErr(t, err, "c.json is too large")
+
 	linked := filepath.Join(dir, "linked.tar")
 	os.WriteFile(linked, mkTar(t, file("manifest.json", `[{"Config":"c.json","RepoTags":["a:b"],"Layers":[]}]`),
 		symlink("c.json", "/etc/passwd")), 0o644)
