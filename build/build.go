@@ -54,8 +54,27 @@ type Options struct {
 	// kernel/config), nil for the default. Without "net" the image gets no
 	// network even on a kernel that has one.
 	Needs []string
+	// KernelFor, when set, replaces Kernel: it finds a kernel with the
+	// features the image needs (Needs, or the default for its kind: net,
+	// and blk for a root disk).
+	KernelFor func(needs []string) kernel.Finder
 	// KernelArgs are appended to the kernel command line.
 	KernelArgs []string
+
+	// Rootfs is a directory holding the application's root filesystem,
+	// and FromOCI a container image reference (see package oci); with
+	// either, Source is empty and the files go on a root disk.
+	Rootfs, FromOCI string
+	// Adds are HOST_PATH[:GUEST_PATH] files or directories to add.
+	Adds []string
+	// Entrypoint replaces the program's path (or the container image's
+	// entrypoint) as the command.
+	Entrypoint []string
+	// User is who the application runs as: USER[:GROUP], by name (looked
+	// up in the image's /etc/passwd) or number.
+	User string
+	// Caps are the capabilities the application keeps (none by default).
+	Caps []string
 	// Init is the path of the nos-init binary (see FindInit).
 	Init string
 	// Created is recorded in the store's index, not in the image, so that
@@ -75,6 +94,9 @@ type Result struct {
 // Modules nos loads on a modular kernel: the virtio transport and the
 // devices nos machines have. What they depend on comes along.
 var wantedModules = []string{"virtio_mmio", "virtio_console", "virtio_net", "virtio_rng"}
+
+// rootDiskModules are what a modular kernel needs to mount a root disk.
+var rootDiskModules = []string{"virtio_blk", "erofs"}
 
 // DefaultCmdline is the kernel command line of nos images: the console on
 // the serial port (kept in a log, not shown to the user), quiet (warnings,
@@ -107,9 +129,67 @@ func Build(ctx context.Context, st *store.Store, o Options) (*Result, error) {
 	}
 	defer os.RemoveAll(tmp)
 
-	app, name, err := program(ctx, o, tmp, log)
+	src, err := classify(o)
 	if err != nil {
 		return nil, err
+	}
+	needs := o.Needs
+	if needs == nil {
+		needs = []string{"net"}
+	}
+	if src.tree() {
+		if o.Needs == nil {
+			needs = []string{"blk", "net"}
+		} else if !slices.Contains(needs, "blk") {
+			return nil, fmt.Errorf("--features %s: this image's files go on a root disk, which needs the blk feature: add it: %w", orNone(needs), ErrBadSource)
+		}
+	}
+	finder := o.Kernel
+	if o.KernelFor != nil {
+		finder = o.KernelFor(needs)
+	}
+	if finder == nil {
+		return nil, fmt.Errorf("no kernel given: %w", ErrBadSource)
+	}
+
+	var app, name, rootDisk string
+	goApp := false
+	if src.tree() {
+		var st *stage
+		if st, err = newStage(filepath.Join(tmp, "root")); err != nil {
+			return nil, err
+		}
+		defer st.close()
+		if name, err = fillTree(ctx, st, src, o, &cfg, tmp); err != nil {
+			return nil, err
+		}
+		rootDisk = filepath.Join(tmp, "rootfs.erofs")
+		log.Debug("making the root disk", "tree", st.dir)
+		if err := mkfsErofs(ctx, st.dir, rootDisk, st.root); err != nil {
+			return nil, err
+		}
+		cfg.RootFS = "erofs"
+	} else {
+		o.Source = src.path
+		if app, name, err = program(ctx, o, tmp, log); err != nil {
+			return nil, err
+		}
+		if o.User != "" {
+			u, err := resolveUser(o.User, []byte(etcFiles["passwd"]), []byte(etcFiles["group"]))
+			if err != nil {
+				return nil, err
+			}
+			cfg.User = u
+		}
+		// Go programs read time zones from one zip file (ZONEINFO),
+		// which takes far less guest memory than hundreds of small files.
+		goApp = isGoBinary(app)
+		if goApp && !hasEnv(cfg.Env, "ZONEINFO") {
+			cfg.Env = append([]string{"ZONEINFO=" + zoneinfoZip}, cfg.Env...)
+		}
+		if len(cfg.Entrypoint) == 0 {
+			cfg.Entrypoint = []string{"/app/" + name}
+		}
 	}
 	if o.Name == "" {
 		o.Name = name
@@ -118,33 +198,35 @@ func Build(ctx context.Context, st *store.Store, o Options) (*Result, error) {
 		o.Tag = image.DefaultTag
 	}
 	if _, _, err := store.ParseReference(o.Name + ":" + o.Tag); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w (name the image with -t)", err)
 	}
 
-	k, err := o.Kernel.Find(ctx)
+	k, err := finder.Find(ctx)
 	if err != nil {
 		return nil, err
 	}
 	log.Debug("kernel", "version", k.Version, "path", k.Path, "origin", k.Origin)
 	var mods []kernel.Module
 	if k.ModulesDir != "" {
-		if mods, err = kernel.Modules(k.ModulesDir, wantedModules); err != nil {
+		want := wantedModules
+		if rootDisk != "" {
+			want = append(slices.Clone(want), rootDiskModules...)
+		}
+		if mods, err = kernel.Modules(k.ModulesDir, want); err != nil {
 			return nil, fmt.Errorf("kernel %s: %w", k.Version, err)
 		}
+	} else if rootDisk != "" && k.Features != nil && !slices.Contains(k.Features, "blk") {
+		return nil, fmt.Errorf("kernel %s has no block devices (features %s): this image needs one built with `nos kernel build --features net,blk`: %w", k.Version, orNone(k.Features), ErrBadSource)
 	}
 
-	appPath := "/app/" + name
-	if len(cfg.Entrypoint) == 0 {
-		cfg.Entrypoint = []string{appPath}
-	}
 	cfg.Kernel = image.KernelInfo{Version: k.Version, Origin: k.Origin, Features: k.Features, NoNetwork: !k.HasNetwork()}
 	cfg.Needs = o.Needs
 	if cfg.Kernel.NoNetwork && len(cfg.ExposedPorts) > 0 {
 		return nil, fmt.Errorf("--port %s: kernel %s has no networking; build one with `nos kernel build --features net`: %w", cfg.ExposedPorts[0], k.Version, ErrBadSource)
 	}
-	if o.Needs != nil && !slices.Contains(o.Needs, "net") {
+	if needs != nil && !slices.Contains(needs, "net") {
 		if len(cfg.ExposedPorts) > 0 {
-			return nil, fmt.Errorf("--port %s: the image declares it needs no networking (--features %s); add net: %w", cfg.ExposedPorts[0], strings.Join(o.Needs, ","), ErrBadSource)
+			return nil, fmt.Errorf("--port %s: the image declares it needs no networking (--features %s); add net: %w", cfg.ExposedPorts[0], orNone(needs), ErrBadSource)
 		}
 		cfg.Kernel.NoNetwork = true
 	}
@@ -152,18 +234,23 @@ func Build(ctx context.Context, st *store.Store, o Options) (*Result, error) {
 		cfg.Modules = append(cfg.Modules, m.Name)
 	}
 
-	// Go programs read time zones from one zip file (ZONEINFO), which
-	// takes far less guest memory than hundreds of small files.
-	goApp := isGoBinary(app)
-	if goApp && !hasEnv(cfg.Env, "ZONEINFO") {
-		cfg.Env = append([]string{"ZONEINFO=" + zoneinfoZip}, cfg.Env...)
-	}
 	initrd := filepath.Join(tmp, "initramfs")
-	if err := writeInitramfs(initrd, o.Init, app, appPath, mods, goApp); err != nil {
+	appPath := ""
+	if app != "" {
+		appPath = "/app/" + name
+	}
+	if err := writeInitramfs(initrd, o.Init, app, appPath, mods, goApp, o.Adds); err != nil {
 		return nil, err
 	}
 	log.Debug("initramfs written", "path", initrd)
-	return commit(ctx, st, o, cfg, k, initrd)
+	return commit(ctx, st, o, cfg, k, initrd, rootDisk)
+}
+
+func orNone(fs []string) string {
+	if len(fs) == 0 {
+		return "none"
+	}
+	return strings.Join(fs, ",")
 }
 
 // program returns the host path of the executable to package and its name.
@@ -206,6 +293,16 @@ func configFromOptions(o Options) (image.Config, error) {
 	if cfg.CPUs == 0 {
 		cfg.CPUs = image.DefaultCPUs
 	}
+	cfg.Entrypoint = o.Entrypoint
+	for _, c := range o.Caps {
+		norm, err := image.ParseCap(c)
+		if err != nil {
+			return cfg, fmt.Errorf("--cap-add %s: %w: %w", c, err, ErrBadSource)
+		}
+		if !slices.Contains(cfg.Caps, norm) {
+			cfg.Caps = append(cfg.Caps, norm)
+		}
+	}
 	for _, a := range o.KernelArgs {
 		if a == "" || strings.ContainsFunc(a, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) || r == '"' }) {
 			return cfg, fmt.Errorf("--kernel-arg %q: want one argument without spaces or quotes, e.g. loglevel=7: %w", a, ErrBadSource)
@@ -232,7 +329,9 @@ func configFromOptions(o Options) (image.Config, error) {
 
 // writeInitramfs assembles the guest's root: the init, the application,
 // the kernel modules and the host files programs expect.
-func writeInitramfs(out, initPath, app, appPath string, mods []kernel.Module, goApp bool) error {
+// A tree image's initramfs (app "") holds only the init and the modules:
+// the application's files are on the root disk.
+func writeInitramfs(out, initPath, app, appPath string, mods []kernel.Module, goApp bool, adds []string) error {
 	var a initramfs.Archive
 	add := func(err error) error {
 		if err != nil {
@@ -243,8 +342,10 @@ func writeInitramfs(out, initPath, app, appPath string, mods []kernel.Module, go
 	if err := add(a.AddHostFile(image.InitPath, initPath, 0o755)); err != nil {
 		return err
 	}
-	if err := add(a.AddHostFile(appPath, app, 0o755)); err != nil {
-		return err
+	if app != "" {
+		if err := add(a.AddHostFile(appPath, app, 0o755)); err != nil {
+			return err
+		}
 	}
 	for _, d := range []string{"/proc", "/sys", "/dev", "/tmp", "/run", "/root", "/etc"} {
 		if err := add(a.AddDir(d, fs.ModeDir|0o755)); err != nil {
@@ -256,8 +357,15 @@ func writeInitramfs(out, initPath, app, appPath string, mods []kernel.Module, go
 			return err
 		}
 	}
-	if err := addHostExtras(&a, goApp); err != nil {
-		return err
+	if app != "" {
+		if err := addHostExtras(&a, goApp); err != nil {
+			return err
+		}
+		for _, spec := range adds {
+			if err := addToArchive(&a, spec); err != nil {
+				return err
+			}
+		}
 	}
 	var order bytes.Buffer
 	for _, m := range mods {
@@ -406,7 +514,7 @@ func hasEnv(env []string, key string) bool {
 
 // commit writes the blobs and the tag under the store's lock, so a
 // concurrent garbage collection cannot remove blobs before they are tagged.
-func commit(ctx context.Context, st *store.Store, o Options, cfg image.Config, k *kernel.Kernel, initrd string) (*Result, error) {
+func commit(ctx context.Context, st *store.Store, o Options, cfg image.Config, k *kernel.Kernel, initrd, rootDisk string) (*Result, error) {
 	unlock, err := st.Lock(ctx)
 	if err != nil {
 		return nil, err
@@ -421,6 +529,14 @@ func commit(ctx context.Context, st *store.Store, o Options, cfg image.Config, k
 	if err != nil {
 		return nil, fmt.Errorf("storing initramfs: %w", err)
 	}
+	layers := []ocispec.Descriptor{kdesc, idesc}
+	if rootDisk != "" {
+		rdesc, err := writeFileBlob(ctx, st, rootDisk, image.MediaTypeRootErofs)
+		if err != nil {
+			return nil, fmt.Errorf("storing the root disk: %w", err)
+		}
+		layers = append(layers, rdesc)
+	}
 	cfg.Kernel.Digest = kdigest
 	cb, err := json.Marshal(cfg)
 	if err != nil {
@@ -434,7 +550,7 @@ func commit(ctx context.Context, st *store.Store, o Options, cfg image.Config, k
 		MediaType:    ocispec.MediaTypeImageManifest,
 		ArtifactType: image.ArtifactType,
 		Config:       cdesc,
-		Layers:       []ocispec.Descriptor{kdesc, idesc},
+		Layers:       layers,
 	}
 	man.SchemaVersion = 2
 	mb, err := json.Marshal(man)
@@ -456,7 +572,7 @@ func commit(ctx context.Context, st *store.Store, o Options, cfg image.Config, k
 	return &Result{
 		Name: o.Name, Tag: o.Tag,
 		Digest: mdesc.Digest.String(),
-		Size:   mdesc.Size + cdesc.Size + kdesc.Size + idesc.Size,
+		Size:   mdesc.Size + cdesc.Size + layersSize(layers),
 		Kernel: k,
 	}, nil
 }
@@ -517,6 +633,14 @@ func isELF(path string) bool {
 	var magic [4]byte
 	_, err = io.ReadFull(f, magic[:])
 	return err == nil && string(magic[:]) == elf.ELFMAG
+}
+
+func layersSize(ls []ocispec.Descriptor) int64 {
+	var n int64
+	for _, l := range ls {
+		n += l.Size
+	}
+	return n
 }
 
 func writeFileBlob(ctx context.Context, st *store.Store, path, mediaType string) (ocispec.Descriptor, error) {

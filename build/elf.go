@@ -48,7 +48,7 @@ func checkStaticELFReader(name string, r io.ReaderAt) (err error) {
 	}
 	for _, p := range ef.Progs {
 		if p.Type == elf.PT_INTERP {
-			return fmt.Errorf("%s is dynamically linked; nos packages static executables for now (dynamic ELF support is coming): link it statically, e.g. CGO_ENABLED=0 for Go or -static for C: %w", name, ErrDynamicELF)
+			return fmt.Errorf("%s is dynamically linked: %w", name, ErrDynamicELF)
 		}
 	}
 	// ET_DYN without an interpreter is a static-pie executable, which the

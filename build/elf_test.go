@@ -117,7 +117,7 @@ func TestCheckStaticELF(t *testing.T) {
 		{"hand-made static executable", writeFile(t, dir, "minimal", minimalELF(false)), nil, ""},
 		{"arm64 Go binary", arm64, ErrWrongArch, "GOARCH=amd64"},
 		{"x86-64 class with i386 machine", writeFile(t, dir, "em386", patched(static, 18, uint16(elf.EM_386))), ErrWrongArch, "EM_386"},
-		{"hand-made executable with an interpreter", writeFile(t, dir, "interp", minimalELF(true)), ErrDynamicELF, "dynamic ELF support is coming"},
+		{"hand-made executable with an interpreter", writeFile(t, dir, "interp", minimalELF(true)), ErrDynamicELF, "is dynamically linked"},
 		{"relocatable object", writeFile(t, dir, "rel", patched(static, 16, uint16(elf.ET_REL))), ErrNotELF, "not an executable"},
 		{"core file", writeFile(t, dir, "core", patched(static, 16, uint16(elf.ET_CORE))), ErrNotELF, "not an executable"},
 		{"text file", writeFile(t, dir, "script.sh", []byte("#!/bin/sh\necho hello\n")), ErrNotELF, "script.sh"},
@@ -133,7 +133,7 @@ func TestCheckStaticELF(t *testing.T) {
 			path    string
 			wantErr error
 			wantMsg string
-		}{"dynamic /bin/true", "/bin/true", ErrDynamicELF, "dynamic ELF support is coming"})
+		}{"dynamic /bin/true", "/bin/true", ErrDynamicELF, "is dynamically linked"})
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

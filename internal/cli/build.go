@@ -26,22 +26,52 @@ type buildFlags struct {
 	kernel     string
 	features   []string
 	kernelArgs []string
+	rootfs     string
+	fromOCI    string
+	adds       []string
+	entrypoint string
+	user       string
+	caps       []string
 }
 
 func newBuildCmd(e *env) *cobra.Command {
 	var f buildFlags
 	cmd := &cobra.Command{
-		Use:   "build [flags] SOURCE",
-		Short: "Build a Go main package or a static Linux executable into an image",
-		Long: `Build compiles SOURCE - a Go main package (a directory, ./cmd/x, or an import
-path in the current module) or a static Linux amd64 executable - into an image:
-a kernel, an initramfs with the nos init and the application, and a config.
-It prints the image digest; the same inputs always give the same digest.`,
+		Use:   "build [flags] SOURCE | --rootfs DIR | --from-oci REF",
+		Short: "Build a Go program, any Linux program, a root directory or a container image into an image",
+		Long: `Build packages an application into an image: a kernel, an initramfs with the
+nos init, the application's files, and a config. It prints the image digest.
+
+SOURCE is a Go main package (a directory, ./cmd/x, or an import path in the
+current module), which is compiled, or a Linux amd64 program (a path, or a
+name on PATH). A Go program or a static executable goes into the initramfs.
+A dynamically linked program comes with its interpreter and every library it
+needs (found as ld.so finds them); --add brings what it opens at run time
+(configuration, data, NSS or gconv modules).
+
+--rootfs DIR takes a prepared root tree (for example made by debootstrap),
+with --entrypoint the command to run in it. --from-oci REF takes a container
+image: an OCI layout directory, a docker save or OCI archive, or a registry
+reference (credentials from ~/.docker/config.json); its entrypoint, command,
+environment, working directory, user and ports become the image's.
+
+Programs with libraries, root trees and container images go on a read-only
+erofs root disk (made with mkfs.erofs, from erofs-utils): the guest reads
+the files it uses from the disk instead of holding all of them in memory,
+and needs a kernel with the blk feature. The application runs as --user (or
+the container image's user) with no capabilities but those of --cap-add.`,
 		Example: `  nos build -t hello ./examples/hello
-  nos build -t web:v1 --port 8080 -e GREETING=hi ./examples/httpserver`,
-		Args: cobra.ExactArgs(1),
+  nos build -t web:v1 --port 8080 -e GREETING=hi ./examples/httpserver
+  nos build -t nginx --add ./nginx.conf:/etc/nginx/nginx.conf --entrypoint '["/usr/sbin/nginx","-g","daemon off;"]' /usr/sbin/nginx
+  nos build -t app --from-oci localhost:5000/app:1.0 --user 1000
+  nos build -t debian --rootfs ./rootfs --entrypoint /usr/bin/python3 --arg -m --arg http.server`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o, err := f.options(e, args[0], cmd.Flags().Changed("features"))
+			source := ""
+			if len(args) == 1 {
+				source = args[0]
+			}
+			o, err := f.options(e, source, cmd.Flags().Changed("features"))
 			if err != nil {
 				return err
 			}
@@ -67,13 +97,25 @@ It prints the image digest; the same inputs always give the same digest.`,
 	fl.IntVar(&f.cpus, "cpus", 0, "default number of virtual CPUs")
 	fl.StringVarP(&f.workdir, "workdir", "w", "", "working directory of the application in the guest")
 	fl.StringVar(&f.kernel, "kernel", "", "kernel to boot: a file, or the ID of a kernel nos built or imported (default: a built kernel with the --features, then the one nos fetched, then the newest in /boot)")
-	fl.StringSliceVar(&f.features, "features", config.DefaultFeatures, "kernel features the application needs: "+strings.Join(config.Features(), ", ")+", or none; nos picks a kernel built with them, and builds one when they are given and none exists")
+	fl.StringSliceVar(&f.features, "features", config.DefaultFeatures, "kernel features the application needs: "+strings.Join(config.Features(), ", ")+", or none (default net, and net,blk for a root disk); nos picks a kernel built with them, and builds one when they are given and none exists")
 	fl.StringArrayVar(&f.kernelArgs, "kernel-arg", nil, "extra kernel command-line argument, e.g. loglevel=7 (repeatable)")
+	fl.StringVar(&f.rootfs, "rootfs", "", "build from this root directory tree (with --entrypoint)")
+	fl.StringVar(&f.fromOCI, "from-oci", "", "build from a container image: OCI layout directory, docker save/OCI tarball, or registry reference")
+	fl.StringArrayVar(&f.adds, "add", nil, "add a host file or directory, HOST_PATH[:GUEST_PATH] (repeatable)")
+	fl.StringVar(&f.entrypoint, "entrypoint", "", `command to run, as a JSON array ('["/bin/app","-v"]') or words`)
+	fl.StringVarP(&f.user, "user", "u", "", "user the application runs as, USER[:GROUP] by name or number (default: the container image's, else root)")
+	fl.StringArrayVar(&f.caps, "cap-add", nil, "capability the application keeps, e.g. NET_BIND_SERVICE (repeatable; default none)")
 	return cmd
 }
 
 func (f *buildFlags) options(e *env, source string, explicitFeatures bool) (build.Options, error) {
-	o := build.Options{Source: source, Args: f.args, Ports: f.ports, CPUs: f.cpus, WorkDir: f.workdir, KernelArgs: f.kernelArgs, Log: e.logger()}
+	o := build.Options{Source: source, Args: f.args, Ports: f.ports, CPUs: f.cpus, WorkDir: f.workdir, KernelArgs: f.kernelArgs, Log: e.logger(),
+		Rootfs: f.rootfs, FromOCI: f.fromOCI, Adds: f.adds, User: f.user, Caps: f.caps}
+	ep, err := build.ParseEntrypoint(f.entrypoint)
+	if err != nil {
+		return o, err
+	}
+	o.Entrypoint = ep
 	if f.tag != "" {
 		name, tag, err := store.ParseReference(f.tag)
 		if err != nil {
@@ -81,7 +123,6 @@ func (f *buildFlags) options(e *env, source string, explicitFeatures bool) (buil
 		}
 		o.Name, o.Tag = name, tag
 	}
-	var err error
 	if o.Env, err = parseEnvFlags(f.env); err != nil {
 		return o, err
 	}
@@ -95,22 +136,26 @@ func (f *buildFlags) options(e *env, source string, explicitFeatures bool) (buil
 	if err != nil {
 		return o, err
 	}
-	if o.Needs, err = parseFeatures(f.features); err != nil {
-		return o, err
-	}
-	built := builtKernelCache(home)
-	built.Need = o.Needs
-	var explicit []string
 	if explicitFeatures {
-		explicit = o.Needs
+		if o.Needs, err = parseFeatures(f.features); err != nil {
+			return o, err
+		}
 	}
-	switch {
-	case f.kernel != "":
-		o.Kernel = namedKernel{arg: f.kernel, built: built, need: explicit}
-	case explicitFeatures:
-		o.Kernel = kernel.Chain{buildingKernel{e: e, built: built}}
-	default:
-		o.Kernel = defaultKernel(home, built)
+	o.KernelFor = func(needs []string) kernel.Finder {
+		built := builtKernelCache(home)
+		built.Need = needs
+		var explicit []string
+		if explicitFeatures {
+			explicit = needs
+		}
+		switch {
+		case f.kernel != "":
+			return namedKernel{arg: f.kernel, built: built, need: explicit}
+		case explicitFeatures:
+			return kernel.Chain{buildingKernel{e: e, built: built}}
+		default:
+			return defaultKernel(home, built)
+		}
 	}
 	if o.Init, err = build.FindInit(); err != nil {
 		return o, err
