@@ -57,8 +57,10 @@ func dropCaps(keep []string) error {
 		if kept[c] {
 			continue
 		}
-		if err := unix.Prctl(unix.PR_CAPBSET_DROP, c, 0, 0, 0); err != nil && err != unix.EINVAL {
-			return fmt.Errorf("dropping capability %d: %w", c, err)
+		// The bounding set is per thread, and the application may be
+		// forked from any of the init's threads: drop it on all of them.
+		if _, _, errno := syscall.AllThreadsSyscall(syscall.SYS_PRCTL, unix.PR_CAPBSET_DROP, c, 0); errno != 0 && errno != unix.EINVAL {
+			return fmt.Errorf("dropping capability %d: %w", c, errno)
 		}
 	}
 	return nil
