@@ -21,10 +21,14 @@ deps: build
 	NOS=$(NOS) ./scripts/deps.sh
 
 # What the tests need beyond deps: nos's own kernels (the e2e tests boot
-# them). The one without networking first: the last built is the default.
+# them): without networking, with networking, and with networking and
+# block devices (root disks), and the Debian packages of the software the
+# tests run as nos images (mkfs.erofs makes their root disks).
 test-deps: deps
 	$(NOS) kernel build --features none
+	$(NOS) kernel build --features net,blk
 	$(NOS) kernel build
+	NOS=$(NOS) ./scripts/test-packages.sh
 
 # nos's own kernel: compiled from Debian's linux-source with the fragments in
 # kernel/config (about 7 minutes on 2 CPUs; instant once built), then the
@@ -57,6 +61,14 @@ fuzz:
 
 bench: deps
 	$(GO) run ./bench -runs 7
+
+# nos against a conventional Debian VM (debootstrap, systemd) and a
+# do-nothing floor: boot time, size, minimum memory. Needs nos's own kernel
+# (make kernel) and root for debootstrap; the Debian root file system is
+# cached under ~/.cache/nos-bench. Takes 30 minutes or more under TCG.
+.PHONY: bench-compare
+bench-compare: deps
+	$(GO) run ./bench -compare -runs 10
 
 clean:
 	rm -rf $(BIN)
