@@ -192,3 +192,17 @@ func TestOCIName(t *testing.T) {
 		}
 	}
 }
+
+// FuzzResolveUser feeds hostile /etc/passwd and /etc/group contents (they
+// come from container images): no panic, and a result only for a valid spec.
+func FuzzResolveUser(f *testing.F) {
+	f.Add("www-data", "www-data:x:33:33::/:/bin/false\n", "srv:x:5:www-data\n")
+	f.Add("1:2", "", "")
+	f.Add("a:b", "a:x:1\n", "b:x:")
+	f.Fuzz(func(t *testing.T, spec, passwd, group string) {
+		u, err := resolveUser(spec, []byte(passwd), []byte(group))
+		if err == nil && u != nil && spec == "" {
+			t.Fatalf("empty spec gave %+v", u)
+		}
+	})
+}
