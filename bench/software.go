@@ -41,8 +41,8 @@ type programFigures struct {
 	FirstReply summary `json:"run_to_first_reply_ms"`
 	// Load is the client's figures against the nos instance and against
 	// the program run natively on the host.
-	NosLoad    load `json:"nos"`
-	NativeLoad load `json:"native"`
+	NosLoad    load   `json:"nos"`
+	NativeLoad load   `json:"native"`
 	Client     string `json:"client"`
 }
 
