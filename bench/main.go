@@ -86,6 +86,13 @@
 //     must then find no process (monitor or QEMU) of the benchmark; any it
 //     finds is killed by PID and fails the run. Figures are printed only
 //     after that check passed.
+//
+// With -compare it boots the example as a nos image with nos's kernel and
+// with the distribution kernel, as a conventional Debian VM (debootstrap,
+// systemd) and as a do-nothing floor, and compares boot time, size and
+// minimum memory (method in compare.go; make bench-compare):
+//
+//	go run ./bench -compare [-runs N] [-mem-low 8] [-mem-high 512] [-mem-boots 3] [-skip-memory] [-json]
 package main
 
 import (
@@ -109,6 +116,8 @@ type options struct {
 	instances bool
 	inst      instOptions
 	bootOpts  bool
+	compare   bool
+	cmp       compareOptions
 }
 
 func main() {
@@ -127,6 +136,11 @@ func main() {
 	flag.IntVar(&o.inst.capMax, "capacity-max", 24, "with -instances: most instances of the capacity run")
 	flag.DurationVar(&o.inst.capTime, "capacity-time", 15*time.Minute, "with -instances: time limit of the capacity run, checked before each start")
 	flag.DurationVar(&o.inst.capWindow, "capacity-window", 5*time.Second, "with -instances: CPU window after each capacity instance answered")
+	flag.BoolVar(&o.compare, "compare", false, "compare the example as a nos image (nos's kernel, the distribution kernel) with a conventional Debian VM and with a do-nothing floor: boot time, size, minimum memory (see compare.go)")
+	flag.IntVar(&o.cmp.memLo, "mem-low", 8, "with -compare: low end of the minimum-memory search in MiB, assumed too little")
+	flag.IntVar(&o.cmp.memHi, "mem-high", 512, "with -compare: high end of the minimum-memory search in MiB, must work")
+	flag.IntVar(&o.cmp.memBoots, "mem-boots", 3, "with -compare: boots that must all serve for a memory size to count as working")
+	flag.BoolVar(&o.cmp.skipMemory, "skip-memory", false, "with -compare: skip the minimum-memory search")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "bench: unexpected arguments %q\n", flag.Args())
@@ -141,7 +155,9 @@ func main() {
 	// removed before the program exits.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	if o.bootOpts {
+	if o.compare {
+		err = runCompare(ctx, o)
+	} else if o.bootOpts {
 		err = runBootOptions(ctx, o)
 	} else if o.instances {
 		err = checkInstOptions(o)
