@@ -55,17 +55,16 @@ func findBuiltKernel() (*kbuild.Entry, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The kernel nos build picks for images that need networking.
 	c := kbuild.Cache{Dir: filepath.Join(home, "cache", "kernels-built")}
-	entries, err := c.List()
+	e, err := c.Match([]string{"net"})
 	if err != nil {
 		return nil, err
 	}
-	for _, e := range entries {
-		if e.Origin == kbuild.OriginBuilt && slices.Contains(e.Features, "net") {
-			return e, nil
-		}
+	if e.Origin != kbuild.OriginBuilt {
+		return nil, fmt.Errorf("the default kernel in %s is an imported one", c.Dir)
 	}
-	return nil, fmt.Errorf("no kernel with networking built in %s", c.Dir)
+	return e, nil
 }
 
 // withBuiltKernel copies the built kernel into e's nos home, where it
