@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/nosproject/nos/image"
@@ -83,12 +84,16 @@ func Create(ctx context.Context, st *store.Store, is *Instances, o Options) (*In
 		NoNetwork:   icfg.Kernel.NoNetwork,
 		RootFS:      icfg.RootFS,
 		User:        icfg.User,
-		Caps:        icfg.Caps,
+		Caps:        append(slices.Clone(icfg.Caps), o.CapAdd...),
 		Restart:     o.Restart,
 		Health:      o.Health,
 		AutoRemove:  o.AutoRemove,
 		StopTimeout: o.StopTimeout,
 	}
+	if o.User != nil {
+		cfg.User = o.User
+	}
+	cfg.Caps = slices.Compact(slices.Sorted(slices.Values(cfg.Caps)))
 	if cfg.Restart.Name == "" {
 		cfg.Restart.Name = RestartNo
 	}

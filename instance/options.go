@@ -56,6 +56,26 @@ type Options struct {
 	Health      *HealthCheck
 	// AutoRemove makes the monitor delete the instance when it ends.
 	AutoRemove bool
+	// User, when set, replaces the image's user (numeric: names are
+	// resolved by nos build, in the image's files).
+	User *guestapi.User
+	// CapAdd are capabilities kept besides the image's.
+	CapAdd []string
+}
+
+// ParseUser parses --user UID[:GID] for nos run.
+func ParseUser(s string) (*guestapi.User, error) {
+	us, gs, hasG := strings.Cut(s, ":")
+	uid, err1 := strconv.ParseUint(us, 10, 32)
+	var gid uint64
+	var err2 error
+	if hasG {
+		gid, err2 = strconv.ParseUint(gs, 10, 32)
+	}
+	if err1 != nil || err2 != nil {
+		return nil, fmt.Errorf("--user %q: want UID[:GID] in numbers (names are resolved when the image is built: nos build --user NAME): %w", s, ErrBadFlag)
+	}
+	return &guestapi.User{UID: uint32(uid), GID: uint32(gid)}, nil
 }
 
 func firstNonZero(v ...int) int {

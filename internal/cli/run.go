@@ -10,11 +10,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nosproject/nos/image"
 	"github.com/nosproject/nos/instance"
 	"github.com/spf13/cobra"
 )
 
 type runFlags struct {
+	user    string
+	capAdd  []string
 	publish []string
 	env     []string
 	memory  string
@@ -80,6 +83,8 @@ a failed application.`,
 	fl.StringVar(&f.accel, "accel", "auto", "accelerator: auto, kvm or tcg")
 	fl.BoolVar(&f.rm, "rm", false, "remove the instance when it ends")
 	fl.StringVar(&f.entry, "entrypoint", "", "override the image's entrypoint (the program to run)")
+	fl.StringVarP(&f.user, "user", "u", "", "run the application as UID[:GID] instead of the image's user")
+	fl.StringArrayVar(&f.capAdd, "cap-add", nil, "capability the application keeps besides the image's, e.g. NET_BIND_SERVICE (repeatable)")
 	fl.IntVarP(&f.stopT, "time", "t", 10, "seconds a stop waits for the application before forcing the VM off")
 	fl.StringVar(&f.restart, "restart", "no", "restart policy: no, on-failure[:MAX], always or unless-stopped")
 	fl.StringVar(&f.health.http, "health-http", "", "health check: HTTP GET of this path must answer 2xx/3xx")
@@ -100,6 +105,20 @@ func (f *runFlags) options(e *env, args []string) (instance.Options, error) {
 	}
 	if f.entry != "" {
 		o.Entrypoint = []string{f.entry}
+	}
+	if f.user != "" {
+		u, err := instance.ParseUser(f.user)
+		if err != nil {
+			return o, err
+		}
+		o.User = u
+	}
+	for _, c := range f.capAdd {
+		norm, err := image.ParseCap(c)
+		if err != nil {
+			return o, fmt.Errorf("--cap-add %s: %w", c, err)
+		}
+		o.CapAdd = append(o.CapAdd, norm)
 	}
 	for _, s := range f.publish {
 		fw, err := instance.ParsePublish(s)
