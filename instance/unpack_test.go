@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -82,5 +83,19 @@ func TestUnpackedKernel(t *testing.T) {
 	}
 	if n, _ := is.PruneUnpacked(func(string) bool { return false }); n != 1 {
 		t.Errorf("did not prune an old kernel the store lost")
+	}
+}
+
+func TestParseUser(t *testing.T) {
+	for in, want := range map[string][2]uint32{"0": {0, 0}, "1000": {1000, 0}, "33:33": {33, 33}, "65534:100": {65534, 100}} {
+		u, err := ParseUser(in)
+		if err != nil || u.UID != want[0] || u.GID != want[1] {
+			t.Errorf("ParseUser(%q) = %+v, %v", in, u, err)
+		}
+	}
+	for _, bad := range []string{"", "bob", "1:", ":1", "1:x", "-1", "4294967296"} {
+		if _, err := ParseUser(bad); err == nil || !errors.Is(err, ErrBadFlag) {
+			t.Errorf("ParseUser(%q): err = %v, want ErrBadFlag", bad, err)
+		}
 	}
 }
