@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nosproject/nos/kernel/config"
 	"github.com/nosproject/nos/kernel/kbuild"
 	"github.com/nosproject/nos/store"
 )
@@ -362,4 +363,53 @@ func fileDigest(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return fmt.Sprintf("sha256:%x", sha256.Sum256(b))
+}
+
+// TestBuiltKernelConfigs checks the configuration of every kernel make
+// test-deps built, as the kernel build wrote it: each option its fragments
+// set has its value, and modules are off.
+func TestBuiltKernelConfigs(t *testing.T) {
+	home, err := store.DefaultRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := kbuild.Cache{Dir: filepath.Join(home, "cache", "kernels-built")}.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, en := range entries {
+		if en.Origin != kbuild.OriginBuilt || en.ConfigPath() == "" {
+			continue
+		}
+		feats := strings.Join(en.Features, ",")
+		seen[feats] = true
+		frags, err := config.Fragments(en.Features)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := config.Merge(frags)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(en.ConfigPath())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := config.ParseBytes(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := config.Check(want, got, nil); err != nil {
+			t.Errorf("kernel %s (features %q): %v", en.ShortID(), feats, err)
+		}
+		if v, ok := got.Get("CONFIG_MODULES"); ok && v != config.Off {
+			t.Errorf("kernel %s (features %q) has CONFIG_MODULES=%s", en.ShortID(), feats, v)
+		}
+	}
+	for _, f := range []string{"", "net", "blk,net"} {
+		if !seen[f] {
+			t.Errorf("no kernel built with the features %q: make test-deps builds them", f)
+		}
+	}
 }
