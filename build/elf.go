@@ -38,10 +38,10 @@ func checkStaticELFReader(name string, r io.ReaderAt) (err error) {
 	}()
 	ef, err := elf.NewFile(r)
 	if err != nil {
-		return fmt.Errorf("%s: %v: %w", name, err, ErrNotELF)
+		return fmt.Errorf("%s is not an ELF program (give a Go package, a program, --rootfs or --from-oci): %w", name, ErrNotELF)
 	}
 	if ef.Class != elf.ELFCLASS64 || ef.Machine != elf.EM_X86_64 {
-		return fmt.Errorf("%s is a %s %s binary; nos images run x86-64 (amd64) Linux programs: rebuild it with GOARCH=amd64: %w", name, ef.Class, ef.Machine, ErrWrongArch)
+		return fmt.Errorf("%s is built for %s (%s); nos images run x86-64 (amd64) Linux programs: build it for amd64 (GOARCH=amd64 for Go): %w", name, archName(ef.Machine), classBits(ef.Class), ErrWrongArch)
 	}
 	if ef.Type != elf.ET_EXEC && ef.Type != elf.ET_DYN {
 		return fmt.Errorf("%s is an ELF %s, not an executable: %w", name, ef.Type, ErrNotELF)
@@ -57,4 +57,28 @@ func checkStaticELFReader(name string, r io.ReaderAt) (err error) {
 		return fmt.Errorf("%s is a shared library, not a program: %w", name, ErrNotELF)
 	}
 	return nil
+}
+
+// archName names an ELF machine as people do.
+func archName(m elf.Machine) string {
+	switch m {
+	case elf.EM_AARCH64:
+		return "arm64"
+	case elf.EM_ARM:
+		return "arm"
+	case elf.EM_386:
+		return "i386"
+	case elf.EM_X86_64:
+		return "x86-64"
+	case elf.EM_RISCV:
+		return "riscv"
+	}
+	return m.String()
+}
+
+func classBits(c elf.Class) string {
+	if c == elf.ELFCLASS32 {
+		return "32-bit"
+	}
+	return "64-bit"
 }

@@ -116,7 +116,7 @@ func TestCheckStaticELF(t *testing.T) {
 		{"static amd64 Go binary", amd64, nil, ""},
 		{"hand-made static executable", writeFile(t, dir, "minimal", minimalELF(false)), nil, ""},
 		{"arm64 Go binary", arm64, ErrWrongArch, "GOARCH=amd64"},
-		{"x86-64 class with i386 machine", writeFile(t, dir, "em386", patched(static, 18, uint16(elf.EM_386))), ErrWrongArch, "EM_386"},
+		{"x86-64 class with i386 machine", writeFile(t, dir, "em386", patched(static, 18, uint16(elf.EM_386))), ErrWrongArch, "is built for i386 (64-bit)"},
 		{"hand-made executable with an interpreter", writeFile(t, dir, "interp", minimalELF(true)), ErrDynamicELF, "is dynamically linked"},
 		{"relocatable object", writeFile(t, dir, "rel", patched(static, 16, uint16(elf.ET_REL))), ErrNotELF, "not an executable"},
 		{"core file", writeFile(t, dir, "core", patched(static, 16, uint16(elf.ET_CORE))), ErrNotELF, "not an executable"},

@@ -179,6 +179,10 @@ func (s *stage) addTree(guest, host string) error {
 			return err
 		}
 		switch t := fi.Mode().Type(); {
+		case t.IsDir() && rel(g) == ".":
+			// The tree's root stays root's and 0755 whatever the source
+			// directory's mode (often 0700 for a fresh temporary one).
+			return nil
 		case t.IsDir():
 			if err := s.mkdirAll(g); err != nil {
 				return err
