@@ -71,8 +71,9 @@
 // The glibc-hwcaps and legacy hwcap subdirectories (x86-64-v3, tls, ...)
 // are not searched: the baseline library is what is copied, which the
 // guest's ld.so then uses on any CPU. /etc/ld.so.cache is not read (the
-// configuration it is built from is). Libraries loaded with dlopen at
-// run time cannot be seen in the ELF file; the caller has to add them.
+// configuration it is built from is). Objects loaded with dlopen at run
+// time cannot be seen in the ELF file: the caller has to add them, and
+// ResolveObjects finds the libraries they need.
 // A $ORIGIN in the program's own entries needs /proc in the guest, since
 // ld.so reads /proc/self/exe to find it.
 package elfdeps
@@ -340,6 +341,8 @@ type object struct {
 
 	rpath, runpath []string // expanded, computed on first use
 	expanded       bool
+
+	dlopened bool // loaded with dlopen (ResolveObjects); loader is the program
 }
 
 // resolver holds the state of one Resolve call.
@@ -354,6 +357,7 @@ type resolver struct {
 	libDirs []string
 	libSeen map[string]bool
 	res     *Result
+	main    *object // the program, once loaded
 }
 
 // search kinds, for Result.LibraryDirs.
@@ -405,6 +409,7 @@ func (r *resolver) run(program string, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.main = main
 	if main.info.HasInterp {
 		if err := r.loadInterp(main); err != nil {
 			return nil, err
@@ -639,15 +644,28 @@ func (r *resolver) loadDeps(main *object) error {
 
 // chain describes where an object comes from, for error messages:
 // "/usr/lib/libfoo.so.1 (needed by /usr/bin/app)".
+// For an object loaded with dlopen: "/usr/lib/x.so (loaded with dlopen
+// by /usr/bin/app)".
 func chain(o *object) string {
 	if o.loader == nil {
 		return o.path
 	}
-	var by []string
-	for l := o.loader; l != nil; l = l.loader {
-		by = append(by, l.path)
+	if o.dlopened {
+		return o.path + " (loaded with dlopen by " + o.loader.path + ")"
 	}
-	return o.path + " (needed by " + strings.Join(by, " <- ") + ")"
+	var by []string
+	l := o.loader
+	for ; l != nil; l = l.loader {
+		by = append(by, l.path)
+		if l.dlopened {
+			break
+		}
+	}
+	s := o.path + " (needed by " + strings.Join(by, " <- ")
+	if l != nil && l.dlopened {
+		s += ", loaded with dlopen by " + l.loader.path
+	}
+	return s + ")"
 }
 
 // candidate is a file that may be the library.
