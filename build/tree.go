@@ -238,27 +238,62 @@ func (s *stage) addAdd(spec string) error {
 // libraries, each where the guest's loader looks for it, and returns the
 // program's guest path and the library directories the loader must be
 // told about.
-func (s *stage) addDynamic(program string) (string, []string, error) {
+func (s *stage) addDynamic(program string) (*elfdeps.Result, error) {
 	res, err := elfdeps.Resolve(program, elfdeps.Options{})
 	if err != nil {
-		return "", nil, fmt.Errorf("%w: %w", err, ErrBadSource)
+		return nil, fmt.Errorf("%w: %w", err, ErrBadSource)
+	}
+	return res, s.addResolved(res, nil)
+}
+
+// addResolved adds the files of res that are not in old.
+func (s *stage) addResolved(res, old *elfdeps.Result) error {
+	have := map[string]bool{}
+	if old != nil {
+		for _, f := range old.Files {
+			have[f.GuestPath] = true
+		}
 	}
 	for _, d := range res.Dirs() {
 		if err := s.mkdirAll(d); err != nil {
-			return "", nil, err
+			return err
 		}
 	}
 	for _, f := range res.Files {
+		if have[f.GuestPath] {
+			continue
+		}
+		var err error
 		if f.Symlink != "" {
 			err = s.addSymlink(f.GuestPath, f.Symlink)
 		} else {
 			err = s.addFile(f.GuestPath, f.HostPath)
 		}
 		if err != nil {
-			return "", nil, fmt.Errorf("adding %s: %w", f.GuestPath, err)
+			return fmt.Errorf("adding %s: %w", f.GuestPath, err)
 		}
 	}
-	return res.Program, res.LibraryDirs, nil
+	return nil
+}
+
+// addedObjects lists the shared objects among the --add paths (files
+// whose name has ".so"), which the program may load with dlopen.
+func addedObjects(adds []string) []string {
+	var objs []string
+	for _, spec := range adds {
+		host, _, _ := strings.Cut(spec, ":")
+		abs, err := filepath.Abs(host)
+		if err != nil {
+			continue
+		}
+		_ = filepath.WalkDir(abs, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() && strings.Contains(d.Name(), ".so") {
+				objs = append(objs, p)
+			}
+			return nil
+		})
+	}
+	return objs
 }
 
 // addBase makes what every tree image needs: the init's mount points, the
@@ -442,16 +477,29 @@ func fillTree(ctx context.Context, st *stage, src source, o Options, cfg *image.
 	userSpec := o.User
 	switch src.kind {
 	case "dynamic":
-		prog, libDirs, err := st.addDynamic(src.path)
+		res, err := st.addDynamic(src.path)
 		if err != nil {
 			return "", err
 		}
+		// Shared objects given with --add (Python's extension modules,
+		// NSS or nginx modules) are loaded with dlopen: their libraries
+		// come too.
+		if objs := addedObjects(o.Adds); len(objs) > 0 {
+			more, err := elfdeps.ResolveObjects(res, objs, elfdeps.Options{})
+			if err != nil {
+				return "", fmt.Errorf("%w: %w", err, ErrBadSource)
+			}
+			if err := st.addResolved(more, res); err != nil {
+				return "", err
+			}
+			res = more
+		}
 		name = defaultName(src.path)
 		if len(cfg.Entrypoint) == 0 {
-			cfg.Entrypoint = []string{prog}
+			cfg.Entrypoint = []string{res.Program}
 		}
-		if len(libDirs) > 0 && !hasEnv(cfg.Env, "LD_LIBRARY_PATH") {
-			cfg.Env = append([]string{"LD_LIBRARY_PATH=" + strings.Join(libDirs, ":")}, cfg.Env...)
+		if len(res.LibraryDirs) > 0 && !hasEnv(cfg.Env, "LD_LIBRARY_PATH") {
+			cfg.Env = append([]string{"LD_LIBRARY_PATH=" + strings.Join(res.LibraryDirs, ":")}, cfg.Env...)
 		}
 	case "rootfs":
 		if err := st.addTree("/", src.path); err != nil {
