@@ -371,6 +371,7 @@ func TestPython(t *testing.T) {
 	want := blob + "\n" +
 		"sha256 " + fmt.Sprintf("%x", sha256.Sum256([]byte(blob))) + "\n" +
 		"uid 65534 gid 65534\n" +
+		"ssl OpenSSL sqlite 2\n" +
 		"app dir: EROFS\n" +
 		"tmp: writable\n"
 	r := e.run("--rm", "py")

@@ -5,6 +5,8 @@ import errno
 import hashlib
 import json
 import os
+import sqlite3
+import ssl
 import sys
 
 data = {"primes": [n for n in range(2, 50) if all(n % d for d in range(2, n))]}
@@ -12,6 +14,9 @@ blob = json.dumps(data, sort_keys=True)
 print(blob)
 print("sha256", hashlib.sha256(blob.encode()).hexdigest())
 print("uid", os.getuid(), "gid", os.getgid())
+# Extension modules loaded with dlopen, with libraries python3 itself does
+# not link (libssl, libcrypto, libsqlite3).
+print("ssl", ssl.OPENSSL_VERSION.split()[0], "sqlite", sqlite3.connect(":memory:").execute("select 1+1").fetchone()[0])
 
 # The program's files are on a read-only disk; /tmp is writable.
 try:
