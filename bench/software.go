@@ -86,8 +86,13 @@ func runSoftware(ctx context.Context, o options) error {
 	if rep.Machine, err = h.hostInfo(ctx); err != nil {
 		return err
 	}
+	// Natively, nginx's workers run as nobody: they must be able to reach
+	// the pages, under the benchmark's private (0700) directory.
 	work := filepath.Join(h.tmp, "software")
 	if err := os.MkdirAll(work, 0o755); err != nil {
+		return err
+	}
+	if err := os.Chmod(h.tmp, 0o755); err != nil {
 		return err
 	}
 	f := newFleet(h)
@@ -379,6 +384,7 @@ func parseRedisCSV(out string) (load, error) {
 }
 
 func writeSoftware(w io.Writer, rep *softwareReport) error {
+	fmt.Fprintf(w, "machine: %s, %d cores, %s, QEMU %s, accelerator %s; load %s → %s\n", rep.Machine.CPU, rep.Machine.Cores, rep.Machine.OS, rep.Machine.QEMU, rep.Machine.Accel, rep.Machine.LoadStart, rep.Machine.LoadEnd)
 	fmt.Fprintf(w, "kernel %s; %d runs each; medians [min–max]\n\n", rep.Kernel, rep.Runs)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "program\timage (root disk)\trun -d → first reply\tclient\tnos: req/s, p50/p99 ms\tnative: req/s, p50/p99 ms")
