@@ -52,11 +52,14 @@ type compare struct {
 	f     *fleet
 	procs *vmProcs
 
-	builtKernel  *kernel.Kernel // a and d
-	distroKernel string         // b
-	app          string         // the application binary, as nos builds it
-	appSHA       string
-	memMiB       int // guest memory of the timed boots: the images' default
+	builtKernel *kernel.Kernel // a and d
+	// builtKernelStored is the built kernel as stored compressed (its
+	// bzImage), whose size counts for d.
+	builtKernelStored string
+	distroKernel      string // b
+	app               string // the application binary, as nos builds it
+	appSHA            string
+	memMiB            int // guest memory of the timed boots: the images' default
 
 	conv      *convEntry
 	convBuilt bool
@@ -203,12 +206,18 @@ func (c *compare) findKernels(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	k, err := kbuild.Cache{Dir: filepath.Join(home, "cache", "kernels-built")}.Find(ctx)
+	// The kernel nos build picks for an image that needs networking, booted
+	// as nos boots it: its ELF vmlinux through the PVH entry point.
+	k, err := kbuild.Cache{Dir: filepath.Join(home, "cache", "kernels-built"), Need: []string{"net"}}.Find(ctx)
 	if err != nil {
 		return fmt.Errorf("variants a and d boot nos's own kernel, and there is none: run `make kernel` (%w)", err)
 	}
 	if !k.HasNetwork() {
 		return fmt.Errorf("nos's default built kernel %s (%s) has no networking, and the example serves HTTP: run `make kernel`", k.Version, k.Path)
+	}
+	c.builtKernelStored = k.Path // the compressed form, for sizes
+	if k.Vmlinux != "" {
+		k.Path = k.Vmlinux
 	}
 	c.builtKernel = k
 	c.distroKernel = c.h.kernel
@@ -496,7 +505,7 @@ func (c *compare) floorVariant(ctx context.Context) (*cmpVariant, error) {
 	if err := c.prepareFloor(ctx); err != nil {
 		return nil, err
 	}
-	kb, err := fileSize(c.builtKernel.Path)
+	kb, err := fileSize(c.builtKernelStored)
 	if err != nil {
 		return nil, err
 	}
