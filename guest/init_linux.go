@@ -34,7 +34,15 @@ func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "nos-init: "+format+"\n", args...)
 }
 
+// kernelBoot is how long the kernel ran before the init started: the
+// boot-time clock (CLOCK_BOOTTIME starts with the kernel) read first thing.
+var kernelBoot time.Duration
+
 func run() error {
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts) == nil {
+		kernelBoot = time.Duration(ts.Nano())
+	}
 	t := newPhases()
 	if err := mountAll(); err != nil {
 		return err
@@ -78,7 +86,7 @@ func run() error {
 		return err
 	}
 	t.done("setup")
-	logf("up in %s", t)
+	logf("up in %s; kernel booted in %v", t, kernelBoot.Round(time.Millisecond))
 	code := supervise(cfg, host, stdout, stderr)
 	host.send(guestapi.Message{Type: guestapi.TypeExit, Code: code})
 	killAll()
