@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"golang.org/x/sys/unix"
 	"net"
 	"os"
 	"strings"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/nosproject/nos/guestapi"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // setupNetwork brings up lo and, when the runner chose an address, the
