@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/nosproject/nos/image"
-	"github.com/nosproject/nos/initramfs"
 	"io"
 	"io/fs"
 	"os"
@@ -16,6 +14,9 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+
+	"github.com/nosproject/nos/image"
+	"github.com/nosproject/nos/initramfs"
 
 	"github.com/nosproject/nos/build/elfdeps"
 	"github.com/nosproject/nos/guestapi"

@@ -6,9 +6,10 @@ package image
 
 import (
 	"fmt"
-	"github.com/nosproject/nos/guestapi"
 	"strconv"
 	"strings"
+
+	"github.com/nosproject/nos/guestapi"
 )
 
 // Media types of the parts of a nos image. An image is an OCI image manifest

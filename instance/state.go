@@ -5,12 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/nosproject/nos/guestapi"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/nosproject/nos/guestapi"
 
 	"github.com/nosproject/nos/internal/lockfile"
 	"github.com/nosproject/nos/vmm/qemu"
