@@ -523,7 +523,7 @@ func fillTree(ctx context.Context, st *stage, src source, o Options, cfg *image.
 				cfg.Entrypoint, cfg.Args = cfg.Args, nil
 			}
 		}
-		cfg.Env = mergeEnv(c.Env, cfg.Env)
+		cfg.Env = image.MergeEnv(c.Env, cfg.Env)
 		if cfg.WorkingDir == "" {
 			cfg.WorkingDir = c.WorkingDir
 		}
@@ -566,17 +566,6 @@ func ociName(ref string) string {
 	ref, _, _ = strings.Cut(ref, ":")
 	ref = strings.TrimSuffix(strings.TrimSuffix(ref, ".tar"), ".oci")
 	return defaultName(ref)
-}
-
-// mergeEnv returns base with over's variables added or replacing.
-func mergeEnv(base, over []string) []string {
-	out := slices.Clone(base)
-	for _, kv := range over {
-		k, _, _ := strings.Cut(kv, "=")
-		out = slices.DeleteFunc(out, func(e string) bool { e, _, _ = strings.Cut(e, "="); return e == k })
-		out = append(out, kv)
-	}
-	return out
 }
 
 // addToArchive adds --add HOST[:GUEST] to an initramfs.

@@ -132,12 +132,12 @@ func guestConfig(cfg image.Config, o Options, hostname string) *guestapi.Config 
 	if len(o.Args) > 0 {
 		args = o.Args
 	}
-	env := MergeEnv([]string{
+	env := image.MergeEnv([]string{
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"HOSTNAME=" + hostname,
 		"HOME=/root",
 	}, cfg.Env)
-	env = MergeEnv(env, o.Env)
+	env = image.MergeEnv(env, o.Env)
 	seed := make([]byte, 64)
 	_, _ = rand.Read(seed)
 	return &guestapi.Config{

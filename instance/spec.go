@@ -83,27 +83,6 @@ func ParseEnv(s string) (kv string, ok bool, err error) {
 	return key + "=" + v, true, nil
 }
 
-// MergeEnv applies overrides to base by key, keeping base's order and
-// appending new keys in the order given.
-func MergeEnv(base, overrides []string) []string {
-	out := append([]string(nil), base...)
-	index := map[string]int{}
-	for i, kv := range out {
-		k, _, _ := strings.Cut(kv, "=")
-		index[k] = i
-	}
-	for _, kv := range overrides {
-		k, _, _ := strings.Cut(kv, "=")
-		if i, ok := index[k]; ok {
-			out[i] = kv
-			continue
-		}
-		index[k] = len(out)
-		out = append(out, kv)
-	}
-	return out
-}
-
 // MinMemoryMiB is the least guest memory nos accepts; below it the kernel
 // and initramfs do not fit.
 const MinMemoryMiB = 32
