@@ -27,6 +27,7 @@ import (
 	"github.com/nosproject/nos/image"
 	"github.com/nosproject/nos/initramfs"
 	"github.com/nosproject/nos/kernel"
+	"github.com/nosproject/nos/kernel/config"
 	"github.com/nosproject/nos/store"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -144,7 +145,7 @@ func Build(ctx context.Context, st *store.Store, o Options) (*Result, error) {
 		if o.Needs == nil {
 			needs = []string{"blk", "net"}
 		} else if !slices.Contains(needs, "blk") {
-			return nil, fmt.Errorf("--features %s: this image's files go on a root disk, which needs the blk feature: add it: %w", orNone(needs), ErrBadSource)
+			return nil, fmt.Errorf("--features %s: this image's files go on a root disk, which needs the blk feature: add it: %w", config.Describe(needs), ErrBadSource)
 		}
 	}
 	finder := o.Kernel
@@ -219,7 +220,7 @@ func Build(ctx context.Context, st *store.Store, o Options) (*Result, error) {
 			return nil, fmt.Errorf("kernel %s: %w", k.Version, err)
 		}
 	} else if rootDisk != "" && k.Features != nil && !slices.Contains(k.Features, "blk") {
-		return nil, fmt.Errorf("kernel %s has no block devices (features %s): this image needs one built with `nos kernel build --features net,blk`: %w", k.Version, orNone(k.Features), ErrBadSource)
+		return nil, fmt.Errorf("kernel %s has no block devices (features %s): this image needs one built with `nos kernel build --features net,blk`: %w", k.Version, config.Describe(k.Features), ErrBadSource)
 	}
 
 	cfg.Kernel = image.KernelInfo{Version: k.Version, Origin: k.Origin, Features: k.Features, NoNetwork: !k.HasNetwork()}
@@ -229,7 +230,7 @@ func Build(ctx context.Context, st *store.Store, o Options) (*Result, error) {
 	}
 	if needs != nil && !slices.Contains(needs, "net") {
 		if len(cfg.ExposedPorts) > 0 {
-			return nil, fmt.Errorf("--port %s: the image declares it needs no networking (--features %s); add net: %w", cfg.ExposedPorts[0], orNone(needs), ErrBadSource)
+			return nil, fmt.Errorf("--port %s: the image declares it needs no networking (--features %s); add net: %w", cfg.ExposedPorts[0], config.Describe(needs), ErrBadSource)
 		}
 		cfg.Kernel.NoNetwork = true
 	}
@@ -247,13 +248,6 @@ func Build(ctx context.Context, st *store.Store, o Options) (*Result, error) {
 	}
 	log.Debug("initramfs written", "path", initrd)
 	return commit(ctx, st, o, cfg, k, initrd, rootDisk)
-}
-
-func orNone(fs []string) string {
-	if len(fs) == 0 {
-		return "none"
-	}
-	return strings.Join(fs, ",")
 }
 
 // program returns the host path of the executable to package and its name.

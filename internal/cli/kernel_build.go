@@ -74,10 +74,7 @@ Without net, images get no NIC, and -p, --port and health checks are refused.`,
 				return err
 			}
 			k := res.Entry
-			feats := strings.Join(k.Features, ",")
-			if feats == "" {
-				feats = "none"
-			}
+			feats := config.Describe(k.Features)
 			if res.Cached {
 				fmt.Fprintf(e.stderr, "kernel %s (features %s) was built already; nos build picks it for images needing exactly these features\n", k.Version, feats)
 			} else {
@@ -138,10 +135,7 @@ there is no usable kernel at all.`,
 			for _, k := range built {
 				feats := "-"
 				if k.Origin == kbuild.OriginBuilt {
-					feats = strings.Join(k.Features, ",")
-					if feats == "" {
-						feats = "none"
-					}
+					feats = config.Describe(k.Features)
 				}
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", mark(k.Path()), k.ShortID(), orDash(k.Version), k.Origin, feats, humanSize(fileSize(k.Path())), k.Path())
 			}

@@ -63,7 +63,7 @@ func (n namedKernel) Find(ctx context.Context) (*kernel.Kernel, error) {
 		}
 		if len(lack) > 0 {
 			return nil, fmt.Errorf("--kernel %s: the kernel lacks the features %s that --features asks for (it has: %s); build one with `nos kernel build --features %s`",
-				n.arg, strings.Join(lack, ","), orNone(k.Features), strings.Join(n.need, ","))
+				n.arg, strings.Join(lack, ","), config.Describe(k.Features), strings.Join(n.need, ","))
 		}
 	}
 	return k, nil
@@ -111,17 +111,10 @@ func (b buildingKernel) Find(ctx context.Context) (*kernel.Kernel, error) {
 	if err == nil || !errors.Is(err, kernel.ErrNoKernel) {
 		return k, err
 	}
-	fmt.Fprintf(b.e.stderr, "no kernel built with the features %s yet: building one (several minutes, once)\n", orNone(b.built.Need))
+	fmt.Fprintf(b.e.stderr, "no kernel built with the features %s yet: building one (several minutes, once)\n", config.Describe(b.built.Need))
 	res, err := buildKernel(ctx, b.e, b.built, kbuild.Options{Features: b.built.Need, Progress: b.e.stderr}, true)
 	if err != nil {
-		return nil, fmt.Errorf("building a kernel with the features %s: %w", orNone(b.built.Need), err)
+		return nil, fmt.Errorf("building a kernel with the features %s: %w", config.Describe(b.built.Need), err)
 	}
 	return res.Entry.Kernel(), nil
-}
-
-func orNone(fs []string) string {
-	if len(fs) == 0 {
-		return "none"
-	}
-	return strings.Join(fs, ",")
 }

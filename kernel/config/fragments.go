@@ -107,3 +107,12 @@ func (c *Config) Hash() string {
 	sum := sha256.Sum256(c.Bytes())
 	return hex.EncodeToString(sum[:])
 }
+
+// Describe names a feature list as users write it: "net,vsock", or "none"
+// for the base alone.
+func Describe(features []string) string {
+	if len(features) == 0 {
+		return "none"
+	}
+	return strings.Join(features, ",")
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/nosproject/nos/internal/fsutil"
 	"github.com/nosproject/nos/internal/lockfile"
 	"github.com/nosproject/nos/kernel"
+	"github.com/nosproject/nos/kernel/config"
 )
 
 // Origins of cached kernels, as kernel.Kernel.Origin reports them.
@@ -160,10 +161,7 @@ func (c Cache) Match(need []string) (*Entry, error) {
 		}
 	}
 	if best == nil {
-		want := strings.Join(need, ",")
-		if want == "" {
-			want = "none"
-		}
+		want := config.Describe(need)
 		return nil, &notFound{msg: fmt.Sprintf("built kernels: none has the features %s (nos kernel build --features %s makes one)", want, want)}
 	}
 	return best, nil
