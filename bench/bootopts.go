@@ -6,13 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"text/tabwriter"
 	"time"
 
 	"github.com/nosproject/nos/kernel/config"
-	"github.com/nosproject/nos/kernel/kbuild"
-	"github.com/nosproject/nos/store"
 )
 
 // A bootVariant is one way of building and running the example whose boot
@@ -70,11 +67,7 @@ func runBootOptions(ctx context.Context, o options) error {
 		return err
 	}
 	defer h.close()
-	home, err := store.DefaultRoot()
-	if err != nil {
-		return err
-	}
-	e, err := kbuild.Cache{Dir: filepath.Join(home, "cache", "kernels-built")}.Match(config.DefaultFeatures)
+	e, err := builtKernel(config.DefaultFeatures)
 	if err != nil {
 		return fmt.Errorf("-boot-options compares boots of nos's own kernel: %w (run `make kernel`)", err)
 	}

@@ -19,7 +19,6 @@ import (
 	"github.com/nosproject/nos/image"
 	"github.com/nosproject/nos/instance"
 	"github.com/nosproject/nos/kernel"
-	"github.com/nosproject/nos/kernel/kbuild"
 	"github.com/nosproject/nos/store"
 )
 
@@ -202,16 +201,13 @@ func (c *compare) measure(ctx context.Context) (*compareReport, error) {
 // findKernels finds nos's built kernel (a, d) and the distribution kernel
 // (b, the harness's kernel: -kernel, else the one nos fetched).
 func (c *compare) findKernels(ctx context.Context) error {
-	home, err := store.DefaultRoot()
-	if err != nil {
-		return err
-	}
 	// The kernel nos build picks for an image that needs networking, booted
 	// as nos boots it: its ELF vmlinux through the PVH entry point.
-	k, err := kbuild.Cache{Dir: filepath.Join(home, "cache", "kernels-built"), Need: []string{"net"}}.Find(ctx)
+	e, err := builtKernel([]string{"net"})
 	if err != nil {
 		return fmt.Errorf("variants a and d boot nos's own kernel, and there is none: run `make kernel` (%w)", err)
 	}
+	k := e.Kernel()
 	if !k.HasNetwork() {
 		return fmt.Errorf("nos's default built kernel %s (%s) has no networking, and the example serves HTTP: run `make kernel`", k.Version, k.Path)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nosproject/nos/instance"
 	"github.com/nosproject/nos/kernel"
+	"github.com/nosproject/nos/kernel/kbuild"
 	"github.com/nosproject/nos/store"
 )
 
@@ -165,4 +166,14 @@ outer:
 // progress tells what is going on, on stderr, so that stdout is the report.
 func progress(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+}
+
+// builtKernel returns the kernel nos build picks, in the user's nos home,
+// for an image that needs the given features (see kbuild.Cache.Match).
+func builtKernel(need []string) (*kbuild.Entry, error) {
+	home, err := store.DefaultRoot()
+	if err != nil {
+		return nil, err
+	}
+	return kbuild.Cache{Dir: filepath.Join(home, "cache", "kernels-built")}.Match(need)
 }

@@ -11,14 +11,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
-
-	"github.com/nosproject/nos/kernel/kbuild"
-	"github.com/nosproject/nos/store"
 )
 
 // -software measures programs nobody here wrote, packaged by nos from the
@@ -70,11 +68,7 @@ func runSoftware(ctx context.Context, o options) error {
 		return err
 	}
 	defer h.close()
-	home, err := store.DefaultRoot()
-	if err != nil {
-		return err
-	}
-	e, err := kbuild.Cache{Dir: filepath.Join(home, "cache", "kernels-built")}.Match([]string{"blk", "net"})
+	e, err := builtKernel([]string{"blk", "net"})
 	if err != nil {
 		return fmt.Errorf("-software boots root-disk images on nos's kernel with block devices: %w (run `make test-deps`)", err)
 	}
@@ -308,13 +302,7 @@ func httpLoad(ctx context.Context, port int) (load, error) {
 }
 
 func percentile(v []float64, p float64) float64 {
-	s, _ := summarize(v)
-	sorted := append([]float64(nil), s.Values...)
-	for i := 1; i < len(sorted); i++ {
-		for j := i; j > 0 && sorted[j] < sorted[j-1]; j-- {
-			sorted[j], sorted[j-1] = sorted[j-1], sorted[j]
-		}
-	}
+	sorted := slices.Sorted(slices.Values(v))
 	return sorted[min(len(sorted)-1, int(p*float64(len(sorted))))]
 }
 
