@@ -370,35 +370,7 @@ func (c *compare) bootNos(ctx context.Context, ref string, memMiB int, timeout t
 		}
 	}
 
-	// While the HTTP poll runs: find the monitor and QEMU, and end the
-	// poll early when the monitor exits (the VM is gone).
-	exited := make(chan struct{})
-	checked := make(chan error, 1)
-	stopWatch := make(chan struct{})
-	go func() {
-		err := f.identify(ctx, in)
-		checked <- err
-		if err != nil {
-			close(exited)
-			return
-		}
-		for {
-			select {
-			case <-stopWatch:
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-			if !f.ours(in.monitorPID) {
-				close(exited)
-				return
-			}
-		}
-	}()
-	pctx, cancel := context.WithTimeout(ctx, timeout)
-	up, perr := pollHTTP(pctx, fmt.Sprintf("http://127.0.0.1:%d/", port), exited)
-	cancel()
-	close(stopWatch)
-	ierr := <-checked
+	up, perr, ierr := f.pollWhileAlive(ctx, in, fmt.Sprintf("http://127.0.0.1:%d/", port), timeout)
 	if perr == nil && ierr == nil {
 		return bootOutcome{OK: true, Took: up.Sub(start)}, nil
 	}

@@ -109,43 +109,14 @@ func (f *fleet) start(ctx context.Context, name string, memMiB int) (*inst, erro
 	}
 	f.track(in.id)
 
-	// While the HTTP poll runs: find the monitor and QEMU, and end the
-	// poll early if the monitor exits (the VM is gone).
-	exited := make(chan struct{})
-	checked := make(chan error, 1)
-	stopWatch := make(chan struct{})
-	go func() {
-		err := f.identify(ctx, in)
-		checked <- err
-		if err != nil {
-			close(exited)
-			return
-		}
-		for {
-			select {
-			case <-stopWatch:
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-			if !f.ours(in.monitorPID) {
-				close(exited)
-				return
-			}
-		}
-	}()
-	pctx, cancel := context.WithTimeout(ctx, bootTimeout)
-	up, perr := pollHTTP(pctx, fmt.Sprintf("http://127.0.0.1:%d/", port), exited)
-	cancel()
-	close(stopWatch)
-	ierr := <-checked
+	up, perr, ierr := f.pollWhileAlive(ctx, in, fmt.Sprintf("http://127.0.0.1:%d/", port), bootTimeout)
+	exited := errors.Is(perr, errMonitorExited)
 	if ierr != nil {
 		return in, fmt.Errorf("instance %s: %w", name, ierr)
 	}
 	if perr != nil {
-		select {
-		case <-exited:
+		if exited {
 			perr = errors.New("the instance's monitor exited before the application answered")
-		default:
 		}
 		return in, f.explain(ctx, in, fmt.Errorf("instance %s: waiting for HTTP 200 on port %d: %w", name, port, perr))
 	}
@@ -378,4 +349,48 @@ func (f *fleet) pgrep(ctx context.Context) ([]int, error) {
 		pids = append(pids, n)
 	}
 	return pids, nil
+}
+
+// errMonitorExited ends a poll whose instance's monitor is gone.
+var errMonitorExited = errors.New("the instance's monitor exited")
+
+// pollWhileAlive polls url for its first HTTP 200 (see pollHTTP) while it
+// finds the instance's monitor and QEMU, and ends the poll early when the
+// monitor exits (the VM is gone). ierr is identify's error.
+func (f *fleet) pollWhileAlive(ctx context.Context, in *inst, url string, timeout time.Duration) (up time.Time, perr, ierr error) {
+	exited := make(chan struct{})
+	checked := make(chan error, 1)
+	stopWatch := make(chan struct{})
+	go func() {
+		err := f.identify(ctx, in)
+		checked <- err
+		if err != nil {
+			close(exited)
+			return
+		}
+		for {
+			select {
+			case <-stopWatch:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			if !f.ours(in.monitorPID) {
+				close(exited)
+				return
+			}
+		}
+	}()
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	up, perr = pollHTTP(pctx, url, exited)
+	cancel()
+	close(stopWatch)
+	ierr = <-checked
+	if perr != nil {
+		select {
+		case <-exited:
+			perr = fmt.Errorf("%w: %w", errMonitorExited, perr)
+		default:
+		}
+	}
+	return up, perr, ierr
 }
