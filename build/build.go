@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"debug/buildinfo"
-	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/nosproject/nos/image"
 	"github.com/nosproject/nos/initramfs"
+	"github.com/nosproject/nos/internal/fsutil"
 	"github.com/nosproject/nos/kernel"
 	"github.com/nosproject/nos/kernel/config"
 	"github.com/nosproject/nos/store"
@@ -582,7 +582,7 @@ func commit(ctx context.Context, st *store.Store, o Options, cfg image.Config, k
 // digest of the kernel itself, uncompressed.
 func writeKernelBlob(ctx context.Context, st *store.Store, k *kernel.Kernel, tmp string) (ocispec.Descriptor, string, error) {
 	path := k.Vmlinux
-	if path == "" && isELF(k.Path) {
+	if path == "" && fsutil.IsELF(k.Path) {
 		path = k.Path
 	}
 	if path == "" {
@@ -618,18 +618,6 @@ func writeKernelBlob(ctx context.Context, st *store.Store, k *kernel.Kernel, tmp
 	}
 	d, err := writeFileBlob(ctx, st, gz, image.MediaTypeKernelGzip)
 	return d, "sha256:" + hex.EncodeToString(h.Sum(nil)), err
-}
-
-// isELF reports whether the file at path starts like an ELF file.
-func isELF(path string) bool {
-	f, err := os.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	var magic [4]byte
-	_, err = io.ReadFull(f, magic[:])
-	return err == nil && string(magic[:]) == elf.ELFMAG
 }
 
 func layersSize(ls []ocispec.Descriptor) int64 {

@@ -453,8 +453,9 @@ func classify(o Options) (source, error) {
 		return source{kind: "rootfs", path: o.Rootfs}, nil
 	}
 	p := o.Source
-	if _, err := os.Stat(p); err != nil && !strings.ContainsAny(p, "/.") {
-		// A bare name that is not a directory here: a program on PATH.
+	if _, err := os.Stat(p); err != nil && !strings.Contains(p, "/") {
+		// A bare name (python3.11 too) that is not a path here: a program
+		// on PATH, else a Go package.
 		if found, lerr := elfdeps.LookPath(p); lerr == nil {
 			p = found
 		}

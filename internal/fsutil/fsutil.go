@@ -25,3 +25,15 @@ func CopyFile(src, dst string, perm os.FileMode) error {
 	}
 	return out.Close()
 }
+
+// IsELF reports whether the file at path starts like an ELF file.
+func IsELF(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var magic [4]byte
+	_, err = io.ReadFull(f, magic[:])
+	return err == nil && string(magic[:]) == "\x7fELF"
+}

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -346,7 +345,7 @@ func (c Cache) Import(ctx context.Context, path string) (*Entry, bool, error) {
 	}
 	defer w.close()
 	name := bzImageName
-	if kernel.ImageVersion(k.Path) == "" && isELF(k.Path) {
+	if kernel.ImageVersion(k.Path) == "" && fsutil.IsELF(k.Path) {
 		name = vmlinuxName
 	}
 	e := &Entry{ID: id, Version: k.Version, Origin: OriginImported, Source: k.Path, Image: name, Created: time.Now().UTC()}
@@ -484,17 +483,6 @@ func fileDigest(ctx context.Context, path string) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-func isELF(path string) bool {
-	f, err := os.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	magic := make([]byte, 4)
-	_, err = io.ReadFull(f, magic)
-	return err == nil && string(magic) == "\x7fELF"
 }
 
 // copyFile copies src to dst (created 0644).
