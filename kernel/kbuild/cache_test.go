@@ -182,7 +182,7 @@ func TestSweepRemovesDeadWorkDirs(t *testing.T) {
 func builtEntry(t *testing.T, c Cache, id string, features ...string) {
 	t.Helper()
 	dir := filepath.Join(c.Dir, id)
-	writeFile(t, dir, "bzImage", fakeBzImage("6.1.1-nos"))
+	writeFile(t, dir, "bzImage", fakeBzImage("6.1.1-nos-"+id[:4])) // distinct content
 	meta := `{"id":"` + id + `","version":"6.1.1-nos","origin":"built","image":"bzImage","features":["` + strings.Join(features, `","`) + `"]}`
 	if len(features) == 0 {
 		meta = `{"id":"` + id + `","version":"6.1.1-nos","origin":"built","image":"bzImage"}`
@@ -239,7 +239,13 @@ func TestMatchFeatures(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(c.Dir, id('b'), "bzImage")); err != nil || os.WriteFile(cp, b, 0o644) != nil {
 		t.Fatal(err)
 	}
-	if e, err := c.ForFile(context.Background(), cp); err != nil || e == nil || e.ID != imp.ID && e.Origin != OriginBuilt {
-		t.Errorf("ForFile(copy) = %v, %v", e, err)
+	if e, err := c.ForFile(context.Background(), cp); err != nil || e == nil || e.ID != id('b') {
+		t.Errorf("ForFile(copy of b's bzImage) = %v, %v; want b", e, err)
+	}
+	// A kernel nos does not know is no entry.
+	other := filepath.Join(dir, "other")
+	writeFile(t, dir, "other", fakeBzImage("6.1.1-other"))
+	if e, err := c.ForFile(context.Background(), other); err != nil || e != nil {
+		t.Errorf("ForFile(unknown kernel) = %v, %v; want nothing", e, err)
 	}
 }
