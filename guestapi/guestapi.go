@@ -11,6 +11,13 @@
 //	host  → guest {"type":"signal","signal":15}    deliver a signal to the application
 //	guest → host  {"type":"exit","code":N}         the application ended; the guest powers off
 //	guest → host  {"type":"error","error":"…"}     init could not start the application
+//	host  → guest {"type":"probe","id":N,"probe":{…}} run a health probe inside the guest
+//	guest → host  {"type":"probe-result","id":N,"error":"…"} its verdict; no error is healthy
+//
+// Health probes run inside the guest, as docker runs HEALTHCHECK inside the
+// container: the verdict does not depend on how the host reaches the guest
+// (a user-mode NAT that accepts connections the guest later refuses, a tap
+// device, no published port at all).
 //
 // Runtime config travels over this port, not the kernel command line, so
 // secrets passed with `nos run -e` never show in /proc/cmdline or in the
@@ -34,6 +41,10 @@ const (
 	TypeSignal  = "signal"
 	TypeExit    = "exit"
 	TypeError   = "error"
+	// TypeProbe asks the init to probe the application (see Probe);
+	// TypeProbeResult answers it, with the request's ID.
+	TypeProbe       = "probe"
+	TypeProbeResult = "probe-result"
 )
 
 // Message is one line on the control port.
@@ -44,6 +55,19 @@ type Message struct {
 	PID    int     `json:"pid,omitempty"`
 	Code   int     `json:"code,omitempty"`
 	Error  string  `json:"error,omitempty"`
+	// ID pairs a probe with its result.
+	ID    int    `json:"id,omitempty"`
+	Probe *Probe `json:"probe,omitempty"`
+}
+
+// Probe is one health check the init runs against the application from
+// inside the guest: a TCP connect to 127.0.0.1:Port, or with HTTPPath an
+// HTTP GET of that path answering 2xx or 3xx.
+type Probe struct {
+	Port     int    `json:"port"`
+	HTTPPath string `json:"httpPath,omitempty"`
+	// TimeoutMS bounds the whole probe, in milliseconds; 0 means 5000.
+	TimeoutMS int `json:"timeoutMs,omitempty"`
 }
 
 // Config is what the init needs to start the application.
