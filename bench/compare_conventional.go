@@ -19,7 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nosproject/nos/vmm/qemu"
+	"github.com/nosproject/nos/vmm"
 )
 
 // Variant c of -compare, the conventional VM: a minimal Debian root file
@@ -261,7 +261,7 @@ func configureConventional(rootfs string) error {
 		{"etc/hosts", "127.0.0.1\tlocalhost\n127.0.1.1\t" + convHostname + "\n"},
 		{"etc/fstab", "/dev/vda\t/\text4\terrors=remount-ro\t0\t1\n"},
 		// QEMU's user network's DNS proxy, instead of the host's resolver.
-		{"etc/resolv.conf", "nameserver " + qemu.GuestDNS + "\n"},
+		{"etc/resolv.conf", "nameserver " + vmm.UserNetDNS + "\n"},
 		{"etc/systemd/network/50-dhcp.network", "[Match]\nName=en*\n\n[Network]\nDHCP=yes\n"},
 		{"etc/systemd/system/" + convUnit, "[Unit]\nDescription=Benchmark HTTP server (" + appPkg + ")\nAfter=network.target\n\n" +
 			"[Service]\nExecStart=" + convAppPath + "\nRestart=on-failure\n\n[Install]\nWantedBy=multi-user.target\n"},
@@ -400,7 +400,7 @@ func treeBytes(dir string) (int64, error) {
 // application's port forwarded, and the serial console on stdout.
 func convArgs(accel string, memMiB int, kernel, initrd, disk string, port int) []string {
 	cpu := "max"
-	if accel == qemu.AccelKVM {
+	if accel == vmm.AccelKVM {
 		cpu = "host"
 	}
 	return []string{

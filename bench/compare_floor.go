@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nosproject/nos/initramfs"
+	"github.com/nosproject/nos/vmm"
 	"github.com/nosproject/nos/vmm/qemu"
 )
 
@@ -69,19 +70,21 @@ func (c *compare) prepareFloor(ctx context.Context) error {
 // instance. Only the paths differ: the console goes to QEMU's stdout,
 // which the benchmark watches, and the control and output sockets are
 // the benchmark's own (QEMU needs someone listening on them).
-func (c *compare) floorMachine(memMiB int, sockDir string) qemu.Machine {
-	return qemu.Machine{
-		Accel:         c.h.accel,
-		MemoryMiB:     memMiB,
-		CPUs:          c.nosCPUs,
-		Kernel:        c.builtKernel.Path,
-		Initrd:        c.floorInitrd,
-		Cmdline:       c.nosCmdline,
-		ConsoleLog:    "/dev/stdout",
-		ControlSocket: filepath.Join(sockDir, "ctl"),
-		StdoutSocket:  filepath.Join(sockDir, "out"),
-		StderrSocket:  filepath.Join(sockDir, "err"),
-		Net:           &qemu.UserNet{},
+func (c *compare) floorMachine(memMiB int, sockDir string) vmm.Machine {
+	ch := vmm.GuestChannels()
+	for i, n := range []string{"ctl", "out", "err"} {
+		ch[i].Socket = filepath.Join(sockDir, n)
+	}
+	return vmm.Machine{
+		Accel:      c.h.accel,
+		MemoryMiB:  memMiB,
+		CPUs:       c.nosCPUs,
+		Kernel:     c.builtKernel.Path,
+		Initrd:     c.floorInitrd,
+		Cmdline:    c.nosCmdline,
+		ConsoleLog: "/dev/stdout",
+		Channels:   ch,
+		NICs:       []vmm.NIC{{User: &vmm.UserNet{}}},
 	}
 }
 
@@ -98,12 +101,12 @@ func (c *compare) bootFloor(ctx context.Context, memMiB int, timeout time.Durati
 	}
 	defer os.RemoveAll(sockDir)
 	m := c.floorMachine(memMiB, sockDir)
-	socks, err := listenSinks(m.ControlSocket, m.StdoutSocket, m.StderrSocket)
+	socks, err := listenSinks(m.Channels[0].Socket, m.Channels[1].Socket, m.Channels[2].Socket)
 	if err != nil {
 		return bootOutcome{}, err
 	}
 	defer socks.close()
-	v, err := c.procs.start(qemu.Command(m), floorMarker)
+	v, err := c.procs.start(qemu.Command(m, qemu.Access{Sandbox: true}), floorMarker)
 	if err != nil {
 		return bootOutcome{}, err
 	}

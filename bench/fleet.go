@@ -55,7 +55,7 @@ type instInfo struct {
 	State struct {
 		Status     string `json:"status"`
 		MonitorPID int    `json:"monitorPid"`
-		QEMUPID    int    `json:"qemuPid"`
+		QEMUPID    int    `json:"vmPid"`
 		ExitCode   int    `json:"exitCode"`
 		Error      string `json:"error"`
 	} `json:"State"`

@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/nosproject/nos/vmm/accel"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/nosproject/nos/instance"
 	"github.com/nosproject/nos/kernel"
 	"github.com/nosproject/nos/kernel/kbuild"
 	"github.com/nosproject/nos/store"
@@ -73,7 +73,7 @@ func (h *harness) setup(ctx context.Context) error {
 		return err
 	}
 	h.kernel = k
-	accel, _, err := instance.ChooseAccel(ctx, h.opts.accel, filepath.Join(h.home, "cache"))
+	accel, _, err := accel.Choose(ctx, h.opts.accel, filepath.Join(h.home, "cache"))
 	if err != nil {
 		return fmt.Errorf("choosing the accelerator: %w", err)
 	}

@@ -101,7 +101,7 @@ func TestParseHostCPU(t *testing.T) {
 
 func TestParseInstInfo(t *testing.T) {
 	id := strings.Repeat("ab", 32)
-	out := `[{"ID":"` + id + `","MonitorAlive":true,"Config":{"memoryMiB":128,"accel":"tcg"},"State":{"status":"running","monitorPid":11604,"qemuPid":11614,"exitCode":0}}]`
+	out := `[{"ID":"` + id + `","MonitorAlive":true,"Config":{"memoryMiB":128,"accel":"tcg"},"State":{"status":"running","monitorPid":11604,"vmPid":11614,"exitCode":0}}]`
 	in, err := parseInstInfo([]byte(out), id)
 	if err != nil {
 		t.Fatal(err)

@@ -26,7 +26,7 @@ type inspected struct {
 	State struct {
 		Status       string
 		MonitorPID   int `json:"monitorPid"`
-		QEMUPID      int `json:"qemuPid"`
+		QEMUPID      int `json:"vmPid"`
 		ExitCode     int `json:"exitCode"`
 		Error        string
 		RestartCount int `json:"restartCount"`

@@ -5,16 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"time"
 
+	"github.com/nosproject/nos/bootable"
 	"github.com/nosproject/nos/image"
 	"github.com/nosproject/nos/internal/fsutil"
 	"github.com/nosproject/nos/internal/lockfile"
 	"github.com/nosproject/nos/store"
-	"github.com/nosproject/nos/vmm/qemu"
+	"github.com/nosproject/nos/vmm/accel"
 )
 
 // Create makes a new instance of an image from the run options: it checks
@@ -22,18 +22,21 @@ import (
 // accelerator) and writes the instance's directory. Nothing is written
 // when a check fails.
 func Create(ctx context.Context, st *store.Store, is *Instances, o Options) (*Instance, string, error) {
-	img, icfg, files, err := loadImage(ctx, st, o.Image)
+	im, err := bootable.Load(ctx, st, o.Image)
 	if err != nil {
 		return nil, "", err
 	}
-	kernelPath, initrdPath := files.kernel, files.initrd
-	if files.kernelGzip {
-		if kernelPath, err = unpackedKernel(ctx, is.unpackedDir(), files.kernel); err != nil {
-			return nil, "", fmt.Errorf("image %s: %w", o.Image, err)
-		}
+	icfg := im.Config
+	kernelPath, err := im.Kernel(ctx, is.home.UnpackedKernels())
+	if err != nil {
+		return nil, "", err
 	}
-	if _, err := exec.LookPath(qemu.Binary); err != nil {
-		return nil, "", fmt.Errorf("%s not found: install QEMU with `sudo apt-get install qemu-system-x86`: %w", qemu.Binary, ErrQEMUMissing)
+	drv, err := driver(DefaultHypervisor)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := drv.Check(ctx); err != nil {
+		return nil, "", err
 	}
 	if o.Health != nil && o.Health.Port == 0 {
 		o.Health.Port = healthPort(o, icfg)
@@ -47,7 +50,10 @@ func Create(ctx context.Context, st *store.Store, is *Instances, o Options) (*In
 	if o.AutoRemove && o.Restart.Name != "" && o.Restart.Name != RestartNo {
 		return nil, "", fmt.Errorf("--rm and --restart %s conflict: an instance that restarts is never removed: %w", o.Restart.Name, ErrBadFlag)
 	}
-	accel, note, err := ChooseAccel(ctx, o.Accel, filepath.Join(o.Home, "cache"))
+	acc, note, err := accel.Choose(ctx, o.Accel, is.home.Cache())
+	if errors.Is(err, accel.ErrUnknown) {
+		return nil, "", fmt.Errorf("%w: %w", err, ErrBadFlag)
+	}
 	if err != nil {
 		return nil, "", err
 	}
@@ -71,16 +77,17 @@ func Create(ctx context.Context, st *store.Store, is *Instances, o Options) (*In
 	if hostname == "" {
 		hostname = id[:12]
 	}
-	g := guestConfig(icfg, o, hostname)
+	l := launchSpec(icfg, o, hostname)
 	cfg := Config{
-		ID: id, Name: o.Name, Image: img.Name + ":" + img.Tag, ImageDigest: img.Manifest.Digest.String(),
+		ID: id, Name: o.Name, Image: im.Ref.Name + ":" + im.Ref.Tag, ImageDigest: im.Ref.Manifest.Digest.String(),
 		Created:    time.Now().UTC(),
-		Entrypoint: g.Argv, Env: g.Env, WorkingDir: g.WorkingDir,
+		Entrypoint: l.Argv, Env: l.Env, WorkingDir: icfg.WorkingDir,
+		Hypervisor:  DefaultHypervisor,
 		Publish:     o.Publish,
 		MemoryMiB:   firstNonZero(o.MemoryMiB, icfg.MemoryMiB, image.DefaultMemoryMiB),
 		CPUs:        firstNonZero(o.CPUs, icfg.CPUs, image.DefaultCPUs),
-		Accel:       accel,
-		Cmdline:     cmdline(icfg.KernelCmdline, accel),
+		Accel:       acc,
+		Cmdline:     cmdline(icfg.KernelCmdline, acc),
 		NoNetwork:   icfg.Kernel.NoNetwork,
 		RootFS:      icfg.RootFS,
 		User:        icfg.User,
@@ -100,7 +107,12 @@ func Create(ctx context.Context, st *store.Store, is *Instances, o Options) (*In
 	if cfg.StopTimeout == 0 {
 		cfg.StopTimeout = 10 * time.Second
 	}
-	in, err := is.write(cfg, kernelPath, initrdPath, files.rootDisk)
+	if os.Geteuid() == 0 {
+		if cfg.JailUID, err = is.freeJailUID(); err != nil {
+			return nil, "", err
+		}
+	}
+	in, err := is.write(cfg, kernelPath, im.Initrd, im.RootDisk)
 	if err != nil {
 		return nil, "", err
 	}
@@ -145,10 +157,18 @@ func (is *Instances) write(cfg Config, kernelPath, initrdPath, rootDisk string) 
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("creating instance: %w", err)
 	}
-	if err := linkOrCopy(kernelPath, filepath.Join(dir, kernelFile)); err != nil {
+	// A jailed hypervisor reads the kernel and initramfs as its own user,
+	// through descriptors nos opens: it gets copies it owns, as
+	// Firecracker's jailer gives its VMs (the store's blobs stay private).
+	// The root disk is read through a descriptor alone.
+	place := linkOrCopy
+	if cfg.JailUID != 0 {
+		place = func(src, dst string) error { return copyOwned(src, dst, cfg.JailUID) }
+	}
+	if err := place(kernelPath, filepath.Join(dir, kernelFile)); err != nil {
 		return fail(err)
 	}
-	if err := linkOrCopy(initrdPath, filepath.Join(dir, initrdFile)); err != nil {
+	if err := place(initrdPath, filepath.Join(dir, initrdFile)); err != nil {
 		return fail(err)
 	}
 	if rootDisk != "" {
@@ -171,6 +191,14 @@ func linkOrCopy(src, dst string) error {
 		return nil
 	}
 	return copyFile(src, dst)
+}
+
+// copyOwned copies src to dst, readable by uid alone.
+func copyOwned(src, dst string, uid uint32) error {
+	if err := fsutil.CopyFile(src, dst, 0o400); err != nil {
+		return err
+	}
+	return os.Chown(dst, int(uid), int(uid))
 }
 
 // copyFile copies src to dst, replacing dst; never a link.

@@ -2,18 +2,22 @@ package instance
 
 import (
 	"context"
-	"fmt"
-	"net"
-	"net/http"
+	"log/slog"
 	"time"
+
+	"github.com/nosproject/nos/guestapi"
+	"github.com/nosproject/nos/vmm"
 )
 
-// prober runs a health check against a loopback port that QEMU forwards
-// to the guest port, and records the verdict in the instance's state.
+// prober runs a health check inside the guest (the init probes the
+// application, as docker runs HEALTHCHECK in the container), and records
+// the verdict in the instance's state. Whatever network the VM has, the
+// verdict is the application's.
 type prober struct {
 	check HealthCheck
-	addr  string
+	vm    *vmm.VM
 	dir   string
+	log   *slog.Logger
 }
 
 func (p *prober) run(ctx context.Context) {
@@ -21,8 +25,14 @@ func (p *prober) run(ctx context.Context) {
 	if interval <= 0 {
 		interval = 30 * time.Second
 	}
+	timeout := p.check.Timeout
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	probe := guestapi.Probe{Port: p.check.Port, HTTPPath: p.check.HTTPPath, TimeoutMS: int(timeout / time.Millisecond)}
 	start := time.Now()
 	streak := 0
+	last := HealthStarting
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -31,16 +41,20 @@ func (p *prober) run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		err := p.probe(ctx)
+		pctx, cancel := context.WithTimeout(ctx, timeout+2*time.Second)
+		err := p.vm.Probe(pctx, probe)
+		cancel()
 		if ctx.Err() != nil {
 			return
 		}
 		inStart := time.Since(start) < p.check.StartPeriod
-		_ = UpdateState(ctx, p.dir, func(s *State) {
+		var status string
+		werr := UpdateState(ctx, p.dir, func(s *State) {
 			if s.Health == nil {
 				s.Health = &HealthState{Status: HealthStarting}
 			}
 			s.Health.LastCheck = time.Now().UTC()
+			defer func() { status = s.Health.Status }()
 			if err == nil {
 				streak = 0
 				s.Health.Status, s.Health.FailingStreak, s.Health.LastOutput = HealthHealthy, 0, "ok"
@@ -56,45 +70,20 @@ func (p *prober) run(ctx context.Context) {
 				s.Health.Status = HealthUnhealthy
 			}
 		})
+		if werr != nil {
+			p.log.Error("state write failed", "what", "health", "err", werr)
+			continue
+		}
+		if status != last {
+			p.log.Info("health changed", "from", last, "to", status, "probe", errText(err))
+			last = status
+		}
 	}
 }
 
-// probe is one check: a TCP connect, or an HTTP GET answering 2xx or 3xx.
-func (p *prober) probe(ctx context.Context) error {
-	timeout := p.check.Timeout
-	if timeout <= 0 {
-		timeout = 5 * time.Second
+func errText(err error) string {
+	if err == nil {
+		return "ok"
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	if p.check.HTTPPath == "" {
-		var d net.Dialer
-		c, err := d.DialContext(ctx, "tcp", p.addr)
-		if err != nil {
-			return err
-		}
-		// QEMU's user network accepts on the host before the guest does;
-		// a guest that refuses closes the connection at once.
-		_ = c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-		var b [1]byte
-		_, rerr := c.Read(b[:])
-		c.Close()
-		if ne, ok := rerr.(net.Error); rerr == nil || (ok && ne.Timeout()) {
-			return nil
-		}
-		return fmt.Errorf("connection closed by the guest: %w", rerr)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.addr+p.check.HTTPPath, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode >= 400 {
-		return fmt.Errorf("HTTP %d", resp.StatusCode)
-	}
-	return nil
+	return err.Error()
 }

@@ -4,22 +4,23 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/nosproject/nos/guestapi"
 	"github.com/nosproject/nos/instance/logfile"
+	"github.com/nosproject/nos/internal/home"
 	"github.com/nosproject/nos/internal/lockfile"
-	"github.com/nosproject/nos/vmm/qemu"
+	"github.com/nosproject/nos/vmm"
 )
 
 // The monitor is a small per-instance process (like containerd's shim or
@@ -27,34 +28,26 @@ import (
 // instance's log, keeps state.json true, serves stop and kill requests on a
 // unix socket, applies the restart policy and runs the health check. It
 // holds monitor.lock for its whole life, so anyone can tell whether it is
-// alive without trusting a PID. No daemon: each instance has its own.
-
-// request is one call on the monitor's socket.
-type request struct {
-	Op      string        `json:"op"` // "stop" or "kill"
-	Timeout time.Duration `json:"timeout,omitempty"`
-	Signal  int           `json:"signal,omitempty"`
-}
-
-type response struct {
-	Error string `json:"error,omitempty"`
-}
+// alive without trusting a PID. No daemon: each instance has its own. It
+// logs what it does (boots, exits, restarts, health changes, every failed
+// state write) to monitor.log.
 
 // monitor is the running monitor's own state.
 type monitor struct {
 	dir string
 	cfg Config
+	drv vmm.Driver
+	log *slog.Logger
 
 	mu      sync.Mutex
-	stopped bool      // stop or kill was requested: no more restarts
-	vm      vmControl // the current boot's control, while one runs
-	running bool
-	wake    chan struct{} // interrupts a restart delay
+	stopped bool    // stop or kill was requested: no more restarts
+	vm      *vmm.VM // the current boot, while one runs
+	wake    chan struct{}
 }
 
 // MonitorMain is the body of the monitor process for instance id.
-func MonitorMain(ctx context.Context, home, id string) error {
-	is, err := Open(home)
+func MonitorMain(ctx context.Context, h home.Layout, id string) error {
+	is, err := Open(h)
 	if err != nil {
 		return err
 	}
@@ -66,16 +59,28 @@ func MonitorMain(ctx context.Context, home, id string) error {
 		return fmt.Errorf("another monitor runs this instance: %w", err)
 	}
 	defer unlock()
-	m := &monitor{dir: dir, wake: make(chan struct{}, 1)}
-	if err := readJSON(filepath.Join(dir, configFile), &m.cfg); err != nil {
+	logf, err := os.OpenFile(filepath.Join(dir, monitorLog), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
 		return err
 	}
-	_ = UpdateState(ctx, dir, func(s *State) { s.MonitorPID = os.Getpid() })
+	defer logf.Close()
+	m := &monitor{dir: dir, wake: make(chan struct{}, 1), log: slog.New(slog.NewTextHandler(logf, nil))}
+	if err := readJSON(filepath.Join(dir, configFile), &m.cfg); err != nil {
+		m.log.Error("reading the config", "err", err)
+		return err
+	}
+	if m.drv, err = driver(m.cfg.Hypervisor); err != nil {
+		m.log.Error("no hypervisor", "err", err)
+		return err
+	}
+	m.log.Info("monitor started", "pid", os.Getpid(), "instance", id, "hypervisor", m.drv.Name())
+	m.update(ctx, "monitor pid", func(s *State) { s.MonitorPID = os.Getpid() })
 
-	sock := socketPath(dir, "monitor.sock")
-	_ = os.Remove(sock)
+	sock := socketPath(dir, monitorSocket)
+	_ = os.Remove(sock) // a dead monitor's socket; Listen says if it matters
 	l, err := net.Listen("unix", sock)
 	if err != nil {
+		m.log.Error("monitor socket", "err", err)
 		return fmt.Errorf("monitor socket: %w", err)
 	}
 	defer os.Remove(sock)
@@ -83,24 +88,55 @@ func MonitorMain(ctx context.Context, home, id string) error {
 	go m.serve(l)
 
 	// SIGTERM to the monitor (a host shutting down, a supervisor) stops the
-	// instance gracefully rather than letting QEMU die with the monitor.
+	// instance gracefully rather than letting the VM die with the monitor.
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	signal.Ignore(syscall.SIGHUP)
 	go func() {
-		for range sigs {
-			_ = m.handle(request{Op: "stop", Timeout: m.cfg.StopTimeout})
+		for s := range sigs {
+			m.log.Info("signal: stopping the instance", "signal", s.String())
+			if err := m.handle(request{Op: opStop, Timeout: m.cfg.StopTimeout}); err != nil {
+				m.log.Warn("stop on signal", "err", err)
+			}
 		}
 	}()
 
 	err = m.loop(ctx)
+	if err != nil {
+		m.log.Error("monitor failed", "err", err)
+	}
+	m.log.Info("monitor exiting")
 	if m.cfg.AutoRemove {
-		if unlockAll, lerr := is.lockAll(context.Background()); lerr == nil {
-			_ = removeDir(dir)
-			unlockAll()
-		}
+		m.autoRemove(is)
 	}
 	return err
+}
+
+// autoRemove deletes the instance when it ends (--rm).
+func (m *monitor) autoRemove(is *Instances) {
+	unlockAll, err := is.lockAll(context.Background())
+	if err != nil {
+		m.log.Error("--rm: locking the instances", "err", err)
+		return
+	}
+	defer unlockAll()
+	if err := removeDir(m.dir); err != nil {
+		m.log.Error("--rm: removing the instance", "err", err)
+	}
+}
+
+// stateWriteTimeout bounds one state write. State writes happen even when
+// the monitor is shutting down (its context cancelled): the file must say
+// how the instance ended.
+const stateWriteTimeout = 10 * time.Second
+
+// update changes state.json; a failure is logged with what was written.
+func (m *monitor) update(ctx context.Context, what string, fn func(*State)) {
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stateWriteTimeout)
+	defer cancel()
+	if err := UpdateState(wctx, m.dir, fn); err != nil {
+		m.log.Error("state write failed", "what", what, "err", err)
+	}
 }
 
 // loop boots the VM until the policy says to stop.
@@ -110,32 +146,22 @@ func (m *monitor) loop(ctx context.Context) error {
 		return err
 	}
 	defer logs.Close()
-	qemuPath, err := exec.LookPath(qemu.Binary)
-	if err != nil {
-		_ = UpdateState(ctx, m.dir, func(s *State) {
-			s.Status, s.Error, s.CrashKind, s.ExitCode, s.FinishedAt = StatusCrashed, "QEMU is not installed", CrashQEMUFailed, ExitGuestError, time.Now().UTC()
+	if err := m.drv.Check(ctx); err != nil {
+		m.update(ctx, "hypervisor missing", func(s *State) {
+			s.Status, s.Error, s.CrashKind, s.ExitCode, s.FinishedAt = StatusCrashed, err.Error(), CrashHypervisorFailed, ExitGuestError, time.Now().UTC()
 		})
 		return err
 	}
 	consecutive := 0
 	for {
 		began := time.Now()
-		o, err := m.boot(ctx, qemuPath, logs)
+		o, err := m.boot(ctx, logs)
 		if err != nil {
-			o = outcome{ExitCode: ExitGuestError, Crash: err.Error(), CrashKind: CrashQEMUFailed}
+			m.log.Error("boot failed", "err", err)
+			o = vmm.Outcome{ExitCode: ExitGuestError, Crash: err.Error(), CrashKind: CrashHypervisorFailed}
 		}
-		var restarts int
-		_ = UpdateState(ctx, m.dir, func(s *State) {
-			s.Status = StatusExited
-			if o.Crash != "" {
-				s.Status = StatusCrashed
-			}
-			s.ExitCode, s.Error, s.CrashKind, s.FinishedAt, s.QEMUPID = o.ExitCode, o.Crash, o.CrashKind, time.Now().UTC(), 0
-			if s.Health != nil {
-				s.Health.Status = HealthUnhealthy
-			}
-			restarts = s.RestartCount
-		})
+		m.log.Info("VM ended", "exit", o.ExitCode, "crash", o.Crash, "kind", o.CrashKind, "forced", o.Forced, "ran", time.Since(began).Round(time.Millisecond))
+		restarts := m.recordEnd(ctx, o)
 		if !m.cfg.Restart.ShouldRestart(o.ExitCode, o.Crash != "", m.isStopped(), restarts) {
 			return nil
 		}
@@ -144,88 +170,135 @@ func (m *monitor) loop(ctx context.Context) error {
 		}
 		delay := Backoff(consecutive)
 		consecutive++
-		_ = UpdateState(ctx, m.dir, func(s *State) { s.Status = StatusRestarting; s.RestartCount++ })
+		m.log.Info("restarting", "policy", m.cfg.Restart.Name, "delay", delay, "restarts", restarts+1)
+		m.update(ctx, "restarting", func(s *State) { s.Status = StatusRestarting; s.RestartCount++ })
 		select {
 		case <-time.After(delay):
 		case <-m.wake:
 		case <-ctx.Done():
+			m.update(ctx, "shutdown", func(s *State) { s.Status = StatusExited })
 			return nil
 		}
 		if m.isStopped() {
-			_ = UpdateState(ctx, m.dir, func(s *State) { s.Status = StatusExited })
+			m.update(ctx, "stopped while restarting", func(s *State) { s.Status = StatusExited })
 			return nil
 		}
 	}
 }
 
-// boot runs the VM once.
-func (m *monitor) boot(ctx context.Context, qemuPath string, logs *logfile.Writer) (outcome, error) {
-	sockDir, err := os.MkdirTemp("", "nos-vm-")
-	if err != nil {
-		return outcome{}, err
-	}
-	defer os.RemoveAll(sockDir)
-	mach := qemu.Machine{
-		Accel:         m.cfg.Accel,
-		MemoryMiB:     m.cfg.MemoryMiB,
-		CPUs:          m.cfg.CPUs,
-		Kernel:        filepath.Join(m.dir, kernelFile),
-		Initrd:        filepath.Join(m.dir, initrdFile),
-		Cmdline:       m.cfg.Cmdline,
-		ConsoleLog:    filepath.Join(m.dir, consoleFile),
-		ControlSocket: filepath.Join(sockDir, "ctl"),
-		StdoutSocket:  filepath.Join(sockDir, "out"),
-		StderrSocket:  filepath.Join(sockDir, "err"),
-		Net:           &qemu.UserNet{Forwards: append([]qemu.Forward(nil), m.cfg.Publish...)},
-	}
-	if m.cfg.NoNetwork {
-		mach.Net = nil
-	}
-	if m.cfg.RootFS != "" {
-		mach.RootDisk = filepath.Join(m.dir, rootDiskFile)
-	}
-	var health *prober
-	if hc := m.cfg.Health; hc != nil && mach.Net != nil {
-		port, err := freeLoopbackPort()
-		if err != nil {
-			return outcome{}, err
+// recordEnd writes how a boot ended and returns the restart count.
+func (m *monitor) recordEnd(ctx context.Context, o vmm.Outcome) int {
+	var restarts int
+	m.update(ctx, "VM ended", func(s *State) {
+		s.Status = StatusExited
+		if o.Crash != "" {
+			s.Status = StatusCrashed
 		}
-		mach.Net.Forwards = append(mach.Net.Forwards, qemu.Forward{Proto: "tcp", HostIP: "127.0.0.1", HostPort: port, GuestPort: hc.Port})
-		health = &prober{check: *hc, addr: fmt.Sprintf("127.0.0.1:%d", port), dir: m.dir}
-	}
+		s.ExitCode, s.Error, s.CrashKind, s.FinishedAt, s.VMPID = o.ExitCode, o.Crash, o.CrashKind, time.Now().UTC(), 0
+		if s.Health != nil {
+			s.Health.Status = HealthUnhealthy
+		}
+		restarts = s.RestartCount
+	})
+	return restarts
+}
+
+// boot runs the VM once.
+func (m *monitor) boot(ctx context.Context, logs *logfile.Writer) (vmm.Outcome, error) {
+	mach := m.machine()
 	stdout, stderr := logs.Stream("stdout"), logs.Stream("stderr")
 	defer stdout.Close()
 	defer stderr.Close()
 
-	ctl := newVMControl()
 	m.mu.Lock()
 	if m.stopped {
 		m.mu.Unlock()
-		return outcome{ExitCode: ExitKilled, Forced: true}, nil
+		return vmm.Outcome{ExitCode: ExitKilled, Forced: true}, nil
 	}
-	m.vm, m.running = ctl, true
+	vm, err := vmm.Boot(ctx, m.drv, mach, vmm.Guest{Config: m.guestConfig(mach), Stdout: stdout, Stderr: stderr})
+	if err != nil {
+		m.mu.Unlock()
+		return vmm.Outcome{}, err
+	}
+	m.vm = vm
 	m.mu.Unlock()
-	defer func() { m.mu.Lock(); m.running = false; m.mu.Unlock() }()
+	defer func() { m.mu.Lock(); m.vm = nil; m.mu.Unlock() }()
 
+	confined := confinementNotes(m.cfg, vm.Confined())
+	m.log.Info("VM started", "pid", vm.PID(), "accel", m.cfg.Accel, "seccomp", confined.Seccomp, "uid", confined.UID, "cgroup", confined.Cgroup, "rlimits", confined.Rlimits, "notes", confined.Notes)
+	m.update(ctx, "VM started", func(s *State) {
+		s.Status, s.VMPID, s.StartedAt, s.Error, s.CrashKind, s.Accel = StatusRunning, vm.PID(), time.Now().UTC(), "", "", m.cfg.Accel
+		s.FinishedAt = time.Time{}
+		s.Hypervisor, s.Confined = m.drv.Name(), &confined
+		if m.cfg.Health != nil {
+			s.Health = &HealthState{Status: HealthStarting}
+		}
+	})
 	hctx, stopHealth := context.WithCancel(ctx)
 	defer stopHealth()
-	run := vmRun{
-		QEMU: qemuPath, Machine: mach, Guest: m.guestConfig(), Stdout: stdout, Stderr: stderr, Control: ctl,
-		Started: func(pid int) {
-			_ = UpdateState(ctx, m.dir, func(s *State) {
-				s.Status, s.QEMUPID, s.StartedAt, s.Error, s.CrashKind, s.Accel = StatusRunning, pid, time.Now().UTC(), "", "", m.cfg.Accel
-				s.FinishedAt = time.Time{}
-				if health != nil {
-					s.Health = &HealthState{Status: HealthStarting}
-				}
-			})
-			if health != nil {
-				go health.run(hctx)
-			}
-			go capConsole(hctx, mach.ConsoleLog)
-		},
+	if hc := m.cfg.Health; hc != nil {
+		p := &prober{check: *hc, vm: vm, dir: m.dir, log: m.log}
+		go p.run(hctx)
 	}
-	return run.run()
+	go m.capConsole(hctx, mach.ConsoleLog)
+	return vm.Wait(), nil
+}
+
+// machine describes the VM of this instance; the guest's side of it is
+// in guestConfig.
+func (m *monitor) machine() vmm.Machine {
+	mach := vmm.Machine{
+		Accel:      m.cfg.Accel,
+		MemoryMiB:  m.cfg.MemoryMiB,
+		CPUs:       m.cfg.CPUs,
+		Kernel:     filepath.Join(m.dir, kernelFile),
+		Initrd:     filepath.Join(m.dir, initrdFile),
+		Cmdline:    m.cfg.Cmdline,
+		ConsoleLog: filepath.Join(m.dir, consoleFile),
+		Channels:   vmm.GuestChannels(),
+		Confine:    confinement(m.cfg),
+	}
+	if !m.cfg.NoNetwork {
+		mach.NICs = []vmm.NIC{{User: &vmm.UserNet{Forwards: slices.Clone(m.cfg.Publish)}}}
+	}
+	if m.cfg.RootFS != "" {
+		mach.Disks = []vmm.Disk{{Path: filepath.Join(m.dir, rootDiskFile), Format: vmm.FormatRaw, ReadOnly: true}}
+	}
+	return mach
+}
+
+// guestConfig is what the init gets: the launch spec, and the network and
+// root disk of the machine it runs in.
+func (m *monitor) guestConfig(mach vmm.Machine) *guestapi.Config {
+	seed := make([]byte, 64)
+	if _, err := randRead(seed); err != nil {
+		m.log.Warn("no entropy seed for the guest", "err", err)
+	}
+	hostname := m.cfg.Name
+	if hostname == "" {
+		hostname = m.cfg.ID[:12]
+	}
+	g := &guestapi.Config{
+		Argv: m.cfg.Entrypoint, Env: m.cfg.Env, WorkingDir: m.cfg.WorkingDir, Hostname: hostname,
+		Network: guestNetwork(mach),
+		Seed:    seed,
+		Time:    time.Now(),
+		User:    m.cfg.User,
+		Caps:    m.cfg.Caps,
+	}
+	if m.cfg.RootFS != "" {
+		g.Root = &guestapi.Root{Device: "/dev/vda", FSType: m.cfg.RootFS}
+	}
+	return g
+}
+
+// guestNetwork is the one place the guest's network configuration is
+// made: from the machine's first NIC.
+func guestNetwork(mach vmm.Machine) *guestapi.Network {
+	if len(mach.NICs) == 0 || mach.NICs[0].User == nil {
+		return nil
+	}
+	return vmm.UserNetGuest("eth0")
 }
 
 // consoleCap bounds the console log: a guest that floods its serial port
@@ -233,10 +306,10 @@ func (m *monitor) boot(ctx context.Context, qemuPath string, logs *logfile.Write
 // rotated copy.
 const consoleCap = 2 << 20
 
-// capConsole rotates the console log when it grows past consoleCap. QEMU
-// appends (O_APPEND), so truncating the file under it is safe; what QEMU
-// writes between the copy and the truncation is lost.
-func capConsole(ctx context.Context, path string) {
+// capConsole rotates the console log when it grows past consoleCap. The
+// hypervisor appends (O_APPEND), so truncating the file under it is safe;
+// what it writes between the copy and the truncation is lost.
+func (m *monitor) capConsole(ctx context.Context, path string) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
@@ -249,34 +322,15 @@ func capConsole(ctx context.Context, path string) {
 		if err != nil || fi.Size() <= consoleCap {
 			continue
 		}
-		if err := copyFile(path, path+".1.tmp"); err == nil {
-			_ = os.Rename(path+".1.tmp", path+".1")
+		if err := copyFile(path, path+".1.tmp"); err != nil {
+			m.log.Warn("rotating the console log", "err", err)
+		} else if err := os.Rename(path+".1.tmp", path+".1"); err != nil {
+			m.log.Warn("rotating the console log", "err", err)
 		}
-		_ = os.Truncate(path, 0)
+		if err := os.Truncate(path, 0); err != nil {
+			m.log.Error("capping the console log", "err", err)
+		}
 	}
-}
-
-func (m *monitor) guestConfig() *guestapi.Config {
-	seed := make([]byte, 64)
-	_, _ = randRead(seed)
-	hostname := m.cfg.Name
-	if hostname == "" {
-		hostname = m.cfg.ID[:12]
-	}
-	g := &guestapi.Config{
-		Argv: m.cfg.Entrypoint, Env: m.cfg.Env, WorkingDir: m.cfg.WorkingDir, Hostname: hostname,
-		Network: &guestapi.Network{Interface: "eth0", Address: qemu.GuestAddress, Gateway: qemu.GuestGateway, DNS: []string{qemu.GuestDNS}},
-		Seed:    seed,
-		Time:    time.Now(),
-	}
-	if m.cfg.NoNetwork {
-		g.Network = nil
-	}
-	if m.cfg.RootFS != "" {
-		g.Root = &guestapi.Root{Device: "/dev/vda", FSType: m.cfg.RootFS}
-	}
-	g.User, g.Caps = m.cfg.User, m.cfg.Caps
-	return g
 }
 
 func (m *monitor) isStopped() bool {
@@ -285,113 +339,72 @@ func (m *monitor) isStopped() bool {
 	return m.stopped
 }
 
-// serve answers stop and kill requests.
+// serve answers requests on the monitor's socket until it is closed.
 func (m *monitor) serve(l net.Listener) {
 	for {
 		c, err := l.Accept()
 		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				m.log.Error("monitor socket", "err", err)
+			}
 			return
 		}
-		go func() {
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-			var req request
-			resp := response{}
-			if err := json.NewDecoder(c).Decode(&req); err != nil {
-				resp.Error = "bad request: " + err.Error()
-			} else if err := m.handle(req); err != nil {
-				resp.Error = err.Error()
-			}
-			_ = json.NewEncoder(c).Encode(resp)
-		}()
+		go m.serveConn(c)
 	}
 }
 
 func (m *monitor) handle(req request) error {
 	switch req.Op {
-	case "stop":
-		m.markStopped()
-		m.mu.Lock()
-		ctl, running := m.vm, m.running
-		m.mu.Unlock()
-		if running {
-			select {
-			case ctl.Signals <- syscall.SIGTERM:
-			default:
-			}
+	case opStop:
+		m.log.Info("stop requested", "timeout", req.Timeout)
+		vm := m.markStopped()
+		if vm != nil {
+			vm.Signal(syscall.SIGTERM)
 			go func() {
-				time.Sleep(req.Timeout)
 				select {
-				case ctl.Kill <- struct{}{}:
-				default:
+				case <-time.After(req.Timeout):
+					m.log.Info("stop timeout: forcing the VM off")
+					vm.Kill()
+				case <-vm.Done():
 				}
 			}()
 		}
 		return nil
-	case "kill":
+	case opKill:
 		sig := syscall.Signal(req.Signal)
-		m.mu.Lock()
-		ctl, running := m.vm, m.running
-		m.mu.Unlock()
 		if sig == 0 || sig == syscall.SIGKILL {
-			m.markStopped()
-			if running {
-				select {
-				case ctl.Kill <- struct{}{}:
-				default:
-				}
+			m.log.Info("kill requested")
+			if vm := m.markStopped(); vm != nil {
+				vm.Kill()
 			}
 			return nil
 		}
-		if !running {
+		m.mu.Lock()
+		vm := m.vm
+		m.mu.Unlock()
+		if vm == nil {
 			return ErrNotRunning
 		}
-		select {
-		case ctl.Signals <- sig:
-		default:
-		}
+		m.log.Info("signal requested", "signal", sig.String())
+		vm.Signal(sig)
 		return nil
 	}
-	return fmt.Errorf("unknown request %q", req.Op)
+	return fmt.Errorf("%w: unknown operation %q", ErrBadRequest, req.Op)
 }
 
-func (m *monitor) markStopped() {
+// markStopped records that the user stopped the instance and returns the
+// running VM, if any.
+func (m *monitor) markStopped() *vmm.VM {
 	m.mu.Lock()
 	m.stopped = true
+	vm := m.vm
 	m.mu.Unlock()
 	select {
 	case m.wake <- struct{}{}:
 	default:
 	}
-	_ = UpdateState(context.Background(), m.dir, func(s *State) { s.StoppedByUser = true })
-}
-
-// call sends a request to an instance's monitor.
-func call(ctx context.Context, in *Instance, req request) error {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "unix", socketPath(in.Dir, "monitor.sock"))
-	if err != nil {
-		if !lockfile.Held(filepath.Join(in.Dir, monitorLock)) {
-			return fmt.Errorf("instance %s: %w", displayName(in), ErrNotRunning)
-		}
-		return fmt.Errorf("reaching the monitor of %s: %w", displayName(in), err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	if err := json.NewEncoder(c).Encode(req); err != nil {
-		return fmt.Errorf("talking to the monitor: %w", err)
-	}
-	var resp response
-	if err := json.NewDecoder(c).Decode(&resp); err != nil {
-		return fmt.Errorf("talking to the monitor: %w", err)
-	}
-	if resp.Error != "" {
-		if resp.Error == ErrNotRunning.Error() {
-			return fmt.Errorf("instance %s: %w", displayName(in), ErrNotRunning)
-		}
-		return errors.New(resp.Error)
-	}
-	return nil
+	m.update(context.Background(), "stopped by user", func(s *State) { s.StoppedByUser = true })
+	return vm
 }
 
 // socketPath keeps unix socket paths under the 108-byte limit: in the
@@ -404,15 +417,7 @@ func socketPath(dir, name string) string {
 	}
 	sum := sha256.Sum256([]byte(dir))
 	short := filepath.Join(os.TempDir(), "nos-"+hex.EncodeToString(sum[:8]))
+	// MkdirAll's failure shows as the socket's own error.
 	_ = os.MkdirAll(short, 0o700)
 	return filepath.Join(short, name)
-}
-
-func freeLoopbackPort() (int, error) {
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

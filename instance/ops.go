@@ -8,11 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/nosproject/nos/internal/lockfile"
+	"github.com/nosproject/nos/vmm"
 )
 
 func randRead(b []byte) (int, error) { return rand.Read(b) }
@@ -85,7 +85,7 @@ func Stop(ctx context.Context, in *Instance, timeout time.Duration) error {
 	if !in.MonitorAlive {
 		return nil // already stopped: docker's stop is idempotent
 	}
-	if err := call(ctx, in, request{Op: "stop", Timeout: timeout}); err != nil {
+	if err := call(ctx, in, request{Op: opStop, Timeout: timeout}); err != nil {
 		if errors.Is(err, ErrNotRunning) {
 			return nil
 		}
@@ -99,7 +99,7 @@ func Kill(ctx context.Context, in *Instance, sig syscall.Signal) error {
 	if !in.MonitorAlive {
 		return fmt.Errorf("instance %s: %w", displayName(in), ErrNotRunning)
 	}
-	if err := call(ctx, in, request{Op: "kill", Signal: int(sig)}); err != nil {
+	if err := call(ctx, in, request{Op: opKill, Signal: int(sig)}); err != nil {
 		return err
 	}
 	if sig == 0 || sig == syscall.SIGKILL {
@@ -146,5 +146,5 @@ func tailFile(path string) string {
 	if err != nil {
 		return "no monitor log"
 	}
-	return lastLine(strings.TrimSpace(string(b)), "monitor log empty")
+	return vmm.LastLine(string(b), "monitor log empty")
 }

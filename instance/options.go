@@ -2,10 +2,8 @@ package instance
 
 import (
 	"bufio"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,21 +15,13 @@ import (
 
 	"github.com/nosproject/nos/guestapi"
 	"github.com/nosproject/nos/image"
-	"github.com/nosproject/nos/store"
-	"github.com/nosproject/nos/vmm/qemu"
+	"github.com/nosproject/nos/vmm"
 )
 
 // Errors callers can test for with errors.Is.
 var (
-	ErrQEMUMissing = errors.New("QEMU not installed")
-	ErrPortInUse   = errors.New("host port already in use")
-	ErrGuestDied   = errors.New("guest stopped without reporting an exit code")
-)
-
-// Exit codes nos itself gives, as docker does.
-const (
-	ExitKilled     = 137 // forced off
-	ExitGuestError = 125 // the VM died without an application exit code
+	ErrPortInUse = errors.New("host port already in use")
+	ErrGuestDied = errors.New("guest stopped without reporting an exit code")
 )
 
 // Options are what `nos run` (or create) was asked for.
@@ -44,12 +34,10 @@ type Options struct {
 	Args []string
 	// Env holds KEY=VALUE overrides of the image's environment.
 	Env       []string
-	Publish   []qemu.Forward
+	Publish   []vmm.Forward
 	MemoryMiB int // 0: the image's default
 	CPUs      int // 0: the image's default
 	Accel     string
-	// Home is nos's data directory; instances live under Home/instances.
-	Home string
 	// StopTimeout is how long a graceful stop waits before forcing the VM off.
 	StopTimeout time.Duration
 	Restart     RestartPolicy
@@ -91,7 +79,7 @@ func firstNonZero(v ...int) int {
 // TCG the kernel cannot calibrate the TSC on microvm (no PIT, no HPET) and
 // would hang; the emulated TSC runs at the host's rate, so tell it that.
 func cmdline(base, accel string) string {
-	if accel != qemu.AccelTCG {
+	if accel != vmm.AccelTCG {
 		return base
 	}
 	if khz := hostTSCkHz(); khz > 0 {
@@ -124,7 +112,14 @@ func hostTSCkHz() int {
 	return 1000000 // any value lets the kernel boot; timekeeping then drifts
 }
 
-func guestConfig(cfg image.Config, o Options, hostname string) *guestapi.Config {
+// launch is what the application is started with: the image's command and
+// environment with the run options applied.
+type launch struct {
+	Argv []string
+	Env  []string
+}
+
+func launchSpec(cfg image.Config, o Options, hostname string) launch {
 	entry, args := cfg.Entrypoint, cfg.Args
 	if len(o.Entrypoint) > 0 {
 		entry, args = o.Entrypoint, nil // as docker: a new entrypoint drops the image's args
@@ -138,22 +133,7 @@ func guestConfig(cfg image.Config, o Options, hostname string) *guestapi.Config 
 		"HOME=/root",
 	}, cfg.Env)
 	env = image.MergeEnv(env, o.Env)
-	seed := make([]byte, 64)
-	_, _ = rand.Read(seed)
-	return &guestapi.Config{
-		Argv:       append(append([]string(nil), entry...), args...),
-		Env:        env,
-		WorkingDir: cfg.WorkingDir,
-		Hostname:   hostname,
-		Network: &guestapi.Network{
-			Interface: "eth0",
-			Address:   qemu.GuestAddress,
-			Gateway:   qemu.GuestGateway,
-			DNS:       []string{qemu.GuestDNS},
-		},
-		Seed: seed,
-		Time: time.Now(),
-	}
+	return launch{Argv: append(append([]string(nil), entry...), args...), Env: env}
 }
 
 func newID() string {
@@ -164,7 +144,7 @@ func newID() string {
 
 // checkHostPort fails early, with a clear message, when a published host
 // port is taken; QEMU's own error for it is obscure.
-func checkHostPort(f qemu.Forward) error {
+func checkHostPort(f vmm.Forward) error {
 	addr := net.JoinHostPort(f.HostIP, strconv.Itoa(f.HostPort))
 	var c io.Closer
 	var err error
@@ -177,51 +157,4 @@ func checkHostPort(f qemu.Forward) error {
 		return fmt.Errorf("-p %d: cannot listen on %s/%s (%v): choose another host port: %w", f.HostPort, addr, f.Proto, errors.Unwrap(err), ErrPortInUse)
 	}
 	return c.Close()
-}
-
-// imageFiles are the host paths of an image's kernel and initramfs.
-type imageFiles struct {
-	kernel, initrd string
-	// kernelGzip is set when the kernel layer is compressed.
-	kernelGzip bool
-	// rootDisk is the root filesystem image, "" when there is none.
-	rootDisk string
-}
-
-func loadImage(ctx context.Context, st *store.Store, ref string) (store.Image, image.Config, imageFiles, error) {
-	var cfg image.Config
-	var files imageFiles
-	img, err := st.Resolve(ctx, ref)
-	if err != nil {
-		return img, cfg, files, err
-	}
-	man, err := st.Manifest(img.Manifest.Digest)
-	if err != nil {
-		return img, cfg, files, err
-	}
-	b, err := st.ReadBlob(man.Config.Digest)
-	if err != nil {
-		return img, cfg, files, fmt.Errorf("reading image config: %w", err)
-	}
-	if err := json.Unmarshal(b, &cfg); err != nil {
-		return img, cfg, files, fmt.Errorf("image config: %w", err)
-	}
-	for _, l := range man.Layers {
-		switch l.MediaType {
-		case image.MediaTypeKernel, image.MediaTypeKernelGzip:
-			files.kernel = st.BlobPath(l.Digest)
-			files.kernelGzip = l.MediaType == image.MediaTypeKernelGzip
-		case image.MediaTypeInitramfs:
-			files.initrd = st.BlobPath(l.Digest)
-		case image.MediaTypeRootErofs:
-			files.rootDisk = st.BlobPath(l.Digest)
-		}
-	}
-	if files.kernel == "" || files.initrd == "" {
-		return img, cfg, files, fmt.Errorf("image %s is not a nos image (no kernel or initramfs layer)", ref)
-	}
-	if (files.rootDisk == "") != (cfg.RootFS == "") {
-		return img, cfg, files, fmt.Errorf("image %s is inconsistent: root filesystem %q with root disk layer %q", ref, cfg.RootFS, files.rootDisk)
-	}
-	return img, cfg, files, nil
 }

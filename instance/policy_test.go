@@ -2,6 +2,7 @@ package instance
 
 import (
 	"errors"
+	"github.com/nosproject/nos/internal/home"
 	"os"
 	"strings"
 	"testing"
@@ -85,12 +86,12 @@ func TestBackoffGrowsToAMinute(t *testing.T) {
 }
 
 func TestTruthfulState(t *testing.T) {
-	running := State{Status: StatusRunning, QEMUPID: 42}
-	if got := truthful(running, true); got.Status != StatusRunning || got.QEMUPID != 42 {
+	running := State{Status: StatusRunning, VMPID: 42}
+	if got := truthful(running, true); got.Status != StatusRunning || got.VMPID != 42 {
 		t.Errorf("live monitor: state changed: %+v", got)
 	}
 	got := truthful(running, false)
-	if got.Status != StatusCrashed || got.QEMUPID != 0 || got.Error == "" {
+	if got.Status != StatusCrashed || got.VMPID != 0 || got.Error == "" {
 		t.Errorf("dead monitor: want crashed with a reason, got %+v", got)
 	}
 	exited := State{Status: StatusExited, ExitCode: 3}
@@ -100,7 +101,7 @@ func TestTruthfulState(t *testing.T) {
 }
 
 func TestGetByNameIDAndPrefix(t *testing.T) {
-	is, err := Open(t.TempDir())
+	is, err := Open(home.Layout{Root: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,18 +8,18 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/nosproject/nos/vmm/qemu"
+	"github.com/nosproject/nos/vmm"
 )
 
 // ErrBadFlag marks malformed user input to `nos run`.
 var ErrBadFlag = errors.New("invalid flag value")
 
 // ParsePublish parses docker's -p syntax: [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp].
-func ParsePublish(s string) (qemu.Forward, error) {
-	bad := func(why string) (qemu.Forward, error) {
-		return qemu.Forward{}, fmt.Errorf("-p %q: %s; want [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp], e.g. -p 8080:80: %w", s, why, ErrBadFlag)
+func ParsePublish(s string) (vmm.Forward, error) {
+	bad := func(why string) (vmm.Forward, error) {
+		return vmm.Forward{}, fmt.Errorf("-p %q: %s; want [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp], e.g. -p 8080:80: %w", s, why, ErrBadFlag)
 	}
-	f := qemu.Forward{Proto: "tcp"}
+	f := vmm.Forward{Proto: "tcp"}
 	spec := s
 	if i := strings.LastIndex(spec, "/"); i >= 0 {
 		f.Proto = strings.ToLower(spec[i+1:])

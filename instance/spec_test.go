@@ -3,6 +3,7 @@ package instance
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"net"
 	"os"
@@ -16,24 +17,24 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/nosproject/nos/guestapi"
 	"github.com/nosproject/nos/image"
-	"github.com/nosproject/nos/vmm/qemu"
+	"github.com/nosproject/nos/vmm"
 )
 
 // publishCases are shared by the table test and the fuzzer's seed corpus.
 var publishCases = []struct {
 	in      string
-	want    qemu.Forward
+	want    vmm.Forward
 	wantErr string // substring of the error; "" means success
 	bug     string // known bug: the case is skipped, with this reason
 }{
-	{in: "8080:80", want: qemu.Forward{Proto: "tcp", HostPort: 8080, GuestPort: 80}},
-	{in: "8080:80/tcp", want: qemu.Forward{Proto: "tcp", HostPort: 8080, GuestPort: 80}},
-	{in: "53:53/udp", want: qemu.Forward{Proto: "udp", HostPort: 53, GuestPort: 53}},
-	{in: "5353:53/UDP", want: qemu.Forward{Proto: "udp", HostPort: 5353, GuestPort: 53}},
-	{in: "1:65535", want: qemu.Forward{Proto: "tcp", HostPort: 1, GuestPort: 65535}},
-	{in: "127.0.0.1:8080:80", want: qemu.Forward{Proto: "tcp", HostIP: "127.0.0.1", HostPort: 8080, GuestPort: 80}},
-	{in: "0.0.0.0:9000:9000/udp", want: qemu.Forward{Proto: "udp", HostIP: "0.0.0.0", HostPort: 9000, GuestPort: 9000}},
-	{in: "192.168.1.10:443:8443/tcp", want: qemu.Forward{Proto: "tcp", HostIP: "192.168.1.10", HostPort: 443, GuestPort: 8443}},
+	{in: "8080:80", want: vmm.Forward{Proto: "tcp", HostPort: 8080, GuestPort: 80}},
+	{in: "8080:80/tcp", want: vmm.Forward{Proto: "tcp", HostPort: 8080, GuestPort: 80}},
+	{in: "53:53/udp", want: vmm.Forward{Proto: "udp", HostPort: 53, GuestPort: 53}},
+	{in: "5353:53/UDP", want: vmm.Forward{Proto: "udp", HostPort: 5353, GuestPort: 53}},
+	{in: "1:65535", want: vmm.Forward{Proto: "tcp", HostPort: 1, GuestPort: 65535}},
+	{in: "127.0.0.1:8080:80", want: vmm.Forward{Proto: "tcp", HostIP: "127.0.0.1", HostPort: 8080, GuestPort: 80}},
+	{in: "0.0.0.0:9000:9000/udp", want: vmm.Forward{Proto: "udp", HostIP: "0.0.0.0", HostPort: 9000, GuestPort: 9000}},
+	{in: "192.168.1.10:443:8443/tcp", want: vmm.Forward{Proto: "tcp", HostIP: "192.168.1.10", HostPort: 443, GuestPort: 8443}},
 
 	{in: "", wantErr: "missing host port"},
 	{in: "80", wantErr: "missing host port"},
@@ -81,7 +82,7 @@ func TestParsePublish(t *testing.T) {
 				if !strings.Contains(err.Error(), tc.wantErr) {
 					t.Errorf("ParsePublish(%q) error %q, want it to contain %q", tc.in, err, tc.wantErr)
 				}
-				if got != (qemu.Forward{}) {
+				if got != (vmm.Forward{}) {
 					t.Errorf("ParsePublish(%q) returned %+v with its error, want the zero Forward", tc.in, got)
 				}
 				return
@@ -353,18 +354,12 @@ func FuzzParseMemory(f *testing.F) {
 	})
 }
 
-func TestGuestConfig(t *testing.T) {
+func TestLaunchSpec(t *testing.T) {
 	img := image.Config{
 		Entrypoint: []string{"/app/web", "--serve"},
 		Args:       []string{"--port", "80"},
 		Env:        []string{"PATH=/app:/bin", "GREETING=hi", "TOKEN=image"},
 		WorkingDir: "/data",
-	}
-	network := &guestapi.Network{
-		Interface: "eth0",
-		Address:   qemu.GuestAddress,
-		Gateway:   qemu.GuestGateway,
-		DNS:       []string{qemu.GuestDNS},
 	}
 	defaults := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME=web1", "HOME=/root"}
 	cases := []struct {
@@ -424,38 +419,55 @@ func TestGuestConfig(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			before := time.Now()
-			got := guestConfig(tc.img, tc.opts, "web1")
-			want := &guestapi.Config{
-				Argv:       tc.wantArgv,
-				Env:        tc.wantEnv,
-				WorkingDir: tc.img.WorkingDir,
-				Hostname:   "web1",
-				Network:    network,
-			}
-			if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(guestapi.Config{}, "Seed", "Time")); diff != "" {
-				t.Errorf("guestConfig mismatch (-want +got):\n%s", diff)
-			}
-			if len(got.Seed) != 64 || strings.Count(string(got.Seed), "\x00") == 64 {
-				t.Errorf("guestConfig Seed = %x, want 64 random bytes", got.Seed)
-			}
-			if got.Time.Before(before.Add(-time.Second)) || got.Time.After(time.Now().Add(time.Second)) {
-				t.Errorf("guestConfig Time = %v, want about now", got.Time)
+			got := launchSpec(tc.img, tc.opts, "web1")
+			want := launch{Argv: tc.wantArgv, Env: tc.wantEnv}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("launchSpec mismatch (-want +got):\n%s", diff)
 			}
 			// The result must not share storage with the image config.
 			if len(got.Argv) > 0 {
 				got.Argv[0] = "changed"
 				if len(tc.img.Entrypoint) > 0 && tc.img.Entrypoint[0] == "changed" {
-					t.Error("guestConfig's Argv aliases the image's Entrypoint")
+					t.Error("launchSpec's Argv aliases the image's Entrypoint")
 				}
 			}
 		})
 	}
 }
 
+// TestGuestConfig checks what the monitor tells the init: the launch spec
+// as created, the network from the machine's NIC, the root disk, fresh
+// entropy and the time.
+func TestGuestConfig(t *testing.T) {
+	cfg := Config{ID: strings.Repeat("ab", 32), Entrypoint: []string{"/app/web"}, Env: []string{"A=1"}, WorkingDir: "/d", RootFS: "erofs",
+		User: &guestapi.User{UID: 33, GID: 33}, Caps: []string{"CAP_NET_BIND_SERVICE"}}
+	m := &monitor{cfg: cfg, dir: t.TempDir(), log: slog.New(slog.DiscardHandler)}
+	before := time.Now()
+	got := m.guestConfig(m.machine())
+	want := &guestapi.Config{
+		Argv: []string{"/app/web"}, Env: []string{"A=1"}, WorkingDir: "/d", Hostname: "abababababab",
+		Network: &guestapi.Network{Interface: "eth0", Address: "10.0.2.15/24", Gateway: "10.0.2.2", DNS: []string{"10.0.2.3"}},
+		Root:    &guestapi.Root{Device: "/dev/vda", FSType: "erofs"},
+		User:    cfg.User, Caps: cfg.Caps,
+	}
+	if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(guestapi.Config{}, "Seed", "Time")); diff != "" {
+		t.Errorf("guestConfig mismatch (-want +got):\n%s", diff)
+	}
+	if len(got.Seed) != 64 || strings.Count(string(got.Seed), "\x00") == 64 {
+		t.Errorf("guestConfig Seed = %x, want 64 random bytes", got.Seed)
+	}
+	if got.Time.Before(before.Add(-time.Second)) || got.Time.After(time.Now().Add(time.Second)) {
+		t.Errorf("guestConfig Time = %v, want about now", got.Time)
+	}
+	m.cfg.NoNetwork, m.cfg.Name = true, "web"
+	if g := m.guestConfig(m.machine()); g.Network != nil || g.Hostname != "web" {
+		t.Errorf("no network: %+v, hostname %q", g.Network, g.Hostname)
+	}
+}
+
 func TestGuestConfigSeedsDiffer(t *testing.T) {
-	a := guestConfig(image.Config{Entrypoint: []string{"/a"}}, Options{}, "h")
-	b := guestConfig(image.Config{Entrypoint: []string{"/a"}}, Options{}, "h")
+	m := &monitor{cfg: Config{ID: strings.Repeat("0", 64)}, log: slog.New(slog.DiscardHandler)}
+	a, b := m.guestConfig(m.machine()), m.guestConfig(m.machine())
 	if string(a.Seed) == string(b.Seed) {
 		t.Errorf("two configs got the same seed %x", a.Seed)
 	}
@@ -463,10 +475,10 @@ func TestGuestConfigSeedsDiffer(t *testing.T) {
 
 func TestCmdline(t *testing.T) {
 	const base = "console=ttyS0 panic=-1"
-	if got := cmdline(base, qemu.AccelKVM); got != base {
+	if got := cmdline(base, vmm.AccelKVM); got != base {
 		t.Errorf("cmdline(%q, kvm) = %q, want it unchanged", base, got)
 	}
-	got := cmdline(base, qemu.AccelTCG)
+	got := cmdline(base, vmm.AccelTCG)
 	m := regexp.MustCompile(`^` + regexp.QuoteMeta(base) + ` tsc_early_khz=([1-9][0-9]*)$`).FindStringSubmatch(got)
 	if m == nil {
 		t.Fatalf("cmdline(%q, tcg) = %q, want %q followed by \" tsc_early_khz=<kHz>\"", base, got, base)
@@ -488,7 +500,7 @@ func TestCheckHostPort(t *testing.T) {
 		defer l.Close()
 		port := l.Addr().(*net.TCPAddr).Port
 		for _, ip := range []string{"127.0.0.1", ""} {
-			err := checkHostPort(qemu.Forward{Proto: "tcp", HostIP: ip, HostPort: port, GuestPort: 80})
+			err := checkHostPort(vmm.Forward{Proto: "tcp", HostIP: ip, HostPort: port, GuestPort: 80})
 			if !errors.Is(err, ErrPortInUse) {
 				t.Errorf("checkHostPort(%s:%d/tcp) with the port held = %v, want ErrPortInUse", ip, port, err)
 			} else if !strings.Contains(err.Error(), strconv.Itoa(port)) {
@@ -503,7 +515,7 @@ func TestCheckHostPort(t *testing.T) {
 		}
 		defer c.Close()
 		port := c.LocalAddr().(*net.UDPAddr).Port
-		err = checkHostPort(qemu.Forward{Proto: "udp", HostIP: "127.0.0.1", HostPort: port, GuestPort: 53})
+		err = checkHostPort(vmm.Forward{Proto: "udp", HostIP: "127.0.0.1", HostPort: port, GuestPort: 53})
 		if !errors.Is(err, ErrPortInUse) {
 			t.Errorf("checkHostPort(127.0.0.1:%d/udp) with the port held = %v, want ErrPortInUse", port, err)
 		}
@@ -511,7 +523,7 @@ func TestCheckHostPort(t *testing.T) {
 	t.Run("free", func(t *testing.T) {
 		for _, proto := range []string{"tcp", "udp"} {
 			port := freePort(t, proto)
-			f := qemu.Forward{Proto: proto, HostIP: "127.0.0.1", HostPort: port, GuestPort: 80}
+			f := vmm.Forward{Proto: proto, HostIP: "127.0.0.1", HostPort: port, GuestPort: 80}
 			if err := checkHostPort(f); err != nil {
 				t.Errorf("checkHostPort(%+v) on a free port: %v", f, err)
 			}
@@ -540,4 +552,18 @@ func freePort(t *testing.T, proto string) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+func TestParseUser(t *testing.T) {
+	for in, want := range map[string][2]uint32{"0": {0, 0}, "1000": {1000, 0}, "33:33": {33, 33}, "65534:100": {65534, 100}} {
+		u, err := ParseUser(in)
+		if err != nil || u.UID != want[0] || u.GID != want[1] {
+			t.Errorf("ParseUser(%q) = %+v, %v", in, u, err)
+		}
+	}
+	for _, bad := range []string{"", "bob", "1:", ":1", "1:x", "-1", "4294967296"} {
+		if _, err := ParseUser(bad); err == nil || !errors.Is(err, ErrBadFlag) {
+			t.Errorf("ParseUser(%q): err = %v, want ErrBadFlag", bad, err)
+		}
+	}
 }

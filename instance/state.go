@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/nosproject/nos/guestapi"
-
+	"github.com/nosproject/nos/internal/home"
 	"github.com/nosproject/nos/internal/lockfile"
-	"github.com/nosproject/nos/vmm/qemu"
+	"github.com/nosproject/nos/vmm"
 )
 
 // Errors callers test with errors.Is.
@@ -24,6 +24,22 @@ var (
 	ErrNameInUse  = errors.New("name already in use")
 	ErrRunning    = errors.New("instance is running")
 	ErrNotRunning = errors.New("instance is not running")
+)
+
+// Kinds of crash, recorded in State.CrashKind.
+const (
+	CrashKernelPanic      = vmm.CrashKernelPanic
+	CrashHypervisorKilled = vmm.CrashHypervisorKilled
+	CrashHypervisorFailed = vmm.CrashHypervisorFailed
+	CrashGuestError       = vmm.CrashGuestError
+	CrashNoExitCode       = vmm.CrashNoExitCode
+	CrashMonitorDied      = "monitor-died"
+)
+
+// Exit codes nos itself gives, as docker does.
+const (
+	ExitKilled     = vmm.ExitKilled     // forced off
+	ExitGuestError = vmm.ExitGuestError // the VM died without an application exit code
 )
 
 // Statuses of an instance as `nos ps` shows them.
@@ -37,16 +53,19 @@ const (
 
 // Config is what an instance was created with; it does not change.
 type Config struct {
-	ID          string         `json:"id"`
-	Name        string         `json:"name,omitempty"`
-	Image       string         `json:"image"`
-	ImageDigest string         `json:"imageDigest"`
+	ID          string `json:"id"`
+	Name        string `json:"name,omitempty"`
+	Image       string `json:"image"`
+	ImageDigest string `json:"imageDigest"`
+	// Hypervisor is the driver the instance runs on ("qemu"; "" in
+	// instances made before drivers were named, which were QEMU's).
+	Hypervisor  string         `json:"hypervisor,omitempty"`
 	Created     time.Time      `json:"created"`
 	Entrypoint  []string       `json:"entrypoint,omitempty"`
 	Args        []string       `json:"args,omitempty"`
 	Env         []string       `json:"env,omitempty"`
 	WorkingDir  string         `json:"workingDir,omitempty"`
-	Publish     []qemu.Forward `json:"publish,omitempty"`
+	Publish     []vmm.Forward  `json:"publish,omitempty"`
 	MemoryMiB   int            `json:"memoryMiB"`
 	CPUs        int            `json:"cpus"`
 	Accel       string         `json:"accel"`
@@ -59,13 +78,16 @@ type Config struct {
 	Health      *HealthCheck   `json:"health,omitempty"`
 	AutoRemove  bool           `json:"autoRemove,omitempty"`
 	StopTimeout time.Duration  `json:"stopTimeout"`
+	// JailUID, when not zero, is the unprivileged user (and group) the
+	// hypervisor runs as: one of nos's own, this instance's alone.
+	JailUID uint32 `json:"jailUid,omitempty"`
 }
 
 // State is how an instance is doing; the monitor keeps it up to date.
 type State struct {
 	Status       string    `json:"status"`
 	MonitorPID   int       `json:"monitorPid,omitempty"`
-	QEMUPID      int       `json:"qemuPid,omitempty"`
+	VMPID        int       `json:"vmPid,omitempty"` // the hypervisor process
 	ExitCode     int       `json:"exitCode"`
 	Error        string    `json:"error,omitempty"`     // why the VM crashed or could not start
 	CrashKind    string    `json:"crashKind,omitempty"` // one of the Crash* constants
@@ -78,6 +100,36 @@ type State struct {
 	Health        *HealthState `json:"health,omitempty"`
 	// Accel is the accelerator the current or last boot used.
 	Accel string `json:"accel,omitempty"`
+	// Hypervisor names the driver of the current or last boot ("QEMU").
+	Hypervisor string `json:"hypervisor,omitempty"`
+	// Confined says how the hypervisor of the current or last boot is
+	// confined, and what could not be applied on this host.
+	Confined *vmm.Confined `json:"confined,omitempty"`
+}
+
+// UnmarshalJSON reads state files of every version: before the
+// hypervisor was a driver, the VM's PID was "qemuPid" and crash kinds
+// named QEMU.
+func (s *State) UnmarshalJSON(b []byte) error {
+	type plain State
+	var v struct {
+		plain
+		QEMUPID int `json:"qemuPid"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*s = State(v.plain)
+	if s.VMPID == 0 {
+		s.VMPID = v.QEMUPID
+	}
+	switch s.CrashKind {
+	case "qemu-killed":
+		s.CrashKind, s.Hypervisor = CrashHypervisorKilled, "QEMU"
+	case "qemu-failed":
+		s.CrashKind, s.Hypervisor = CrashHypervisorFailed, "QEMU"
+	}
+	return nil
 }
 
 // Instance is one instance's config and state as read from disk.
@@ -97,30 +149,32 @@ func (in *Instance) Running() bool {
 
 // Files in an instance directory.
 const (
-	configFile   = "config.json"
-	stateFile    = "state.json"
-	lockFile     = "lock"         // guards state.json read-modify-write
-	monitorLock  = "monitor.lock" // held by the live monitor for its whole life
-	startLock    = "start.lock"   // serialises starts of one instance
-	consoleFile  = "console.log"
-	monitorLog   = "monitor.log"
-	kernelFile   = "kernel"
-	initrdFile   = "initramfs"
-	rootDiskFile = "rootfs"
+	configFile    = "config.json"
+	stateFile     = "state.json"
+	lockFile      = "lock"         // guards state.json read-modify-write
+	monitorLock   = "monitor.lock" // held by the live monitor for its whole life
+	startLock     = "start.lock"   // serialises starts of one instance
+	consoleFile   = "console.log"
+	monitorLog    = "monitor.log"
+	monitorSocket = "monitor.sock"
+	kernelFile    = "kernel"
+	initrdFile    = "initramfs"
+	rootDiskFile  = "rootfs"
 )
 
 // Instances is the directory holding every instance, one subdirectory each.
 type Instances struct {
-	Dir string
+	Dir  string
+	home home.Layout
 }
 
-// Open returns the instances directory under home.
-func Open(home string) (*Instances, error) {
-	dir := filepath.Join(home, "instances")
+// Open returns the instances directory of the data directory h.
+func Open(h home.Layout) (*Instances, error) {
+	dir := h.Instances()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating instances directory: %w", err)
 	}
-	return &Instances{Dir: dir}, nil
+	return &Instances{Dir: dir, home: h}, nil
 }
 
 // lockAll serialises operations that change the set of instances (create,
@@ -212,7 +266,7 @@ func truthful(s State, monitorAlive bool) State {
 		s.Status = StatusCrashed
 		s.Error = "the instance's monitor died (killed, or the host rebooted)"
 		s.CrashKind = CrashMonitorDied
-		s.QEMUPID = 0
+		s.VMPID = 0
 	}
 	return s
 }

@@ -21,11 +21,11 @@ import (
 const monitorVerb = "__monitor"
 
 func (e *env) instances() (*instance.Instances, error) {
-	home, err := e.homeDir()
+	h, err := e.layout()
 	if err != nil {
 		return nil, err
 	}
-	return instance.Open(home)
+	return instance.Open(h)
 }
 
 // eachInstance runs fn on every named instance, reporting each failure on
@@ -66,13 +66,13 @@ func newMonitorCmd(e *env) *cobra.Command {
 		Hidden: true,
 		Args:   cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			home, err := e.homeDir()
+			h, err := e.layout()
 			if err != nil {
 				return err
 			}
 			// The monitor outlives the command that started it; it ends
 			// when its instance does, not on the terminal's signals.
-			return instance.MonitorMain(context.Background(), home, args[0])
+			return instance.MonitorMain(context.Background(), h, args[0])
 		},
 	}
 }
@@ -173,20 +173,24 @@ func statusText(in *instance.Instance) string {
 	case instance.StatusExited:
 		return fmt.Sprintf("Exited (%d) %s ago", s.ExitCode, duration(time.Since(s.FinishedAt)))
 	case instance.StatusCrashed:
-		return fmt.Sprintf("Crashed (%s) %s ago", crashText(s.CrashKind), duration(time.Since(s.FinishedAt)))
+		return fmt.Sprintf("Crashed (%s) %s ago", crashText(s), duration(time.Since(s.FinishedAt)))
 	}
 	return "Created"
 }
 
 // crashText is the short reason ps shows for a crashed instance.
-func crashText(kind string) string {
-	switch kind {
+func crashText(s instance.State) string {
+	hv := s.Hypervisor
+	if hv == "" {
+		hv = "hypervisor"
+	}
+	switch s.CrashKind {
 	case instance.CrashKernelPanic:
 		return "kernel panic"
-	case instance.CrashQEMUKilled:
-		return "QEMU killed"
-	case instance.CrashQEMUFailed:
-		return "QEMU failed"
+	case instance.CrashHypervisorKilled:
+		return hv + " killed"
+	case instance.CrashHypervisorFailed:
+		return hv + " failed"
 	case instance.CrashMonitorDied:
 		return "monitor died"
 	case instance.CrashGuestError:
@@ -339,20 +343,16 @@ func newStartCmd(e *env) *cobra.Command {
 		Short: "Start stopped instances",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			home, err := e.homeDir()
-			if err != nil {
-				return err
-			}
 			return eachInstance(e, args, func(is *instance.Instances, in *instance.Instance) error {
-				return startAndEcho(cmd.Context(), e, home, in)
+				return startAndEcho(cmd.Context(), e, in)
 			})
 		},
 	}
 }
 
 // startAndEcho starts an instance's monitor and echoes the instance.
-func startAndEcho(ctx context.Context, e *env, home string, in *instance.Instance) error {
-	if err := instance.Start(ctx, in, monitorCmd(home, in.Config.ID)); err != nil {
+func startAndEcho(ctx context.Context, e *env, in *instance.Instance) error {
+	if err := instance.Start(ctx, in, monitorCmd(e, in.Config.ID)); err != nil {
 		return err
 	}
 	fmt.Fprintln(e.stdout, args0(in))
@@ -369,10 +369,6 @@ func newRestartCmd(e *env) *cobra.Command {
 			if secs < 0 {
 				return fmt.Errorf("--time %d: want 0 or more seconds", secs)
 			}
-			home, err := e.homeDir()
-			if err != nil {
-				return err
-			}
 			return eachInstance(e, args, func(is *instance.Instances, in *instance.Instance) error {
 				if err := instance.Stop(cmd.Context(), in, stopTimeout(cmd, secs, in)); err != nil {
 					return err
@@ -381,7 +377,7 @@ func newRestartCmd(e *env) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return startAndEcho(cmd.Context(), e, home, in)
+				return startAndEcho(cmd.Context(), e, in)
 			})
 		},
 	}

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/nosproject/nos/internal/home"
 	"github.com/nosproject/nos/store"
 	"github.com/spf13/cobra"
 )
@@ -62,6 +63,12 @@ func (e *env) homeDir() (string, error) {
 		return e.home, nil
 	}
 	return store.DefaultRoot()
+}
+
+// layout is nos's data directory.
+func (e *env) layout() (home.Layout, error) {
+	dir, err := e.homeDir()
+	return home.Layout{Root: dir}, err
 }
 
 // store opens the image store under the nos home directory.

@@ -152,9 +152,6 @@ func (f *runFlags) options(e *env, args []string) (instance.Options, error) {
 	if f.stopT < 0 {
 		return o, fmt.Errorf("--time %d: want 0 or more seconds", f.stopT)
 	}
-	if o.Home, err = e.homeDir(); err != nil {
-		return o, err
-	}
 	return o, nil
 }
 
@@ -189,7 +186,7 @@ func runInstance(ctx context.Context, e *env, o instance.Options, f *runFlags) (
 	if err != nil {
 		return 0, err
 	}
-	is, err := instance.Open(o.Home)
+	is, err := e.instances()
 	if err != nil {
 		return 0, err
 	}
@@ -200,7 +197,7 @@ func runInstance(ctx context.Context, e *env, o instance.Options, f *runFlags) (
 	if note != "" {
 		fmt.Fprintln(e.stderr, note)
 	}
-	if err := instance.Start(ctx, in, monitorCmd(o.Home, in.Config.ID)); err != nil {
+	if err := instance.Start(ctx, in, monitorCmd(e, in.Config.ID)); err != nil {
 		_, _ = is.Remove(context.Background(), in.Config.ID, true)
 		return 0, err
 	}
@@ -264,7 +261,8 @@ func consoleHint(in *instance.Instance, removed bool) string {
 
 // monitorCmd is the command that runs an instance's monitor: this same nos
 // binary, with the hidden verb.
-func monitorCmd(home, id string) *exec.Cmd {
+func monitorCmd(e *env, id string) *exec.Cmd {
+	home, _ := e.homeDir() // resolved already: the instance exists
 	exe, err := os.Executable()
 	if err != nil {
 		exe = os.Args[0]

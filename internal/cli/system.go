@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"github.com/nosproject/nos/bootable"
 	"os"
 	"runtime/debug"
 
@@ -18,6 +19,10 @@ func newSystemCmd(e *env) *cobra.Command {
 		Short: "Remove stopped instances, blobs no image refers to and leftovers of interrupted builds",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			h, err := e.layout()
+			if err != nil {
+				return err
+			}
 			is, err := e.instances()
 			if err != nil {
 				return err
@@ -38,7 +43,7 @@ func newSystemCmd(e *env) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "Deleted %d blobs, reclaimed %s\n", len(gone), humanSize(freed))
-			if _, err := is.PruneUnpacked(func(hex string) bool {
+			if _, err := bootable.PruneUnpacked(h.UnpackedKernels(), func(hex string) bool {
 				_, err := os.Stat(st.BlobPath(digest.NewDigestFromEncoded(digest.SHA256, hex)))
 				return err == nil
 			}); err != nil {

@@ -5,119 +5,159 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/nosproject/nos/guestapi"
+	"github.com/nosproject/nos/vmm"
 )
 
 // Binary is the QEMU system emulator nos drives.
 const Binary = "qemu-system-x86_64"
 
-// Accelerators.
-const (
-	AccelKVM = "kvm"
-	AccelTCG = "tcg"
-)
-
-// Machine describes one VM: everything Command needs and nothing it has to
-// look up.
-type Machine struct {
-	Accel     string // AccelKVM or AccelTCG
-	MemoryMiB int
-	CPUs      int
-	Kernel    string // path of the kernel image
-	Initrd    string // path of the initramfs
-	Cmdline   string // kernel command line, complete
-	// ConsoleLog receives the serial console: kernel messages and init diagnostics.
-	ConsoleLog string
-	// Unix sockets the host listens on; QEMU connects to each as a client.
-	ControlSocket, StdoutSocket, StderrSocket string
-	// QMPSocket, when set, is a QMP server socket QEMU listens on.
-	QMPSocket string
-	// Net, when set, gives the guest a virtio-net NIC on QEMU user-mode networking.
-	Net *UserNet
-	// RootDisk, when set, is a raw disk image attached read-only as the
-	// guest's first virtio block device (/dev/vda).
-	RootDisk string
+// How QEMU reaches the machine's files.
+type Access struct {
+	// ByFD: every file and channel is an inherited file descriptor, in the
+	// order of fdOrder (the driver's way: a confined QEMU can open no path
+	// of its own). Otherwise QEMU opens the paths and connects to the
+	// channels' sockets (the benchmarks' way).
+	ByFD bool
+	// Sandbox turns QEMU's seccomp filter on, denying obsolete system
+	// calls, privilege changes, process creation and resource control.
+	Sandbox bool
 }
 
-// UserNet is QEMU's user-mode (slirp) network with host port forwards.
-type UserNet struct {
-	Forwards []Forward
+// SandboxOption is QEMU's -sandbox value when Access.Sandbox is set.
+const SandboxOption = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+
+// firstFD is the descriptor of the first inherited file (after stdio).
+const firstFD = 3
+
+// fds are the descriptor numbers QEMU gets, in fdOrder: kernel, initrd,
+// console, the channels, then the disks.
+type fds struct {
+	kernel, initrd, console int
+	channels, disks         []int
 }
 
-// Forward publishes a guest port on the host.
-type Forward struct {
-	Proto     string // "tcp" or "udp"
-	HostIP    string // "" listens on all host addresses, as docker does
-	HostPort  int
-	GuestPort int
+func fdOrder(m vmm.Machine) fds {
+	n := firstFD
+	next := func() int { n++; return n - 1 }
+	f := fds{kernel: next(), initrd: next(), console: next()}
+	for range m.Channels {
+		f.channels = append(f.channels, next())
+	}
+	for range m.Disks {
+		f.disks = append(f.disks, next())
+	}
+	return f
 }
 
-// The guest address QEMU's user-mode network expects (its built-in DHCP
-// would hand out the same), its gateway and DNS proxy.
-const (
-	GuestAddress = "10.0.2.15/24"
-	GuestGateway = "10.0.2.2"
-	GuestDNS     = "10.0.2.3"
-	GuestIP      = "10.0.2.15"
-)
+// fdset numbers (-add-fd set=N): one per file QEMU opens through
+// qemu_open (the console and the disks); 0 is not a valid set.
+func consoleSet() int   { return 1 }
+func diskSet(i int) int { return 2 + i }
 
-// Command returns the argv (without the binary) that boots m. It is a pure
-// function of m.
-func Command(m Machine) []string {
-	a := []string{
+// Command returns the argv (without the binary) that boots m, reaching its
+// files as a says. It is a pure function of its arguments.
+func Command(m vmm.Machine, a Access) []string {
+	f := fdOrder(m)
+	kernel, initrd, console := m.Kernel, m.Initrd, "path="+escape(m.ConsoleLog)
+	var argv []string
+	if a.ByFD {
+		kernel, initrd = procFD(f.kernel), procFD(f.initrd)
+		argv = append(argv, "-add-fd", fmt.Sprintf("fd=%d,set=%d", f.console, consoleSet()))
+		console = fmt.Sprintf("path=/dev/fdset/%d", consoleSet())
+	}
+	argv = append(argv,
 		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
 		// microvm: no PCI, no firmware tables beyond ACPI, virtio-mmio devices.
 		"-M", "microvm,x-option-roms=off,rtc=on,isa-serial=on,pic=off,pit=off",
 		"-accel", m.Accel,
 		"-cpu", cpu(m.Accel),
-		"-m", strconv.Itoa(m.MemoryMiB) + "M",
+		"-m", strconv.Itoa(m.MemoryMiB)+"M",
 		"-smp", strconv.Itoa(max(m.CPUs, 1)),
-		"-kernel", m.Kernel,
-		"-initrd", m.Initrd,
+		"-kernel", kernel,
+		"-initrd", initrd,
 		"-append", m.Cmdline,
 		// append=on: the monitor may truncate the log to cap its size.
-		"-chardev", "file,id=console,append=on,path=" + escape(m.ConsoleLog),
+		"-chardev", "file,id=console,append=on,"+console,
 		"-serial", "chardev:console",
 		"-device", "virtio-rng-device",
-		"-device", "virtio-serial-device,max_ports=4",
+		"-device", "virtio-serial-device,max_ports="+strconv.Itoa(max(len(m.Channels)+1, 4)),
+	)
+	for i, c := range m.Channels {
+		id := channelID(i)
+		ref := "path=" + escape(c.Socket)
+		if a.ByFD {
+			ref = "fd=" + strconv.Itoa(f.channels[i])
+		}
+		argv = append(argv,
+			"-chardev", "socket,id="+id+","+ref,
+			"-device", "virtserialport,chardev="+id+",name="+escape(c.Name))
 	}
-	for _, p := range []struct{ id, path, name string }{
-		{"ctl", m.ControlSocket, guestapi.PortControl},
-		{"out", m.StdoutSocket, guestapi.PortStdout},
-		{"err", m.StderrSocket, guestapi.PortStderr},
-	} {
-		a = append(a,
-			"-chardev", "socket,id="+p.id+",path="+escape(p.path),
-			"-device", "virtserialport,chardev="+p.id+",name="+p.name)
+	for i, d := range m.Disks {
+		file := escape(d.Path)
+		if a.ByFD {
+			argv = append(argv, "-add-fd", fmt.Sprintf("fd=%d,set=%d", f.disks[i], diskSet(i)))
+			file = fmt.Sprintf("/dev/fdset/%d", diskSet(i))
+		}
+		argv = append(argv,
+			"-drive", drive(file, i, d),
+			"-device", fmt.Sprintf("virtio-blk-device,drive=disk%d", i))
 	}
-	if m.RootDisk != "" {
-		a = append(a,
-			"-drive", "file="+escape(m.RootDisk)+",if=none,id=root,format=raw,readonly=on",
-			"-device", "virtio-blk-device,drive=root")
+	for i, n := range m.NICs {
+		dev := fmt.Sprintf("virtio-net-device,netdev=net%d", i)
+		if n.MAC != "" {
+			dev += ",mac=" + n.MAC
+		}
+		argv = append(argv, "-netdev", netdev(i, n), "-device", dev)
 	}
-	if m.Net != nil {
-		a = append(a,
-			"-netdev", userNetdev(m.Net),
-			"-device", "virtio-net-device,netdev=net0")
+	if a.Sandbox {
+		argv = append(argv, "-sandbox", SandboxOption)
 	}
-	if m.QMPSocket != "" {
-		a = append(a, "-qmp", "unix:"+escape(m.QMPSocket)+",server=on,wait=off")
+	return argv
+}
+
+// channelID names the chardev of channel i: the three nos channels keep
+// short names, as in QEMU's own error messages.
+func channelID(i int) string {
+	if i < 3 {
+		return [...]string{"ctl", "out", "err"}[i]
 	}
-	return a
+	return "ch" + strconv.Itoa(i)
+}
+
+func procFD(n int) string { return "/proc/self/fd/" + strconv.Itoa(n) }
+
+func drive(file string, i int, d vmm.Disk) string {
+	format := d.Format
+	if format == "" {
+		format = vmm.FormatRaw
+	}
+	s := fmt.Sprintf("file=%s,if=none,id=disk%d,format=%s", file, i, format)
+	if d.ReadOnly {
+		s += ",readonly=on"
+	}
+	if d.Cache != "" {
+		s += ",cache=" + d.Cache
+	}
+	return s
 }
 
 func cpu(accel string) string {
-	if accel == AccelKVM {
+	if accel == vmm.AccelKVM {
 		return "host"
 	}
 	return "max"
 }
 
-func userNetdev(n *UserNet) string {
+func netdev(i int, n vmm.NIC) string {
+	if n.Tap != "" {
+		return fmt.Sprintf("tap,id=net%d,ifname=%s,script=no,downscript=no", i, escape(n.Tap))
+	}
 	var b strings.Builder
-	b.WriteString("user,id=net0,net=10.0.2.0/24,restrict=off")
-	for _, f := range n.Forwards {
-		fmt.Fprintf(&b, ",hostfwd=%s:%s:%d-%s:%d", f.Proto, f.HostIP, f.HostPort, GuestIP, f.GuestPort)
+	fmt.Fprintf(&b, "user,id=net%d,net=%s,restrict=off", i, vmm.UserNetCIDR)
+	if n.User != nil {
+		for _, f := range n.User.Forwards {
+			fmt.Fprintf(&b, ",hostfwd=%s:%s:%d-%s:%d", f.Proto, f.HostIP, f.HostPort, vmm.UserNetGuestIP, f.GuestPort)
+		}
 	}
 	return b.String()
 }

@@ -9,89 +9,101 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/nosproject/nos/vmm"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata from Command's output")
 
 // base is a complete machine; cases change what they are about.
-func base() Machine {
-	return Machine{
-		Accel:         AccelTCG,
+func base() vmm.Machine {
+	return vmm.Machine{
+		Accel:         vmm.AccelTCG,
 		MemoryMiB:     256,
 		CPUs:          1,
 		Kernel:        "/home/u/.local/share/nos/images/blobs/sha256/k",
 		Initrd:        "/home/u/.local/share/nos/images/blobs/sha256/i",
 		Cmdline:       "console=ttyS0 panic=-1 loglevel=4 random.trust_cpu=on",
 		ConsoleLog:    "/home/u/.local/share/nos/instances/abc/console.log",
-		ControlSocket: "/tmp/nos-1/ctl",
-		StdoutSocket:  "/tmp/nos-1/out",
-		StderrSocket:  "/tmp/nos-1/err",
+		Channels:      sockets("/tmp/nos-1"),
 	}
 }
 
+// sockets are the guest channels on sockets in dir.
+func sockets(dir string) []vmm.Channel {
+	cs := vmm.GuestChannels()
+	for i, n := range []string{"ctl", "out", "err"} {
+		cs[i].Socket = dir + "/" + n
+	}
+	return cs
+}
+
 // commaMachine has commas, QEMU's option separator, in every path.
-func commaMachine() Machine {
+func commaMachine() vmm.Machine {
 	m := base()
 	m.Kernel = "/data/a,b/kernel"
 	m.Initrd = "/data/a,b/initrd"
 	m.ConsoleLog = "/data/a,b/console,,log"
-	m.ControlSocket = "/tmp/x,y/ctl"
-	m.StdoutSocket = "/tmp/x,y/out"
-	m.StderrSocket = "/tmp/x,y/err"
-	m.QMPSocket = "/tmp/x,y/qmp"
+	m.Channels = sockets("/tmp/x,y")
+	m.Disks = []vmm.Disk{{Path: "/data/a,b/rootfs", ReadOnly: true}}
 	return m
 }
 
 var commandCases = []struct {
 	name string
-	m    func() Machine
+	m    func() vmm.Machine
+	a    Access
 }{
-	{"tcg_minimal", func() Machine {
+	{"tcg_minimal", func() vmm.Machine {
 		m := base()
 		m.CPUs = 0 // at least one CPU all the same
 		return m
-	}},
-	{"kvm_2cpu_1g", func() Machine {
+	}, Access{}},
+	{"kvm_2cpu_1g", func() vmm.Machine {
 		m := base()
-		m.Accel = AccelKVM
+		m.Accel = vmm.AccelKVM
 		m.CPUs = 2
 		m.MemoryMiB = 1024
 		m.Cmdline += " tsc_early_khz=2000000"
 		return m
-	}},
-	{"net_no_forwards", func() Machine {
+	}, Access{}},
+	{"net_no_forwards", func() vmm.Machine {
 		m := base()
-		m.Net = &UserNet{}
+		m.NICs = []vmm.NIC{{User: &vmm.UserNet{}}}
 		return m
-	}},
-	{"port_forwards", func() Machine {
+	}, Access{}},
+	{"port_forwards", func() vmm.Machine {
 		m := base()
-		m.Net = &UserNet{Forwards: []Forward{
+		m.NICs = []vmm.NIC{{User: &vmm.UserNet{Forwards: []vmm.Forward{
 			{Proto: "tcp", HostPort: 8080, GuestPort: 80},
 			{Proto: "udp", HostPort: 5353, GuestPort: 53},
 			{Proto: "tcp", HostIP: "127.0.0.1", HostPort: 8443, GuestPort: 443},
 			{Proto: "udp", HostIP: "192.168.1.10", HostPort: 6000, GuestPort: 6001},
-		}}
+		}}}}
 		return m
-	}},
-	{"comma_in_paths", commaMachine},
-	{"qmp", func() Machine {
+	}, Access{}},
+	{"comma_in_paths", commaMachine, Access{}},
+	{"root_disk", func() vmm.Machine {
 		m := base()
-		m.QMPSocket = "/tmp/nos-1/qmp"
+		m.Disks = []vmm.Disk{{Path: "/data/a,b/rootfs", ReadOnly: true}}
+		m.NICs = []vmm.NIC{{User: &vmm.UserNet{}}}
 		return m
-	}},
-	{"root_disk", func() Machine {
+	}, Access{}},
+	// What the driver runs: every file an inherited descriptor, the
+	// seccomp sandbox on; two disks (a writable one with a cache mode), a
+	// user-mode NIC and a tap with a MAC address.
+	{"driver_fds_sandbox", func() vmm.Machine {
 		m := base()
-		m.RootDisk = "/data/a,b/rootfs"
-		m.Net = &UserNet{}
+		m.Disks = []vmm.Disk{{Path: "/r", ReadOnly: true}, {Path: "/v.img", Format: vmm.FormatQcow2, Cache: "none"}}
+		m.NICs = []vmm.NIC{{User: &vmm.UserNet{Forwards: []vmm.Forward{{Proto: "tcp", HostPort: 8080, GuestPort: 80}}}}, {Tap: "nos0a", MAC: "52:54:00:12:34:56"}}
 		return m
-	}},
+	}, Access{ByFD: true, Sandbox: true}},
 }
 
 func TestCommandGolden(t *testing.T) {
 	for _, tc := range commandCases {
 		t.Run(tc.name, func(t *testing.T) {
-			got := Command(tc.m())
+			got := Command(tc.m(), tc.a)
 			for _, a := range got {
 				if strings.Contains(a, "\n") {
 					t.Fatalf("argv element %q holds a newline; the golden format is one element per line", a)
@@ -137,10 +149,10 @@ func optionValue(t *testing.T, argv []string, opt string, n int) string {
 // wrong golden file cannot be accepted by a careless -update.
 func TestCommandSemantics(t *testing.T) {
 	t.Run("accel and cpu", func(t *testing.T) {
-		for accel, cpu := range map[string]string{AccelKVM: "host", AccelTCG: "max"} {
+		for accel, cpu := range map[string]string{vmm.AccelKVM: "host", vmm.AccelTCG: "max"} {
 			m := base()
 			m.Accel = accel
-			a := Command(m)
+			a := Command(m, Access{})
 			if got := optionValue(t, a, "-accel", 0); got != accel {
 				t.Errorf("-accel %s, want %s", got, accel)
 			}
@@ -152,7 +164,7 @@ func TestCommandSemantics(t *testing.T) {
 	t.Run("memory and cpus", func(t *testing.T) {
 		m := base()
 		m.MemoryMiB, m.CPUs = 1024, 2
-		a := Command(m)
+		a := Command(m, Access{})
 		if got := optionValue(t, a, "-m", 0); got != "1024M" {
 			t.Errorf("-m %s, want 1024M", got)
 		}
@@ -160,13 +172,13 @@ func TestCommandSemantics(t *testing.T) {
 			t.Errorf("-smp %s, want 2", got)
 		}
 		m.CPUs = 0
-		if got := optionValue(t, Command(m), "-smp", 0); got != "1" {
+		if got := optionValue(t, Command(m, Access{}), "-smp", 0); got != "1" {
 			t.Errorf("CPUs 0: -smp %s, want 1", got)
 		}
 	})
 	t.Run("commas doubled in option values", func(t *testing.T) {
 		m := commaMachine()
-		a := Command(m)
+		a := Command(m, Access{})
 		if got, want := optionValue(t, a, "-chardev", 0), "file,id=console,append=on,path=/data/a,,b/console,,,,log"; got != want {
 			t.Errorf("console -chardev %q, want %q", got, want)
 		}
@@ -176,8 +188,8 @@ func TestCommandSemantics(t *testing.T) {
 				t.Errorf("-chardev %q, want %q", got, want)
 			}
 		}
-		if got, want := optionValue(t, a, "-qmp", 0), "unix:/tmp/x,,y/qmp,server=on,wait=off"; got != want {
-			t.Errorf("-qmp %q, want %q", got, want)
+		if got, want := optionValue(t, a, "-drive", 0), "file=/data/a,,b/rootfs,if=none,id=disk0,format=raw,readonly=on"; got != want {
+			t.Errorf("-drive %q, want %q", got, want)
 		}
 		// -kernel and -initrd take a plain file name, not an option list.
 		if got := optionValue(t, a, "-kernel", 0); got != m.Kernel {
@@ -189,11 +201,11 @@ func TestCommandSemantics(t *testing.T) {
 	})
 	t.Run("port forwards", func(t *testing.T) {
 		m := base()
-		m.Net = &UserNet{Forwards: []Forward{
+		m.NICs = []vmm.NIC{{User: &vmm.UserNet{Forwards: []vmm.Forward{
 			{Proto: "tcp", HostPort: 8080, GuestPort: 80},
 			{Proto: "udp", HostIP: "127.0.0.1", HostPort: 5353, GuestPort: 53},
-		}}
-		a := Command(m)
+		}}}}
+		a := Command(m, Access{})
 		want := "user,id=net0,net=10.0.2.0/24,restrict=off,hostfwd=tcp::8080-10.0.2.15:80,hostfwd=udp:127.0.0.1:5353-10.0.2.15:53"
 		if got := optionValue(t, a, "-netdev", 0); got != want {
 			t.Errorf("-netdev %q, want %q", got, want)
@@ -202,16 +214,16 @@ func TestCommandSemantics(t *testing.T) {
 			t.Errorf("no virtio-net device in %q", a)
 		}
 	})
-	t.Run("no net, no qmp", func(t *testing.T) {
-		a := Command(base())
-		for _, opt := range []string{"-netdev", "-qmp"} {
+	t.Run("no net, no disk, no sandbox", func(t *testing.T) {
+		a := Command(base(), Access{})
+		for _, opt := range []string{"-netdev", "-drive", "-sandbox", "-add-fd"} {
 			if slices.Contains(a, opt) {
 				t.Errorf("argv has %s for a machine without it: %q", opt, a)
 			}
 		}
 	})
 	t.Run("guest ports", func(t *testing.T) {
-		a := Command(base())
+		a := Command(base(), Access{})
 		for _, want := range []string{
 			"virtserialport,chardev=ctl,name=nos.ctl",
 			"virtserialport,chardev=out,name=nos.stdout",
@@ -224,14 +236,45 @@ func TestCommandSemantics(t *testing.T) {
 	})
 	t.Run("pure", func(t *testing.T) {
 		m := base()
-		m.Net = &UserNet{Forwards: []Forward{{Proto: "tcp", HostPort: 1, GuestPort: 2}}}
-		before := *m.Net
-		a, b := Command(m), Command(m)
+		m.NICs = []vmm.NIC{{User: &vmm.UserNet{Forwards: []vmm.Forward{{Proto: "tcp", HostPort: 1, GuestPort: 2}}}}}
+		before := *m.NICs[0].User
+		a, b := Command(m, Access{ByFD: true}), Command(m, Access{ByFD: true})
 		if diff := cmp.Diff(a, b); diff != "" {
 			t.Errorf("two calls differ (-first +second):\n%s", diff)
 		}
-		if diff := cmp.Diff(before, *m.Net); diff != "" {
+		if diff := cmp.Diff(before, *m.NICs[0].User); diff != "" {
 			t.Errorf("Command modified the machine (-before +after):\n%s", diff)
 		}
 	})
+}
+
+// TestCommandByFD checks the descriptor layout the driver relies on: the
+// files in fdOrder from 3 up, the console and disks through fdsets, the
+// channels as connected sockets, and no host path left in the argv.
+func TestCommandByFD(t *testing.T) {
+	m := base()
+	m.Disks = []vmm.Disk{{Path: "/r", ReadOnly: true}, {Path: "/v"}}
+	a := Command(m, Access{ByFD: true, Sandbox: true})
+	for opt, want := range map[string]string{"-kernel": "/proc/self/fd/3", "-initrd": "/proc/self/fd/4", "-sandbox": SandboxOption} {
+		if got := optionValue(t, a, opt, 0); got != want {
+			t.Errorf("%s %q, want %q", opt, got, want)
+		}
+	}
+	for i, want := range []string{"fd=5,set=1", "fd=9,set=2", "fd=10,set=3"} {
+		if got := optionValue(t, a, "-add-fd", i); got != want {
+			t.Errorf("-add-fd #%d %q, want %q", i, got, want)
+		}
+	}
+	for i, want := range []string{"file,id=console,append=on,path=/dev/fdset/1", "socket,id=ctl,fd=6", "socket,id=out,fd=7", "socket,id=err,fd=8"} {
+		if got := optionValue(t, a, "-chardev", i); got != want {
+			t.Errorf("-chardev #%d %q, want %q", i, got, want)
+		}
+	}
+	for _, arg := range a {
+		for _, p := range []string{m.Kernel, m.Initrd, m.ConsoleLog, "/tmp/nos-1", "/r,", "/v,"} {
+			if strings.Contains(arg, p) {
+				t.Errorf("argv element %q names the host path %s", arg, p)
+			}
+		}
+	}
 }

@@ -1,11 +1,10 @@
-package instance
+package bootable
 
 import (
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,7 +34,7 @@ func TestUnpackedKernel(t *testing.T) {
 	blobs, cache := t.TempDir(), filepath.Join(home, "cache", "kernels-unpacked")
 	want := bytes.Repeat([]byte("\x7fELF vmlinux "), 1000)
 	blob := gzBlob(t, blobs, want)
-	got, err := unpackedKernel(context.Background(), cache, blob)
+	got, err := Unpack(context.Background(), cache, blob)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +43,7 @@ func TestUnpackedKernel(t *testing.T) {
 	}
 	// A second call reuses it.
 	fi1, _ := os.Stat(got)
-	again, err := unpackedKernel(context.Background(), cache, blob)
+	again, err := Unpack(context.Background(), cache, blob)
 	fi2, _ := os.Stat(again)
 	if err != nil || again != got || !os.SameFile(fi1, fi2) {
 		t.Errorf("second unpack = %s, %v; want the same file", again, err)
@@ -54,13 +53,13 @@ func TestUnpackedKernel(t *testing.T) {
 	bad := filepath.Join(blobs, strings.Repeat("ab", 32))
 	b, _ := os.ReadFile(blob)
 	os.WriteFile(bad, b, 0o644)
-	if _, err := unpackedKernel(context.Background(), cache, bad); err == nil || !strings.Contains(err.Error(), "does not match its digest") {
+	if _, err := Unpack(context.Background(), cache, bad); err == nil || !strings.Contains(err.Error(), "does not match its digest") {
 		t.Errorf("mismatched blob: err = %v", err)
 	}
 	// Not gzip at all.
 	junk := filepath.Join(blobs, strings.Repeat("cd", 32))
 	os.WriteFile(junk, []byte("not gzip"), 0o644)
-	if _, err := unpackedKernel(context.Background(), cache, junk); err == nil {
+	if _, err := Unpack(context.Background(), cache, junk); err == nil {
 		t.Error("junk blob: no error")
 	}
 	des, _ := os.ReadDir(cache)
@@ -69,33 +68,15 @@ func TestUnpackedKernel(t *testing.T) {
 	}
 
 	// Pruning keeps what the store has and what was used recently.
-	is := &Instances{Dir: filepath.Join(home, "instances")}
-	if is.unpackedDir() != cache {
-		t.Fatalf("unpackedDir = %s, want %s", is.unpackedDir(), cache)
-	}
-	if n, err := is.PruneUnpacked(func(string) bool { return false }); n != 0 || err != nil {
+	if n, err := PruneUnpacked(cache, func(string) bool { return false }); n != 0 || err != nil {
 		t.Errorf("prune of a fresh file = %d, %v; want 0", n, err)
 	}
 	old := time.Now().Add(-2 * time.Hour)
 	os.Chtimes(got, old, old)
-	if n, _ := is.PruneUnpacked(func(string) bool { return true }); n != 0 {
+	if n, _ := PruneUnpacked(cache, func(string) bool { return true }); n != 0 {
 		t.Errorf("pruned a kernel the store still has")
 	}
-	if n, _ := is.PruneUnpacked(func(string) bool { return false }); n != 1 {
+	if n, _ := PruneUnpacked(cache, func(string) bool { return false }); n != 1 {
 		t.Errorf("did not prune an old kernel the store lost")
-	}
-}
-
-func TestParseUser(t *testing.T) {
-	for in, want := range map[string][2]uint32{"0": {0, 0}, "1000": {1000, 0}, "33:33": {33, 33}, "65534:100": {65534, 100}} {
-		u, err := ParseUser(in)
-		if err != nil || u.UID != want[0] || u.GID != want[1] {
-			t.Errorf("ParseUser(%q) = %+v, %v", in, u, err)
-		}
-	}
-	for _, bad := range []string{"", "bob", "1:", ":1", "1:x", "-1", "4294967296"} {
-		if _, err := ParseUser(bad); err == nil || !errors.Is(err, ErrBadFlag) {
-			t.Errorf("ParseUser(%q): err = %v, want ErrBadFlag", bad, err)
-		}
 	}
 }

@@ -1,4 +1,4 @@
-package instance
+package bootable
 
 import (
 	"context"
@@ -17,16 +17,11 @@ import (
 // is about 17 MB, a distribution vmlinux with debug info far more.
 const maxKernelSize = 512 << 20
 
-// unpackedDir holds the kernels of images that store them compressed,
-// unpacked once and shared by instances through hard links.
-func (is *Instances) unpackedDir() string {
-	return filepath.Join(filepath.Dir(is.Dir), "cache", "kernels-unpacked")
-}
-
-// unpackedKernel returns the unpacked kernel of the compressed kernel blob
-// at blob, unpacking it first when needed. The file is named by the blob's
-// digest and written atomically, so concurrent runs agree.
-func unpackedKernel(ctx context.Context, dir, blob string) (string, error) {
+// Unpack returns the unpacked kernel of the compressed kernel blob at
+// blob, in dir, unpacking it first when needed. The file is named by the
+// blob's digest and written atomically, so concurrent runs agree; it is
+// shared by instances through hard links or copies.
+func Unpack(ctx context.Context, dir, blob string) (string, error) {
 	name := filepath.Base(blob)
 	dst := filepath.Join(dir, name)
 	if fi, err := os.Stat(dst); err == nil && fi.Mode().IsRegular() {
@@ -86,8 +81,8 @@ func unpackedKernel(ctx context.Context, dir, blob string) (string, error) {
 // PruneUnpacked removes the unpacked kernels whose blob the store no
 // longer has, unless one was used in the last hour (an instance being
 // created may be about to link it). Instances keep their own hard links.
-func (is *Instances) PruneUnpacked(blobExists func(hexDigest string) bool) (removed int, err error) {
-	des, err := os.ReadDir(is.unpackedDir())
+func PruneUnpacked(dir string, blobExists func(hexDigest string) bool) (removed int, err error) {
+	des, err := os.ReadDir(dir)
 	if os.IsNotExist(err) {
 		return 0, nil
 	}
@@ -99,7 +94,7 @@ func (is *Instances) PruneUnpacked(blobExists func(hexDigest string) bool) (remo
 		if err != nil || blobExists(de.Name()) || time.Since(fi.ModTime()) < time.Hour {
 			continue
 		}
-		if os.Remove(filepath.Join(is.unpackedDir(), de.Name())) == nil {
+		if os.Remove(filepath.Join(dir, de.Name())) == nil {
 			removed++
 		}
 	}

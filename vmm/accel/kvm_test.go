@@ -1,4 +1,4 @@
-package kvm
+package accel
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 // arbitrary machine; it must only come back in time.
 func TestProbe(t *testing.T) {
 	start := time.Now()
-	err := Probe(context.Background(), 3*time.Second)
+	err := ProbeKVM(context.Background(), 3*time.Second)
 	elapsed := time.Since(start)
 	if elapsed > 5*time.Second {
 		t.Errorf("Probe took %v, want at most 5s", elapsed)
@@ -26,7 +26,7 @@ func TestProbe(t *testing.T) {
 func TestProbeCanceled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := Probe(ctx, time.Second); !errors.Is(err, context.Canceled) {
+	if err := ProbeKVM(ctx, time.Second); !errors.Is(err, context.Canceled) {
 		t.Errorf("Probe with a canceled context: %v, want context.Canceled", err)
 	}
 }

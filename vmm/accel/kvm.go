@@ -1,4 +1,4 @@
-package kvm
+package accel
 
 import (
 	"context"
@@ -37,7 +37,7 @@ var ErrTimeout = errors.New("guests hang under KVM on this machine")
 // shortly after being interrupted (some KVM implementations take seconds to
 // notice a signal): Probe then returns anyway and they are released in the
 // background as soon as KVM_RUN returns.
-func Probe(ctx context.Context, timeout time.Duration) error {
+func ProbeKVM(ctx context.Context, timeout time.Duration) error {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}

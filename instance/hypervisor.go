@@ -1,0 +1,98 @@
+package instance
+
+import (
+	"fmt"
+	"os"
+	"syscall"
+
+	"github.com/nosproject/nos/vmm"
+	"github.com/nosproject/nos/vmm/qemu"
+)
+
+// DefaultHypervisor is the driver new instances run on.
+const DefaultHypervisor = "qemu"
+
+// drivers are the hypervisors an instance can name in its config. This is
+// the one place instance/ knows a driver by type.
+var drivers = map[string]vmm.Driver{
+	"qemu": qemu.Driver{},
+}
+
+func driver(name string) (vmm.Driver, error) {
+	if name == "" {
+		name = DefaultHypervisor // instances made before drivers were named
+	}
+	d, ok := drivers[name]
+	if !ok {
+		return nil, fmt.Errorf("hypervisor %q is not known to this nos", name)
+	}
+	return d, nil
+}
+
+// Jail users: when nos runs as root, each instance's hypervisor runs as a
+// user (and group) of its own from this range, which no account uses (it
+// sits above systemd's container range and below 2^31, which some tools
+// mishandle). No /etc/passwd entry is needed to run as a number.
+const (
+	JailUIDBase  = 0x70000000 // 1879048192
+	JailUIDCount = 1 << 16
+)
+
+// freeJailUID picks the lowest jail user no instance has. Called with the
+// instances lock held.
+func (is *Instances) freeJailUID() (uint32, error) {
+	all, err := is.List()
+	if err != nil {
+		return 0, err
+	}
+	used := map[uint32]bool{}
+	for _, in := range all {
+		used[in.Config.JailUID] = true
+	}
+	for u := uint32(JailUIDBase); u < JailUIDBase+JailUIDCount; u++ {
+		if !used[u] {
+			return u, nil
+		}
+	}
+	return 0, fmt.Errorf("all %d jail users are taken: remove instances (nos rm, nos system prune)", JailUIDCount)
+}
+
+// Confinement of a hypervisor beyond the guest's own memory: what QEMU
+// needs for itself under TCG (translated code, device state, I/O buffers)
+// and the page cache of the files it reads, which a memory cgroup counts.
+// Measured: see BENCHMARKS.md, "Confinement".
+const vmmOverheadMiB = 384
+
+// Rlimits of the hypervisor: a TCG microvm with nos's devices has about 40
+// descriptors open; it writes only the console log, which the monitor caps
+// at a few MiB, so 1 GiB means the cap failed and the write must stop.
+const (
+	vmmMaxOpenFiles = 256
+	vmmMaxFileSize  = 1 << 30
+)
+
+// confinement is how the monitor asks the driver to confine this
+// instance's hypervisor.
+func confinement(cfg Config) *vmm.Confinement {
+	c := &vmm.Confinement{
+		UID: cfg.JailUID, GID: cfg.JailUID,
+		Cgroup:       "nos-" + cfg.ID[:12],
+		MemoryLimit:  int64(cfg.MemoryMiB+vmmOverheadMiB) << 20,
+		CPUs:         float64(max(cfg.CPUs, 1)),
+		MaxOpenFiles: vmmMaxOpenFiles,
+		MaxFileSize:  vmmMaxFileSize,
+	}
+	return c
+}
+
+// confinementNotes says what nos could not confine, once, for inspect.
+func confinementNotes(cfg Config, got vmm.Confined) vmm.Confined {
+	if cfg.JailUID == 0 {
+		if os.Geteuid() == 0 {
+			got.Notes = append(got.Notes, "created by a nos without jail users: the hypervisor runs as root")
+		} else {
+			got.Notes = append(got.Notes, fmt.Sprintf("nos does not run as root: the hypervisor runs as uid %d, nos's own", syscall.Geteuid()))
+		}
+	}
+	return got
+}

@@ -1,0 +1,117 @@
+package vmm
+
+import "github.com/nosproject/nos/guestapi"
+
+// Accelerators a machine runs with (see package accel).
+const (
+	AccelKVM = "kvm"
+	AccelTCG = "tcg"
+)
+
+// Machine describes one VM: everything a driver needs and nothing it has
+// to look up. A new kind of device is one field here and a few lines in
+// each driver.
+type Machine struct {
+	Accel     string // AccelKVM or AccelTCG
+	MemoryMiB int
+	CPUs      int
+	Kernel    string // path of the kernel image (ELF vmlinux or bzImage)
+	Initrd    string // path of the initramfs
+	Cmdline   string // kernel command line, complete
+
+	// Disks are virtio block devices, /dev/vda first.
+	Disks []Disk
+	// NICs are virtio network interfaces, eth0 first.
+	NICs []NIC
+	// Shares are host directories shared with the guest.
+	Shares []Share
+	// Channels are the guest's serial channels, in order; a started VM
+	// gives one connection for each.
+	Channels []Channel
+	// ConsoleLog receives the serial console: kernel messages and init
+	// diagnostics. It is appended to.
+	ConsoleLog string
+	// Confine, when set, asks the driver to confine the hypervisor
+	// process (see Confinement).
+	Confine *Confinement
+}
+
+// Disk formats.
+const (
+	FormatRaw   = "raw"
+	FormatQcow2 = "qcow2"
+)
+
+// Disk is a block device backed by a host file.
+type Disk struct {
+	Path     string
+	Format   string // FormatRaw when empty
+	ReadOnly bool
+	// Cache is the host cache mode, as QEMU names them ("writeback",
+	// "none", "unsafe"...); empty is the driver's default.
+	Cache string
+}
+
+// NIC is one network interface: on a user-mode network (User) or on a
+// host tap device (Tap), exactly one of them.
+type NIC struct {
+	User *UserNet
+	Tap  string
+	MAC  string // empty: the driver's default
+}
+
+// UserNet is a user-mode (NAT) network with host port forwards. The guest
+// side is fixed: UserNetGuest gives its addresses.
+type UserNet struct {
+	Forwards []Forward
+}
+
+// Forward publishes a guest port on the host.
+type Forward struct {
+	Proto     string `json:"proto"`            // "tcp" or "udp"
+	HostIP    string `json:"hostIP,omitempty"` // "" listens on all host addresses, as docker does
+	HostPort  int    `json:"hostPort"`
+	GuestPort int    `json:"guestPort"`
+}
+
+// The guest side of a user-mode network: the guest's address, the gateway
+// and DNS proxy. QEMU's slirp hands out the same with its DHCP server.
+const (
+	UserNetCIDR    = "10.0.2.0/24"
+	UserNetGuestIP = "10.0.2.15"
+	UserNetGateway = "10.0.2.2"
+	UserNetDNS     = "10.0.2.3"
+)
+
+// UserNetGuest is the guest's network configuration on a user-mode
+// network, for interface ifname.
+func UserNetGuest(ifname string) *guestapi.Network {
+	return &guestapi.Network{
+		Interface: ifname,
+		Address:   UserNetGuestIP + "/24",
+		Gateway:   UserNetGateway,
+		DNS:       []string{UserNetDNS},
+	}
+}
+
+// Share is a host directory the guest mounts by tag.
+type Share struct {
+	Tag      string
+	Source   string // host directory
+	ReadOnly bool
+}
+
+// Channel is a named serial channel between host and guest
+// (guestapi.PortControl and friends).
+type Channel struct {
+	Name string
+	// Socket, for drivers that connect to a listening socket rather than
+	// passing a connected one, is its path.
+	Socket string
+}
+
+// GuestChannels are the three channels every nos guest has, in the order
+// Boot expects them: control, stdout, stderr.
+func GuestChannels() []Channel {
+	return []Channel{{Name: guestapi.PortControl}, {Name: guestapi.PortStdout}, {Name: guestapi.PortStderr}}
+}

@@ -1,0 +1,293 @@
+package qemu
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nosproject/nos/vmm"
+	"github.com/nosproject/nos/vmm/jail"
+)
+
+// Driver starts machines with QEMU's microvm. The zero value looks QEMU up
+// on PATH.
+type Driver struct {
+	// Binary is the path of qemu-system-x86_64; "" looks it up on PATH.
+	Binary string
+}
+
+var _ vmm.Driver = Driver{}
+
+// ErrNotInstalled is wrapped by Check's error when QEMU is missing.
+var ErrNotInstalled = errors.New("QEMU not installed")
+
+// Name is how users know the hypervisor.
+func (Driver) Name() string { return "QEMU" }
+
+func (d Driver) binary() (string, error) {
+	if d.Binary != "" {
+		return d.Binary, nil
+	}
+	p, err := exec.LookPath(Binary)
+	if err != nil {
+		return "", fmt.Errorf("%s not found: install QEMU with `sudo apt-get install qemu-system-x86`: %w", Binary, ErrNotInstalled)
+	}
+	return p, nil
+}
+
+// Check tells whether QEMU is installed.
+func (d Driver) Check(ctx context.Context) error {
+	_, err := d.binary()
+	return err
+}
+
+// Start boots m. Every file and channel is handed to QEMU as an open
+// descriptor; with m.Confine, QEMU runs as the confinement's user, in its
+// cgroup and under its rlimits.
+func (d Driver) Start(ctx context.Context, m vmm.Machine) (vmm.Process, error) {
+	if len(m.Shares) > 0 {
+		return nil, errors.New("qemu: shared directories are not supported by this driver yet")
+	}
+	bin, err := d.binary()
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	f, err := openFiles(m)
+	if err != nil {
+		return nil, err
+	}
+	defer f.closeGuestSide()
+
+	cmd := exec.Command(bin, Command(m, Access{ByFD: true, Sandbox: true})...)
+	cmd.ExtraFiles = f.extra
+	p := &process{done: make(chan struct{}), conns: f.host}
+	p.confined.Seccomp = true
+	cmd.Stdout, cmd.Stderr = &p.out, &p.out
+	// Own process group: a terminal's Ctrl-C is for nos, which stops the
+	// guest gracefully. Pdeathsig: QEMU must not outlive whoever watches it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+
+	c := m.Confine
+	var cg *jail.Cgroup
+	if c != nil {
+		if c.UID != 0 {
+			cmd.SysProcAttr.Credential = &syscall.Credential{Uid: c.UID, Gid: c.GID, Groups: []uint32{}}
+			p.confined.UID, p.confined.GID = c.UID, c.GID
+		}
+		if c.Cgroup != "" {
+			cg, err = jail.NewCgroup(c.Cgroup, jail.Limits{MemoryBytes: c.MemoryLimit, CPUs: c.CPUs})
+			if err != nil {
+				p.confined.Notes = append(p.confined.Notes, "no cgroup: "+err.Error())
+				cg = nil
+			} else if fd, err := cg.FD(); err == nil && fd != nil {
+				defer fd.Close()
+				cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(fd.Fd())
+			}
+		}
+	}
+	if err := jail.CloseInherited(); err != nil {
+		p.confined.Notes = append(p.confined.Notes, "inherited descriptors not closed: "+err.Error())
+	}
+	if err := cmd.Start(); err != nil {
+		f.closeHostSide()
+		if cg != nil {
+			_ = cg.Remove()
+		}
+		return nil, fmt.Errorf("starting QEMU: %w", err)
+	}
+	p.cmd = cmd
+	if c != nil {
+		p.applyLimits(c, cg)
+	}
+	go p.wait(cg)
+	return p, nil
+}
+
+// applyLimits puts the started process in its cgroup (cgroup v1, where it
+// cannot start there) and sets its rlimits; what fails is noted.
+func (p *process) applyLimits(c *vmm.Confinement, cg *jail.Cgroup) {
+	pid := p.cmd.Process.Pid
+	if cg != nil {
+		if !p.cmd.SysProcAttr.UseCgroupFD {
+			if err := cg.Attach(pid); err != nil {
+				p.confined.Notes = append(p.confined.Notes, "not in its cgroup: "+err.Error())
+			}
+		}
+		p.confined.Cgroup = cg.Rel
+	}
+	rl := jail.Rlimits{OpenFiles: c.MaxOpenFiles, FileSize: c.MaxFileSize}
+	if rl != (jail.Rlimits{}) {
+		if err := rl.Apply(pid); err != nil {
+			p.confined.Notes = append(p.confined.Notes, err.Error())
+		} else {
+			p.confined.Rlimits = true
+		}
+	}
+}
+
+// files are the descriptors of one start: what QEMU inherits (extra, in
+// fdOrder) and the host ends of the guest channels.
+type files struct {
+	extra []*os.File
+	host  []net.Conn
+}
+
+func openFiles(m vmm.Machine) (f *files, err error) {
+	f = &files{}
+	defer func() {
+		if err != nil {
+			f.closeGuestSide()
+			f.closeHostSide()
+		}
+	}()
+	open := func(path string, flag int) error {
+		fl, err := os.OpenFile(path, flag, 0o600)
+		if err != nil {
+			return err
+		}
+		f.extra = append(f.extra, fl)
+		return nil
+	}
+	if err := open(m.Kernel, os.O_RDONLY); err != nil {
+		return f, fmt.Errorf("the kernel: %w", err)
+	}
+	if err := open(m.Initrd, os.O_RDONLY); err != nil {
+		return f, fmt.Errorf("the initramfs: %w", err)
+	}
+	if err := open(m.ConsoleLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE); err != nil {
+		return f, fmt.Errorf("the console log: %w", err)
+	}
+	for _, c := range m.Channels {
+		host, guest, err := socketPair(c.Name)
+		if err != nil {
+			return f, err
+		}
+		f.host = append(f.host, host)
+		f.extra = append(f.extra, guest)
+	}
+	for _, d := range m.Disks {
+		flag := os.O_RDWR
+		if d.ReadOnly {
+			flag = os.O_RDONLY
+		}
+		if err := open(d.Path, flag); err != nil {
+			return f, fmt.Errorf("disk: %w", err)
+		}
+	}
+	return f, nil
+}
+
+// socketPair returns a connected pair: the host's end as a net.Conn, the
+// guest's as the file QEMU inherits.
+func socketPair(name string) (net.Conn, *os.File, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("channel %s: %w", name, err)
+	}
+	hf := os.NewFile(uintptr(fds[0]), name+"-host")
+	defer hf.Close() // FileConn dups it
+	host, err := net.FileConn(hf)
+	if err != nil {
+		unix.Close(fds[1])
+		return nil, nil, fmt.Errorf("channel %s: %w", name, err)
+	}
+	return host, os.NewFile(uintptr(fds[1]), name), nil
+}
+
+// closeGuestSide closes this process's copies of what QEMU inherited: the
+// guest ends of the channels must be QEMU's alone, so that they read EOF
+// when it exits.
+func (f *files) closeGuestSide() {
+	for _, x := range f.extra {
+		x.Close()
+	}
+	f.extra = nil
+}
+
+func (f *files) closeHostSide() {
+	for _, c := range f.host {
+		c.Close()
+	}
+}
+
+// process is a running QEMU.
+type process struct {
+	cmd      *exec.Cmd
+	conns    []net.Conn
+	out      lockedBuffer
+	confined vmm.Confined
+	done     chan struct{}
+	exit     vmm.Exit
+}
+
+var _ vmm.Process = (*process)(nil)
+
+func (p *process) PID() int               { return p.cmd.Process.Pid }
+func (p *process) Channels() []net.Conn   { return p.conns }
+func (p *process) Done() <-chan struct{}  { return p.done }
+func (p *process) Confined() vmm.Confined { return p.confined }
+func (p *process) Stop() error            { return p.signal(syscall.SIGTERM) }
+func (p *process) Kill() error            { return p.signal(syscall.SIGKILL) }
+func (p *process) Wait() vmm.Exit         { <-p.done; return p.exit }
+func (p *process) signal(s syscall.Signal) error {
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	if err := p.cmd.Process.Signal(s); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return err
+	}
+	return nil
+}
+
+func (p *process) wait(cg *jail.Cgroup) {
+	err := p.cmd.Wait()
+	x := vmm.Exit{Err: err, Output: vmm.LastLine(p.out.String(), "")}
+	var xe *exec.ExitError
+	if errors.As(err, &xe) {
+		if ws, ok := xe.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			x.Signal = ws.Signal()
+		}
+	}
+	if x.Output == "" && err != nil {
+		x.Output = err.Error()
+	}
+	if cg != nil {
+		_ = cg.Remove() // empty now; a leftover is reused by the next boot
+	}
+	p.exit = x
+	close(p.done)
+}
+
+// lockedBuffer collects QEMU's own output (its errors), at most 64 KiB.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if room := 64<<10 - l.b.Len(); room > 0 {
+		l.b.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}

@@ -1,0 +1,300 @@
+package vmm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nosproject/nos/guestapi"
+)
+
+// Guest is what Boot tells the guest init and where the application's
+// output goes.
+type Guest struct {
+	// Config is sent when the init says it is ready; its Time is set then.
+	Config *guestapi.Config
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
+// Errors of a VM's requests, for errors.Is.
+var (
+	ErrNotStarted   = errors.New("the application has not started")
+	ErrVMExited     = errors.New("the VM has exited")
+	ErrProbesBusy   = errors.New("too many health probes in flight")
+	ErrBadChannels  = errors.New("a nos guest needs the control, stdout and stderr channels")
+	errPowerOffWait = 10 * time.Second
+)
+
+// maxPendingProbes bounds the probes waiting for the guest's answer.
+const maxPendingProbes = 8
+
+// VM is a booted machine: its hypervisor process and the session with
+// the guest init on its control channel.
+type VM struct {
+	proc    Process
+	driver  string
+	console string
+
+	signals chan syscall.Signal
+	kill    chan struct{}
+	probes  chan probeRequest
+	done    chan struct{}
+	outcome Outcome
+}
+
+type probeRequest struct {
+	probe guestapi.Probe
+	reply chan error
+}
+
+// Boot starts m on d and runs the guest session: the init gets g.Config,
+// the application's output goes to g's writers. m must have the channels
+// of GuestChannels. Cancelling ctx forces the VM off.
+func Boot(ctx context.Context, d Driver, m Machine, g Guest) (*VM, error) {
+	if len(m.Channels) != 3 {
+		return nil, ErrBadChannels
+	}
+	p, err := d.Start(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	v := &VM{
+		proc: p, driver: d.Name(), console: m.ConsoleLog,
+		signals: make(chan syscall.Signal, 4),
+		kill:    make(chan struct{}, 1),
+		probes:  make(chan probeRequest),
+		done:    make(chan struct{}),
+	}
+	go v.serve(ctx, g)
+	return v, nil
+}
+
+// PID is the hypervisor's process ID.
+func (v *VM) PID() int { return v.proc.PID() }
+
+// Confined says how the hypervisor is confined.
+func (v *VM) Confined() Confined { return v.proc.Confined() }
+
+// Signal delivers sig to the application through the init. SIGTERM or
+// SIGINT before the application started forces the VM off: nothing runs
+// yet that could stop gracefully.
+func (v *VM) Signal(sig syscall.Signal) {
+	select {
+	case v.signals <- sig:
+	default: // a burst of signals: the ones queued already do the job
+	}
+}
+
+// Kill forces the VM off.
+func (v *VM) Kill() {
+	select {
+	case v.kill <- struct{}{}:
+	default:
+	}
+}
+
+// Done is closed when the VM has ended and Outcome is known.
+func (v *VM) Done() <-chan struct{} { return v.done }
+
+// Wait blocks until the VM has ended and returns how.
+func (v *VM) Wait() Outcome {
+	<-v.done
+	return v.outcome
+}
+
+// Probe runs a health probe inside the guest and returns its verdict: nil
+// when the application is healthy.
+func (v *VM) Probe(ctx context.Context, p guestapi.Probe) error {
+	req := probeRequest{probe: p, reply: make(chan error, 1)}
+	select {
+	case v.probes <- req:
+	case <-v.done:
+		return ErrVMExited
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-req.reply:
+		return err
+	case <-v.done:
+		return ErrVMExited
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// session is the state of serve's loop.
+type session struct {
+	enc      *json.Encoder
+	started  bool // the application runs: signals and probes can reach it
+	guestErr string
+	nextID   int
+	pending  map[int]chan error
+}
+
+// serve runs the guest session until the hypervisor exits.
+func (v *VM) serve(ctx context.Context, g Guest) {
+	defer close(v.done)
+	chans := v.proc.Channels()
+	ctl, out, errc := chans[0], chans[1], chans[2]
+	defer ctl.Close()
+
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); _, _ = io.Copy(g.Stdout, out); out.Close() }()
+	go func() { defer wg.Done(); _, _ = io.Copy(g.Stderr, errc); errc.Close() }()
+
+	msgs := make(chan guestapi.Message, 16)
+	go readMessages(ctl, msgs)
+	s := &session{enc: json.NewEncoder(ctl), pending: map[int]chan error{}}
+	o := Outcome{ExitCode: -1}
+	var deadline <-chan time.Time
+	cancelled := ctx.Done()
+loop:
+	for {
+		select {
+		case <-v.proc.Done():
+			break loop
+		case msg, ok := <-msgs:
+			if !ok {
+				msgs = nil
+				continue
+			}
+			if code, exited := s.handle(msg, g); exited {
+				o.ExitCode = code
+				// The guest powers off next; don't wait forever if it hangs.
+				deadline = time.After(errPowerOffWait)
+			}
+		case sig := <-v.signals:
+			if !s.started && (sig == syscall.SIGTERM || sig == syscall.SIGINT) {
+				o.Forced = true
+				_ = v.proc.Kill()
+				continue
+			}
+			_ = s.enc.Encode(guestapi.Message{Type: guestapi.TypeSignal, Signal: int(sig)})
+		case req := <-v.probes:
+			s.probe(req)
+		case <-v.kill:
+			o.Forced = true
+			_ = v.proc.Kill()
+		case <-cancelled:
+			cancelled = nil
+			o.Forced = true
+			_ = v.proc.Kill()
+		case <-deadline:
+			_ = v.proc.Kill()
+		}
+	}
+	wg.Wait()
+	for _, reply := range s.pending {
+		reply <- ErrVMExited
+	}
+	x := v.proc.Wait()
+	switch {
+	case o.ExitCode >= 0:
+	case o.Forced:
+		o.ExitCode = ExitKilled
+	case s.guestErr != "":
+		o.ExitCode = ExitGuestError
+		o.Crash, o.CrashKind = "guest: "+s.guestErr, CrashGuestError
+	default:
+		o.ExitCode = ExitGuestError
+		o.Crash, o.CrashKind = classify(v.driver, x, v.console)
+		if x.Signal != 0 {
+			o.ExitCode = 128 + int(x.Signal)
+		}
+	}
+	v.outcome = o
+}
+
+// handle acts on one message from the guest; it returns the application's
+// exit code when the message reports it.
+func (s *session) handle(msg guestapi.Message, g Guest) (int, bool) {
+	switch msg.Type {
+	case guestapi.TypeReady:
+		g.Config.Time = time.Now() // now, not when the boot began
+		if err := s.enc.Encode(guestapi.Message{Type: guestapi.TypeConfig, Config: g.Config}); err != nil {
+			s.guestErr = "sending config: " + err.Error()
+		}
+	case guestapi.TypeStarted:
+		s.started = true
+	case guestapi.TypeExit:
+		s.started = false
+		return msg.Code, true
+	case guestapi.TypeError:
+		s.guestErr = msg.Error
+	case guestapi.TypeProbeResult:
+		reply, ok := s.pending[msg.ID]
+		if !ok {
+			return 0, false // late, or not ours
+		}
+		delete(s.pending, msg.ID)
+		if msg.Error != "" {
+			reply <- errors.New(msg.Error)
+		} else {
+			reply <- nil
+		}
+	}
+	return 0, false
+}
+
+// probe sends a health probe to the guest; the reply comes with its result.
+func (s *session) probe(req probeRequest) {
+	switch {
+	case !s.started:
+		req.reply <- ErrNotStarted
+		return
+	case len(s.pending) >= maxPendingProbes:
+		req.reply <- ErrProbesBusy
+		return
+	}
+	s.nextID++
+	p := req.probe
+	if err := s.enc.Encode(guestapi.Message{Type: guestapi.TypeProbe, ID: s.nextID, Probe: &p}); err != nil {
+		req.reply <- fmt.Errorf("sending the probe: %w", err)
+		return
+	}
+	s.pending[s.nextID] = req.reply
+}
+
+// maxMessage bounds one control message from the guest, which is
+// untrusted: a flood without newlines must not grow the host's memory.
+const maxMessage = 64 << 10
+
+func readMessages(r net.Conn, out chan<- guestapi.Message) {
+	defer close(out)
+	dec := json.NewDecoder(&lineLimiter{r: r, max: maxMessage})
+	for {
+		var m guestapi.Message
+		if err := dec.Decode(&m); err != nil {
+			return
+		}
+		out <- m
+	}
+}
+
+// lineLimiter fails a read once more than max bytes came without a newline.
+type lineLimiter struct {
+	r   io.Reader
+	max int
+	run int
+}
+
+func (l *lineLimiter) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	for _, c := range p[:n] {
+		if c == '\n' {
+			l.run = 0
+		} else if l.run++; l.run > l.max {
+			return 0, fmt.Errorf("control message longer than %d bytes", l.max)
+		}
+	}
+	return n, err
+}
