@@ -36,3 +36,19 @@ func TestInitDependencies(t *testing.T) {
 		}
 	}
 }
+
+// TestInitLeavesOutHeavyStandardPackages: the init speaks just enough HTTP
+// for its health probes (probe.go); net/http and the TLS stack it pulls in
+// would add megabytes to every image.
+func TestInitLeavesOutHeavyStandardPackages(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "github.com/nosproject/nos/cmd/nos-init").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		switch pkg {
+		case "net/http", "crypto/tls", "encoding/xml", "text/template", "html/template":
+			t.Errorf("nos-init depends on %s; the guest init must stay small", pkg)
+		}
+	}
+}

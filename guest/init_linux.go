@@ -2,10 +2,8 @@ package guest
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -114,68 +112,24 @@ func setup(ctx context.Context, cfg *guestapi.Config) error {
 	return dropCaps(cfg.Caps)
 }
 
-// control is the init's end of the control port.
-type control struct {
-	enc  *json.Encoder
-	msgs chan guestapi.Message
-}
-
-func newControl(f *os.File) *control {
-	c := &control{enc: json.NewEncoder(f), msgs: make(chan guestapi.Message, 16)}
-	go c.read(f)
-	return c
-}
-
-func (c *control) read(r io.Reader) {
-	dec := json.NewDecoder(r)
-	for {
-		var m guestapi.Message
-		if err := dec.Decode(&m); err != nil {
-			if !errors.Is(err, io.EOF) {
-				logf("control port: %v", err)
-			}
-			close(c.msgs)
-			return
-		}
-		c.msgs <- m
-	}
-}
-
-func (c *control) send(m guestapi.Message) {
-	if err := c.enc.Encode(m); err != nil {
-		logf("control port: %v", err)
-	}
-}
-
-func (c *control) waitConfig(ctx context.Context) (*guestapi.Config, error) {
-	for {
-		select {
-		case m, ok := <-c.msgs:
-			if !ok {
-				return nil, errors.New("control port closed before config arrived")
-			}
-			if m.Type == guestapi.TypeConfig && m.Config != nil {
-				return m.Config, nil
-			}
-		case <-ctx.Done():
-			return nil, fmt.Errorf("waiting for config: %w", ctx.Err())
-		}
-	}
-}
-
 // supervise starts the application and waits for it, forwarding signals and
-// reaping every child that ends meanwhile. It returns the exit code.
+// reaping every child that ends meanwhile. It returns the exit code. Probes
+// do not pass through here: the control port's reader runs them.
 func supervise(cfg *guestapi.Config, host *control, stdout, stderr *os.File) int {
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, unix.SIGCHLD, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2)
 	defer signal.Stop(sigs)
 
+	// Probes get a verdict while the app runs: from before the host hears
+	// it started until before the host hears it ended.
+	defer host.appExited()
 	pid, err := start(cfg, stdout, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "nos: %v\n", err)
 		host.send(guestapi.Message{Type: guestapi.TypeError, Error: err.Error()})
 		return execExitCode(err)
 	}
+	host.appStarted()
 	host.send(guestapi.Message{Type: guestapi.TypeStarted, PID: pid})
 
 	msgs := host.msgs

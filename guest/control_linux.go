@@ -1,0 +1,136 @@
+package guest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/nosproject/nos/guestapi"
+)
+
+// maxProbes caps the probes in flight, so a host cannot make the init
+// spawn goroutines without bound; more are answered with an error at once.
+const maxProbes = 4
+
+// errAppNotRunning answers a probe that arrives before the application
+// started or after it ended.
+var errAppNotRunning = errors.New("application not running")
+
+// control is the init's end of the control port. Its reader answers probes
+// itself, each in its own goroutine, and passes every other message on
+// msgs: a slow probe never holds up a signal or the exit report.
+type control struct {
+	// mu serialises writes: probe results come from their own goroutines.
+	mu  sync.Mutex
+	enc *json.Encoder
+
+	msgs chan guestapi.Message
+	// running is true from the application's start to its end.
+	running atomic.Bool
+	// exited is closed when the application has ended; from then on
+	// nobody reads msgs and the reader drops what it would put there.
+	exited chan struct{}
+	// probes holds one token per probe in flight.
+	probes chan struct{}
+}
+
+func newControl(rw io.ReadWriter) *control {
+	c := &control{
+		enc:    json.NewEncoder(rw),
+		msgs:   make(chan guestapi.Message, 16),
+		exited: make(chan struct{}),
+		probes: make(chan struct{}, maxProbes),
+	}
+	go c.read(rw)
+	return c
+}
+
+func (c *control) read(r io.Reader) {
+	dec := json.NewDecoder(r)
+	for {
+		var m guestapi.Message
+		if err := dec.Decode(&m); err != nil {
+			if !errors.Is(err, io.EOF) {
+				logf("control port: %v", err)
+			}
+			close(c.msgs)
+			return
+		}
+		if m.Type == guestapi.TypeProbe {
+			c.probe(m)
+			continue
+		}
+		select {
+		case c.msgs <- m:
+		case <-c.exited:
+		}
+	}
+}
+
+// send writes one message to the host; it is safe for concurrent use.
+func (c *control) send(m guestapi.Message) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.enc.Encode(m); err != nil {
+		logf("control port: %v", err)
+	}
+}
+
+// appStarted and appExited bracket the application's life, for probes.
+// appExited must be called once.
+func (c *control) appStarted() { c.running.Store(true) }
+
+func (c *control) appExited() {
+	c.running.Store(false)
+	close(c.exited)
+}
+
+// probe answers a probe request: at once with an error if it cannot run,
+// otherwise from a goroutine when the probe is done.
+func (c *control) probe(m guestapi.Message) {
+	reply := func(err error) {
+		r := guestapi.Message{Type: guestapi.TypeProbeResult, ID: m.ID}
+		if err != nil {
+			r.Error = err.Error()
+		}
+		c.send(r)
+	}
+	switch {
+	case m.Probe == nil:
+		reply(fmt.Errorf("%w: probe message without a probe", errInvalidProbe))
+		return
+	case !c.running.Load():
+		reply(errAppNotRunning)
+		return
+	}
+	select {
+	case c.probes <- struct{}{}:
+	default:
+		reply(fmt.Errorf("%d probes already in flight", maxProbes))
+		return
+	}
+	go func() {
+		defer func() { <-c.probes }()
+		reply(runProbe(context.Background(), *m.Probe))
+	}()
+}
+
+func (c *control) waitConfig(ctx context.Context) (*guestapi.Config, error) {
+	for {
+		select {
+		case m, ok := <-c.msgs:
+			if !ok {
+				return nil, errors.New("control port closed before config arrived")
+			}
+			if m.Type == guestapi.TypeConfig && m.Config != nil {
+				return m.Config, nil
+			}
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for config: %w", ctx.Err())
+		}
+	}
+}
