@@ -6,6 +6,7 @@ import (
 	"syscall"
 
 	"github.com/nosproject/nos/vmm"
+	"github.com/nosproject/nos/vmm/jail"
 	"github.com/nosproject/nos/vmm/qemu"
 )
 
@@ -66,10 +67,7 @@ const vmmOverheadMiB = 384
 // Rlimits of the hypervisor: a TCG microvm with nos's devices has about 40
 // descriptors open; it writes only the console log, which the monitor caps
 // at a few MiB, so 1 GiB means the cap failed and the write must stop.
-const (
-	vmmMaxOpenFiles = 256
-	vmmMaxFileSize  = 1 << 30
-)
+var vmmRlimits = jail.Rlimits{OpenFiles: 256, FileSize: 1 << 30}
 
 // confinement is how the monitor asks the driver to confine this
 // instance's hypervisor.
@@ -79,8 +77,8 @@ func confinement(cfg Config) *vmm.Confinement {
 		Cgroup:       "nos-" + cfg.ID[:12],
 		MemoryLimit:  int64(cfg.MemoryMiB+vmmOverheadMiB) << 20,
 		CPUs:         float64(max(cfg.CPUs, 1)),
-		MaxOpenFiles: vmmMaxOpenFiles,
-		MaxFileSize:  vmmMaxFileSize,
+		MaxOpenFiles: vmmRlimits.OpenFiles,
+		MaxFileSize:  vmmRlimits.FileSize,
 	}
 	return c
 }

@@ -74,6 +74,12 @@ func MonitorMain(ctx context.Context, h home.Layout, id string) error {
 		return err
 	}
 	m.log.Info("monitor started", "pid", os.Getpid(), "instance", id, "hypervisor", m.drv.Name())
+	// The monitor lives under its hypervisor's rlimits, so the hypervisor
+	// inherits them even where nos may not set another user's limits
+	// (no CAP_SYS_RESOURCE, as in many containers).
+	if err := vmmRlimits.ApplySelf(); err != nil {
+		m.log.Warn("rlimits", "err", err)
+	}
 	m.update(ctx, "monitor pid", func(s *State) { s.MonitorPID = os.Getpid() })
 
 	sock := socketPath(dir, monitorSocket)

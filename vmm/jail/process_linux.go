@@ -13,7 +13,8 @@ type Rlimits struct {
 }
 
 // Apply sets the limits on process pid (soft and hard alike, so the
-// process cannot raise them again).
+// process cannot raise them again). Another user's process needs
+// CAP_SYS_RESOURCE, which a container often lacks: see Inherited.
 func (r Rlimits) Apply(pid int) error {
 	for _, l := range []struct {
 		res   int
@@ -29,6 +30,28 @@ func (r Rlimits) Apply(pid int) error {
 		}
 	}
 	return nil
+}
+
+// ApplySelf sets the limits on the calling process, which children then
+// inherit. Lowering one's own limits needs no privilege.
+func (r Rlimits) ApplySelf() error { return r.Apply(0) }
+
+// Inherited reports whether the calling process's own hard limits are
+// already within r, so that every child it starts is too.
+func (r Rlimits) Inherited() bool {
+	for _, l := range []struct {
+		res   int
+		value uint64
+	}{{unix.RLIMIT_NOFILE, r.OpenFiles}, {unix.RLIMIT_FSIZE, r.FileSize}} {
+		if l.value == 0 {
+			continue
+		}
+		var cur unix.Rlimit
+		if unix.Getrlimit(l.res, &cur) != nil || cur.Max > l.value {
+			return false
+		}
+	}
+	return true
 }
 
 // CloseInherited marks every descriptor of this process from 3 up

@@ -18,14 +18,14 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata fr
 // base is a complete machine; cases change what they are about.
 func base() vmm.Machine {
 	return vmm.Machine{
-		Accel:         vmm.AccelTCG,
-		MemoryMiB:     256,
-		CPUs:          1,
-		Kernel:        "/home/u/.local/share/nos/images/blobs/sha256/k",
-		Initrd:        "/home/u/.local/share/nos/images/blobs/sha256/i",
-		Cmdline:       "console=ttyS0 panic=-1 loglevel=4 random.trust_cpu=on",
-		ConsoleLog:    "/home/u/.local/share/nos/instances/abc/console.log",
-		Channels:      sockets("/tmp/nos-1"),
+		Accel:      vmm.AccelTCG,
+		MemoryMiB:  256,
+		CPUs:       1,
+		Kernel:     "/home/u/.local/share/nos/images/blobs/sha256/k",
+		Initrd:     "/home/u/.local/share/nos/images/blobs/sha256/i",
+		Cmdline:    "console=ttyS0 panic=-1 loglevel=4 random.trust_cpu=on",
+		ConsoleLog: "/home/u/.local/share/nos/instances/abc/console.log",
+		Channels:   sockets("/tmp/nos-1"),
 	}
 }
 

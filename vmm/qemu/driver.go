@@ -128,10 +128,11 @@ func (p *process) applyLimits(c *vmm.Confinement, cg *jail.Cgroup) {
 	}
 	rl := jail.Rlimits{OpenFiles: c.MaxOpenFiles, FileSize: c.MaxFileSize}
 	if rl != (jail.Rlimits{}) {
-		if err := rl.Apply(pid); err != nil {
-			p.confined.Notes = append(p.confined.Notes, err.Error())
-		} else {
+		switch err := rl.Apply(pid); {
+		case err == nil, rl.Inherited():
 			p.confined.Rlimits = true
+		default:
+			p.confined.Notes = append(p.confined.Notes, err.Error()+" (and the caller's own limits are higher)")
 		}
 	}
 }
