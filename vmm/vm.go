@@ -25,15 +25,19 @@ type Guest struct {
 
 // Errors of a VM's requests, for errors.Is.
 var (
-	ErrNotStarted   = errors.New("the application has not started")
-	ErrVMExited     = errors.New("the VM has exited")
-	ErrProbesBusy   = errors.New("too many health probes in flight")
-	ErrBadChannels  = errors.New("a nos guest needs the control, stdout and stderr channels")
-	errPowerOffWait = 10 * time.Second
+	ErrNotStarted  = errors.New("the application has not started")
+	ErrVMExited    = errors.New("the VM has exited")
+	ErrProbesBusy  = errors.New("too many health probes in flight")
+	ErrBadChannels = errors.New("a nos guest needs the control, stdout and stderr channels")
 )
 
-// maxPendingProbes bounds the probes waiting for the guest's answer.
-const maxPendingProbes = 8
+const (
+	// maxPendingProbes bounds the probes waiting for the guest's answer.
+	maxPendingProbes = 8
+	// powerOffWait is how long the guest may take to power off once the
+	// application's exit code is in.
+	powerOffWait = 10 * time.Second
+)
 
 // VM is a booted machine: its hypervisor process and the session with
 // the guest init on its control channel.
@@ -170,7 +174,7 @@ loop:
 			if code, exited := s.handle(msg, g); exited {
 				o.ExitCode = code
 				// The guest powers off next; don't wait forever if it hangs.
-				deadline = time.After(errPowerOffWait)
+				deadline = time.After(powerOffWait)
 			}
 		case sig := <-v.signals:
 			if !s.started && (sig == syscall.SIGTERM || sig == syscall.SIGINT) {
@@ -190,6 +194,23 @@ loop:
 			_ = v.proc.Kill()
 		case <-deadline:
 			_ = v.proc.Kill()
+		}
+	}
+	// What the guest said just before the end (its exit code) may still be
+	// on its way: the channel ends with the process, so read it out.
+	drain := time.After(2 * time.Second)
+	for msgs != nil {
+		select {
+		case msg, ok := <-msgs:
+			if !ok {
+				msgs = nil
+				break
+			}
+			if code, exited := s.handle(msg, g); exited && o.ExitCode < 0 {
+				o.ExitCode = code
+			}
+		case <-drain:
+			msgs = nil
 		}
 	}
 	wg.Wait()

@@ -124,7 +124,6 @@ func newV1(self map[string]string, name string, l Limits) (*Cgroup, error) {
 			return nil, fmt.Errorf("cgroup v1: %w", err)
 		}
 		cg.Dirs = append(cg.Dirs, dir)
-		cg.Rel = filepath.Join(rel, name) // the memory one is reported
 		var err error
 		switch {
 		case c == "memory" && l.MemoryBytes > 0:
@@ -142,7 +141,7 @@ func newV1(self map[string]string, name string, l Limits) (*Cgroup, error) {
 			return nil, err
 		}
 		if c == "memory" {
-			cg.Rel = filepath.Join(rel, name)
+			cg.Rel = filepath.Join(rel, name) // the one Confined reports
 		}
 	}
 	return cg, nil
@@ -159,7 +158,7 @@ func (c *Cgroup) Attach(pid int) error {
 }
 
 // FD opens the v2 cgroup's directory, for starting a process right in it
-// (SysProcAttr.UseCgroupFD); -1 on v1, where Attach moves it after start.
+// (SysProcAttr.UseCgroupFD); nil on v1, where Attach moves it after start.
 func (c *Cgroup) FD() (*os.File, error) {
 	if !c.v2 {
 		return nil, nil

@@ -1,0 +1,261 @@
+package vmm
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nosproject/nos/guestapi"
+)
+
+// fakeDriver starts fake processes whose guest ends the test plays.
+type fakeDriver struct{ procs chan *fakeProcess }
+
+func (fakeDriver) Name() string                { return "Fake" }
+func (fakeDriver) Check(context.Context) error { return nil }
+func (d fakeDriver) Start(_ context.Context, m Machine) (Process, error) {
+	p := &fakeProcess{done: make(chan struct{})}
+	for range m.Channels {
+		host, guest := net.Pipe()
+		p.host = append(p.host, host)
+		p.guest = append(p.guest, guest)
+	}
+	d.procs <- p
+	return p, nil
+}
+
+type fakeProcess struct {
+	host, guest []net.Conn
+	once        sync.Once
+	done        chan struct{}
+	exit        Exit
+	killed      bool
+}
+
+func (p *fakeProcess) PID() int              { return 42 }
+func (p *fakeProcess) Channels() []net.Conn  { return p.host }
+func (p *fakeProcess) Done() <-chan struct{} { return p.done }
+func (p *fakeProcess) Wait() Exit            { <-p.done; return p.exit }
+func (p *fakeProcess) Confined() Confined    { return Confined{} }
+func (p *fakeProcess) Stop() error           { return p.Kill() }
+func (p *fakeProcess) Kill() error {
+	p.end(Exit{Err: errors.New("signal: killed"), Signal: syscall.SIGKILL}, true)
+	return nil
+}
+
+// end is the hypervisor exiting: the guest's ends close.
+func (p *fakeProcess) end(x Exit, killed bool) {
+	p.once.Do(func() {
+		p.exit, p.killed = x, killed
+		for _, c := range p.guest {
+			c.Close()
+		}
+		close(p.done)
+	})
+}
+
+// guest is the test's side of the control channel.
+type guest struct {
+	t   *testing.T
+	p   *fakeProcess
+	enc *json.Encoder
+	in  *bufio.Scanner
+}
+
+func (g *guest) send(m guestapi.Message) {
+	g.t.Helper()
+	if err := g.enc.Encode(m); err != nil {
+		g.t.Fatalf("guest send: %v", err)
+	}
+}
+
+func (g *guest) recv() guestapi.Message {
+	g.t.Helper()
+	if !g.in.Scan() {
+		g.t.Fatalf("guest recv: %v", g.in.Err())
+	}
+	var m guestapi.Message
+	if err := json.Unmarshal(g.in.Bytes(), &m); err != nil {
+		g.t.Fatalf("guest recv: %v", err)
+	}
+	return m
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// boot starts a VM on the fake driver and returns it with the guest side.
+func boot(t *testing.T, console string) (*VM, *guest, *syncBuffer) {
+	t.Helper()
+	d := fakeDriver{procs: make(chan *fakeProcess, 1)}
+	out := &syncBuffer{}
+	m := Machine{Channels: GuestChannels(), ConsoleLog: console}
+	vm, err := Boot(context.Background(), d, m, Guest{Config: &guestapi.Config{Argv: []string{"/app"}}, Stdout: out, Stderr: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := <-d.procs
+	g := &guest{t: t, p: p, enc: json.NewEncoder(p.guest[0]), in: bufio.NewScanner(p.guest[0])}
+	// The output channels: the application writes, then they close with
+	// the process.
+	return vm, g, out
+}
+
+func TestBootSession(t *testing.T) {
+	vm, g, out := boot(t, "")
+	g.send(guestapi.Message{Type: guestapi.TypeReady})
+	if m := g.recv(); m.Type != guestapi.TypeConfig || m.Config == nil || m.Config.Argv[0] != "/app" || m.Config.Time.IsZero() {
+		t.Fatalf("after ready the guest got %+v", m)
+	}
+	// A probe before the app started is answered by the host.
+	if err := vm.Probe(context.Background(), guestapi.Probe{Port: 80}); !errors.Is(err, ErrNotStarted) {
+		t.Errorf("probe before start: %v", err)
+	}
+	g.send(guestapi.Message{Type: guestapi.TypeStarted, PID: 7})
+	go func() { _, _ = g.p.guest[1].Write([]byte("hello\n")) }()
+
+	// Probes go to the guest with an ID; the result comes back to the caller.
+	res := make(chan error, 1)
+	go func() { res <- vm.Probe(context.Background(), guestapi.Probe{Port: 80, HTTPPath: "/h"}) }()
+	pm := g.recv()
+	if pm.Type != guestapi.TypeProbe || pm.Probe == nil || pm.Probe.Port != 80 || pm.Probe.HTTPPath != "/h" || pm.ID == 0 {
+		t.Fatalf("probe message %+v", pm)
+	}
+	g.send(guestapi.Message{Type: guestapi.TypeProbeResult, ID: pm.ID + 100, Error: "not ours"}) // ignored
+	g.send(guestapi.Message{Type: guestapi.TypeProbeResult, ID: pm.ID, Error: "HTTP 503"})
+	if err := <-res; err == nil || err.Error() != "HTTP 503" {
+		t.Errorf("probe result %v, want HTTP 503", err)
+	}
+
+	// Signals reach the guest once the app runs.
+	vm.Signal(syscall.SIGTERM)
+	if m := g.recv(); m.Type != guestapi.TypeSignal || m.Signal != int(syscall.SIGTERM) {
+		t.Fatalf("signal message %+v", m)
+	}
+	g.send(guestapi.Message{Type: guestapi.TypeExit, Code: 3})
+	waitFor(t, func() bool { return strings.Contains(out.String(), "hello") })
+	g.p.end(Exit{}, false) // the guest powers off
+	if o := vm.Wait(); o.ExitCode != 3 || o.Crash != "" || o.Forced {
+		t.Errorf("outcome %+v, want exit 3", o)
+	}
+	if err := vm.Probe(context.Background(), guestapi.Probe{Port: 80}); !errors.Is(err, ErrVMExited) {
+		t.Errorf("probe after exit: %v", err)
+	}
+}
+
+func TestBootTermBeforeStartForcesOff(t *testing.T) {
+	vm, g, _ := boot(t, "")
+	g.send(guestapi.Message{Type: guestapi.TypeReady})
+	g.recv()
+	vm.Signal(syscall.SIGTERM) // nothing runs yet that could stop gracefully
+	if o := vm.Wait(); !o.Forced || o.ExitCode != ExitKilled || !g.p.killed {
+		t.Errorf("outcome %+v (killed %v), want forced off with %d", o, g.p.killed, ExitKilled)
+	}
+}
+
+func TestBootCrashes(t *testing.T) {
+	dir := t.TempDir()
+	panicLog := filepath.Join(dir, "console.log")
+	os.WriteFile(panicLog, []byte("boot\nKernel panic - not syncing: VFS: Unable to mount root\nmore\n"), 0o600)
+	quietLog := filepath.Join(dir, "quiet.log")
+	os.WriteFile(quietLog, []byte("a\nthe last words\n"), 0o600)
+	for _, c := range []struct {
+		name, console string
+		guestErr      string
+		exit          Exit
+		kind, crash   string
+		code          int
+	}{
+		{"kernel panic", panicLog, "", Exit{}, CrashKernelPanic, "Kernel panic - not syncing: VFS: Unable to mount root", ExitGuestError},
+		{"no exit code", quietLog, "", Exit{}, CrashNoExitCode, "last console line: the last words", ExitGuestError},
+		{"hypervisor killed", quietLog, "", Exit{Err: errors.New("killed"), Signal: syscall.SIGSEGV}, CrashHypervisorKilled, "Fake was killed by signal 11 (segmentation fault)", 128 + 11},
+		{"hypervisor failed", quietLog, "", Exit{Err: errors.New("exit status 1"), Output: "qemu: could not load kernel"}, CrashHypervisorFailed, "Fake failed: qemu: could not load kernel", ExitGuestError},
+		{"guest error", quietLog, "exec /app: no such file", Exit{}, CrashGuestError, "guest: exec /app: no such file", ExitGuestError},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			vm, g, _ := boot(t, c.console)
+			if c.guestErr != "" {
+				g.send(guestapi.Message{Type: guestapi.TypeError, Error: c.guestErr})
+				time.Sleep(50 * time.Millisecond) // the message is read before the exit
+			}
+			g.p.end(c.exit, false)
+			o := vm.Wait()
+			if o.CrashKind != c.kind || o.Crash != c.crash || o.ExitCode != c.code {
+				t.Errorf("outcome %+v, want kind %s, crash %q, exit %d", o, c.kind, c.crash, c.code)
+			}
+		})
+	}
+}
+
+// TestBootHostileControlChannel: what the guest sends is untrusted; a line
+// without end or garbage ends the session's reading, never the host.
+func TestBootHostileControlChannel(t *testing.T) {
+	vm, g, _ := boot(t, "")
+	go func() {
+		junk := bytes.Repeat([]byte("x"), maxMessage+10)
+		_, _ = g.p.guest[0].Write(junk)
+	}()
+	time.Sleep(100 * time.Millisecond)
+	vm.Kill()
+	if o := vm.Wait(); !o.Forced {
+		t.Errorf("outcome %+v", o)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatal("condition not met in 5s")
+}
+
+// FuzzControlMessages feeds whatever a hostile guest might send on the
+// control channel to the host's reader: it must never panic, and must end
+// when the channel does.
+func FuzzControlMessages(f *testing.F) {
+	for _, s := range []string{
+		`{"type":"ready"}` + "\n",
+		`{"type":"exit","code":3}` + "\n",
+		`{"type":"probe-result","id":1,"error":"x"}` + "\n",
+		`{"type":"started","pid":-1}{"type":"error","error":"` + strings.Repeat("e", 1000) + `"}`,
+		"\x00\xff{\"type\":",
+		`[1,2,3]` + "\n" + `{"type":"config","config":{"argv":null}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		host, guest := net.Pipe()
+		msgs := make(chan guestapi.Message, 16)
+		go readMessages(host, msgs)
+		go func() { _, _ = guest.Write(data); guest.Close() }()
+		n := 0
+		for range msgs {
+			n++
+		}
+		if n > len(data) {
+			t.Fatalf("%d messages from %d bytes", n, len(data))
+		}
+	})
+}
