@@ -78,6 +78,9 @@ func TestHypervisorIsConfined(t *testing.T) {
 		if g := strings.Fields(status["Gid"]); len(g) != 4 || g[0] != want {
 			t.Errorf("QEMU's gids %q, want %s", g, want)
 		}
+		if status["CapEff"] != "0000000000000000" || status["CapPrm"] != "0000000000000000" {
+			t.Errorf("QEMU keeps capabilities: effective %s, permitted %s", status["CapEff"], status["CapPrm"])
+		}
 		if status["Groups"] != "" {
 			t.Errorf("QEMU keeps supplementary groups %q", status["Groups"])
 		}

@@ -40,3 +40,12 @@ func TestOldFilesLoad(t *testing.T) {
 		t.Errorf("written as %s", b)
 	}
 }
+
+func TestBindsLowPort(t *testing.T) {
+	if bindsLowPort([]vmm.Forward{{HostPort: 8080}, {HostPort: 5353}}) {
+		t.Error("8080 and 5353 need no privilege")
+	}
+	if !bindsLowPort([]vmm.Forward{{HostPort: 8080}, {HostPort: 80}}) {
+		t.Error("port 80 needs CAP_NET_BIND_SERVICE (unless the host lowered ip_unprivileged_port_start)")
+	}
+}

@@ -3,6 +3,8 @@ package instance
 import (
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/nosproject/nos/vmm"
@@ -77,10 +79,28 @@ func confinement(cfg Config) *vmm.Confinement {
 		Cgroup:       "nos-" + cfg.ID[:12],
 		MemoryLimit:  int64(cfg.MemoryMiB+vmmOverheadMiB) << 20,
 		CPUs:         float64(max(cfg.CPUs, 1)),
+		BindLowPorts: bindsLowPort(cfg.Publish),
 		MaxOpenFiles: vmmRlimits.OpenFiles,
 		MaxFileSize:  vmmRlimits.FileSize,
 	}
 	return c
+}
+
+// bindsLowPort reports whether a published host port is one only a
+// privileged process may bind (below net.ipv4.ip_unprivileged_port_start).
+func bindsLowPort(fs []vmm.Forward) bool {
+	start := 1024
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start"); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			start = n
+		}
+	}
+	for _, f := range fs {
+		if f.HostPort < start {
+			return true
+		}
+	}
+	return false
 }
 
 // confinementNotes says what nos could not confine, once, for inspect.

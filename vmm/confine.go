@@ -14,6 +14,10 @@ type Confinement struct {
 	Cgroup      string
 	MemoryLimit int64
 	CPUs        float64
+	// BindLowPorts keeps CAP_NET_BIND_SERVICE for the unprivileged user,
+	// and no other capability: a user-mode network publishing a host
+	// port below the host's unprivileged port start needs it.
+	BindLowPorts bool
 	// MaxOpenFiles and MaxFileSize are rlimits (RLIMIT_NOFILE, RLIMIT_FSIZE
 	// in bytes); zero leaves the limit as it is.
 	MaxOpenFiles uint64

@@ -83,6 +83,9 @@ func (d Driver) Start(ctx context.Context, m vmm.Machine) (vmm.Process, error) {
 	if c != nil {
 		if c.UID != 0 {
 			cmd.SysProcAttr.Credential = &syscall.Credential{Uid: c.UID, Gid: c.GID, Groups: []uint32{}}
+			if c.BindLowPorts {
+				cmd.SysProcAttr.AmbientCaps = []uintptr{unix.CAP_NET_BIND_SERVICE}
+			}
 			p.confined.UID, p.confined.GID = c.UID, c.GID
 		}
 		if c.Cgroup != "" {
