@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/nosproject/nos/build"
+	"github.com/nosproject/nos/assemble"
 	"github.com/nosproject/nos/instance"
 	"github.com/nosproject/nos/kernel"
 	"github.com/nosproject/nos/kernel/config"
@@ -79,7 +79,7 @@ the container image's user) with no capabilities but those of --cap-add.`,
 			if err != nil {
 				return err
 			}
-			res, err := build.Build(cmd.Context(), st, o)
+			res, err := assemble.Image(cmd.Context(), st, o)
 			if err != nil {
 				return err
 			}
@@ -108,10 +108,10 @@ the container image's user) with no capabilities but those of --cap-add.`,
 	return cmd
 }
 
-func (f *buildFlags) options(e *env, source string, explicitFeatures bool) (build.Options, error) {
-	o := build.Options{Source: source, Args: f.args, Ports: f.ports, CPUs: f.cpus, WorkDir: f.workdir, KernelArgs: f.kernelArgs, Log: e.logger(),
+func (f *buildFlags) options(e *env, source string, explicitFeatures bool) (assemble.Options, error) {
+	o := assemble.Options{Source: source, Args: f.args, Ports: f.ports, CPUs: f.cpus, WorkDir: f.workdir, KernelArgs: f.kernelArgs, Log: e.logger(),
 		Rootfs: f.rootfs, FromOCI: f.fromOCI, Adds: f.adds, User: f.user, Caps: f.caps}
-	ep, err := build.ParseEntrypoint(f.entrypoint)
+	ep, err := assemble.ParseEntrypoint(f.entrypoint)
 	if err != nil {
 		return o, err
 	}
@@ -157,7 +157,7 @@ func (f *buildFlags) options(e *env, source string, explicitFeatures bool) (buil
 			return defaultKernel(home, built)
 		}
 	}
-	if o.Init, err = build.FindInit(); err != nil {
+	if o.Init, err = assemble.FindInit(); err != nil {
 		return o, err
 	}
 	return o, nil

@@ -1,4 +1,4 @@
-package build
+package assemble
 
 import (
 	"archive/zip"
@@ -110,8 +110,8 @@ var rootDiskModules = []string{"virtio_blk", "erofs"}
 // the root.
 const DefaultCmdline = "console=ttyS0 quiet panic=-1 random.trust_cpu=on pty.legacy_count=0"
 
-// Build compiles and packages the application and stores the image.
-func Build(ctx context.Context, st *store.Store, o Options) (*Result, error) {
+// Image compiles and packages the application and stores the image.
+func Image(ctx context.Context, st *store.Store, o Options) (*Result, error) {
 	log := o.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

@@ -1,4 +1,4 @@
-package build
+package assemble
 
 import (
 	"context"
@@ -18,7 +18,7 @@ import (
 	"github.com/nosproject/nos/image"
 	"github.com/nosproject/nos/initramfs"
 
-	"github.com/nosproject/nos/build/elfdeps"
+	"github.com/nosproject/nos/assemble/elfdeps"
 	"github.com/nosproject/nos/guestapi"
 	"github.com/nosproject/nos/oci"
 )
