@@ -2,26 +2,66 @@ package assemble
 
 import (
 	"debug/elf"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 )
 
-// Errors for applications nos cannot package (yet).
-var (
-	ErrNotELF      = errors.New("not an ELF executable")
-	ErrWrongArch   = errors.New("wrong architecture")
-	ErrDynamicELF  = errors.New("dynamically linked")
-	ErrNotMain     = errors.New("not a main package")
-	ErrNeedsCgo    = errors.New("needs cgo")
-	ErrBadSource   = errors.New("cannot build source")
-	ErrInitMissing = errors.New("nos-init not found")
+// elfKind is what kind of x86-64 Linux program an ELF file is.
+type elfKind int
+
+const (
+	staticELF  elfKind = iota + 1 // no interpreter: runs as it is
+	dynamicELF                    // has an interpreter (PT_INTERP) and libraries
 )
 
+// readELFKind parses the ELF headers of the file at path, once, and tells
+// a static from a dynamically linked x86-64 Linux executable; anything
+// else is an error wrapping ErrNotELF or ErrWrongArch. (fsutil.IsELF is
+// the cheap test of the magic bytes, for files that are known to be some
+// kind of kernel image; this is the one parser of ELF headers here.)
+func readELFKind(path string) (elfKind, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return readELFKindFrom(path, f)
+}
+
+// readELFKindFrom is readELFKind on r, named name in messages. debug/elf
+// is not hardened against hostile input, so panics become errors.
+func readELFKindFrom(name string, r io.ReaderAt) (kind elfKind, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			kind, err = 0, fmt.Errorf("%s: malformed ELF file (%v): %w", name, p, ErrNotELF)
+		}
+	}()
+	ef, err := elf.NewFile(r)
+	if err != nil {
+		return 0, fmt.Errorf("%s is not an ELF program (give a Go package, a program, --rootfs or --from-oci): %w", name, ErrNotELF)
+	}
+	if ef.Class != elf.ELFCLASS64 || ef.Machine != elf.EM_X86_64 {
+		return 0, fmt.Errorf("%s is built for %s (%s); nos images run x86-64 (amd64) Linux programs: build it for amd64 (GOARCH=amd64 for Go): %w", name, archName(ef.Machine), classBits(ef.Class), ErrWrongArch)
+	}
+	if ef.Type != elf.ET_EXEC && ef.Type != elf.ET_DYN {
+		return 0, fmt.Errorf("%s is an ELF %s, not an executable: %w", name, ef.Type, ErrNotELF)
+	}
+	for _, p := range ef.Progs {
+		if p.Type == elf.PT_INTERP {
+			return dynamicELF, nil
+		}
+	}
+	// ET_DYN without an interpreter is a static-pie executable, which the
+	// kernel runs as it is; a shared library has no entry point.
+	if ef.Type == elf.ET_DYN && ef.Entry == 0 {
+		return 0, fmt.Errorf("%s is a shared library, not a program: %w", name, ErrNotELF)
+	}
+	return staticELF, nil
+}
+
 // checkStaticELF accepts only a statically linked x86-64 Linux executable.
-// debug/elf is not hardened against hostile input, so panics become errors.
-func checkStaticELF(path string) (err error) {
+func checkStaticELF(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -30,33 +70,12 @@ func checkStaticELF(path string) (err error) {
 	return checkStaticELFReader(path, f)
 }
 
-func checkStaticELFReader(name string, r io.ReaderAt) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("%s: malformed ELF file (%v): %w", name, p, ErrNotELF)
-		}
-	}()
-	ef, err := elf.NewFile(r)
-	if err != nil {
-		return fmt.Errorf("%s is not an ELF program (give a Go package, a program, --rootfs or --from-oci): %w", name, ErrNotELF)
+func checkStaticELFReader(name string, r io.ReaderAt) error {
+	kind, err := readELFKindFrom(name, r)
+	if err == nil && kind == dynamicELF {
+		err = fmt.Errorf("%s is %w", name, ErrDynamicELF)
 	}
-	if ef.Class != elf.ELFCLASS64 || ef.Machine != elf.EM_X86_64 {
-		return fmt.Errorf("%s is built for %s (%s); nos images run x86-64 (amd64) Linux programs: build it for amd64 (GOARCH=amd64 for Go): %w", name, archName(ef.Machine), classBits(ef.Class), ErrWrongArch)
-	}
-	if ef.Type != elf.ET_EXEC && ef.Type != elf.ET_DYN {
-		return fmt.Errorf("%s is an ELF %s, not an executable: %w", name, ef.Type, ErrNotELF)
-	}
-	for _, p := range ef.Progs {
-		if p.Type == elf.PT_INTERP {
-			return fmt.Errorf("%s is dynamically linked: %w", name, ErrDynamicELF)
-		}
-	}
-	// ET_DYN without an interpreter is a static-pie executable, which the
-	// kernel runs as it is; a shared library has no entry point.
-	if ef.Type == elf.ET_DYN && ef.Entry == 0 {
-		return fmt.Errorf("%s is a shared library, not a program: %w", name, ErrNotELF)
-	}
-	return nil
+	return err
 }
 
 // archName names an ELF machine as people do.
