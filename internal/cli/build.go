@@ -83,6 +83,9 @@ the container image's user) with no capabilities but those of --cap-add.`,
 			if err != nil {
 				return err
 			}
+			for _, w := range res.Warnings {
+				fmt.Fprintf(e.stderr, "nos: warning: %s\n", w)
+			}
 			fmt.Fprintf(e.stderr, "built %s:%s (%s, kernel %s)\n", res.Name, res.Tag, humanSize(res.Size), res.Kernel.Version)
 			fmt.Fprintln(e.stdout, res.Digest)
 			return nil
