@@ -2,13 +2,11 @@ package cli
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/nosproject/nos/assemble"
 	"github.com/nosproject/nos/instance"
-	"github.com/nosproject/nos/kernel"
 	"github.com/nosproject/nos/kernel/config"
 	"github.com/nosproject/nos/kernel/kbuild"
 	"github.com/nosproject/nos/store"
@@ -140,42 +138,17 @@ func (f *buildFlags) options(e *env, source string, explicitFeatures bool) (asse
 		return o, err
 	}
 	if explicitFeatures {
-		if o.Needs, err = parseFeatures(f.features); err != nil {
+		if o.Needs, err = kbuild.ParseFeatures(f.features); err != nil {
 			return o, err
 		}
 	}
-	o.KernelFor = func(needs []string) kernel.Finder {
-		built := builtKernelCache(home)
-		built.Need = needs
-		var explicit []string
-		if explicitFeatures {
-			explicit = needs
-		}
-		switch {
-		case f.kernel != "":
-			return namedKernel{arg: f.kernel, built: built, need: explicit}
-		case explicitFeatures:
-			return kernel.Chain{buildingKernel{e: e, built: built}}
-		default:
-			return defaultKernel(home, built)
-		}
-	}
+	sel := kernelSelector(e, home)
+	sel.Named, sel.Explicit = f.kernel, explicitFeatures
+	o.KernelFor = sel.For
 	if o.Init, err = assemble.FindInit(); err != nil {
 		return o, err
 	}
 	return o, nil
-}
-
-// defaultKernel prefers a kernel nos built with the features the image
-// needs (or the one it imported last), then a kernel nos fetched into its
-// cache (made for VMs, with every feature as modules), then the host's own.
-// $NOS_BOOT_DIR replaces /boot as the place to look for the host's kernels.
-func defaultKernel(home string, built kbuild.Cache) kernel.Finder {
-	return kernel.Chain{
-		built,
-		kernel.Cache{Dir: kernelCache(home)},
-		kernel.Host{BootDir: os.Getenv("NOS_BOOT_DIR")},
-	}
 }
 
 func kernelCache(home string) string { return filepath.Join(home, "cache", "kernels") }

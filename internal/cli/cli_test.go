@@ -212,29 +212,3 @@ func wantEmptyDir(t *testing.T, dir string) {
 		t.Errorf("the command created %q in nos's home", found)
 	}
 }
-
-func TestParseFeatures(t *testing.T) {
-	for _, tc := range []struct {
-		in   []string
-		want []string
-		err  string
-	}{
-		{[]string{"net"}, []string{"net"}, ""},
-		{[]string{"vsock,NET", "blk"}, []string{"blk", "net", "vsock"}, ""},
-		{[]string{"none"}, []string{}, ""},
-		{[]string{"none,net"}, nil, "cannot be combined"},
-		{[]string{"none", "net"}, nil, "cannot be combined"},
-		{[]string{"gpu"}, nil, `unknown kernel feature "gpu"`},
-	} {
-		got, err := parseFeatures(tc.in)
-		if tc.err != "" {
-			if err == nil || !strings.Contains(err.Error(), tc.err) {
-				t.Errorf("parseFeatures(%q) = %v, %v; want error %q", tc.in, got, err, tc.err)
-			}
-			continue
-		}
-		if err != nil || got == nil || !slices.Equal(got, tc.want) {
-			t.Errorf("parseFeatures(%q) = %#v, %v; want %#v", tc.in, got, err, tc.want)
-		}
-	}
-}

@@ -22,6 +22,27 @@ func builtKernelCache(home string) kbuild.Cache {
 	return kbuild.Cache{Dir: filepath.Join(home, "cache", "kernels-built")}
 }
 
+// kernelSelector chooses kernels among nos's caches and the host's
+// ($NOS_BOOT_DIR replaces /boot), building one with progress on stderr
+// (and the build tools installed as nos kernel build does) when features
+// were asked for that no built kernel has.
+func kernelSelector(e *env, home string) kbuild.Selector {
+	built := builtKernelCache(home)
+	return kbuild.Selector{
+		Built:      built,
+		FetchedDir: kernelCache(home),
+		BootDir:    os.Getenv("NOS_BOOT_DIR"),
+		Progress:   e.stderr,
+		Build: func(ctx context.Context, features []string) (*kernel.Kernel, error) {
+			res, err := buildKernel(ctx, e, built, kbuild.Options{Features: features, Progress: e.stderr}, true)
+			if err != nil {
+				return nil, err
+			}
+			return res.Entry.Kernel(), nil
+		},
+	}
+}
+
 func newKernelBuildCmd(e *env) *cobra.Command {
 	var (
 		source    string
@@ -123,7 +144,7 @@ there is no usable kernel at all.`,
 			if err != nil {
 				return err
 			}
-			def, defErr := defaultKernel(home, kbuild.Cache{Dir: builtKernelCache(home).Dir, Need: config.DefaultFeatures}).Find(ctx)
+			def, defErr := kernelSelector(e, home).Default(config.DefaultFeatures).Find(ctx)
 			mark := func(path string) string {
 				if def != nil && def.Path == path {
 					return "*"
