@@ -212,3 +212,17 @@ func wantEmptyDir(t *testing.T, dir string) {
 		t.Errorf("the command created %q in nos's home", found)
 	}
 }
+
+// TestKernelLsEmpty: with no kernels anywhere, nos kernel ls prints the
+// header alone and succeeds.
+func TestKernelLsEmpty(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("NOS_BOOT_DIR", t.TempDir())
+	code, stdout, stderr := nos(t, home, "kernel", "ls")
+	if code != 0 || stderr != "" {
+		t.Fatalf("nos kernel ls exited %d, stderr %q", code, stderr)
+	}
+	if l := lines(stdout); len(l) != 1 || !strings.HasPrefix(l[0], "DEFAULT") {
+		t.Errorf("nos kernel ls printed %q, want the header alone", stdout)
+	}
+}

@@ -124,7 +124,7 @@ func newKernelLsCmd(e *env) *cobra.Command {
 (nos kernel import), those it fetched (nos kernel fetch) and the host's own in
 /boot. The one nos build uses for an image with the default features (net)
 is marked with *. It fails when
-there is no usable kernel at all.`,
+kernels are listed but none is usable; an empty list is not an error.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			home, err := e.homeDir()
@@ -165,6 +165,9 @@ there is no usable kernel at all.`,
 			}
 			if err := w.Flush(); err != nil {
 				return err
+			}
+			if len(built)+len(fetched)+len(host) == 0 && errors.Is(defErr, kernel.ErrNoKernel) {
+				return nil // no kernels is an empty list, not an error
 			}
 			return defErr
 		},
