@@ -96,25 +96,11 @@ func Image(ctx context.Context, st *store.Store, o Options) (*Result, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if err := checkInit(o.Init); err != nil {
-		return nil, err
-	}
-	cfg, err := configFromOptions(o)
+	p, err := newPlan(o)
 	if err != nil {
 		return nil, err
 	}
-	src, err := detect(o)
-	if err != nil {
-		return nil, err
-	}
-	needs, err := kernelNeeds(o, src.Layout())
-	if err != nil {
-		return nil, err
-	}
-	finder, err := kernelFinder(o, needs)
-	if err != nil {
-		return nil, err
-	}
+	cfg, src := p.cfg, p.src
 
 	tmp, err := os.MkdirTemp("", "nos-build-")
 	if err != nil {
@@ -138,11 +124,11 @@ func Image(ctx context.Context, st *store.Store, o Options) (*Result, error) {
 		return nil, err
 	}
 
-	k, mods, err := findKernel(ctx, finder, src.Layout(), log)
+	k, mods, err := findKernel(ctx, p.finder, src.Layout(), log)
 	if err != nil {
 		return nil, err
 	}
-	if err := setKernel(&cfg, k, mods, needs, o.Needs); err != nil {
+	if err := setKernel(&cfg, k, mods, p.needs, o.Needs); err != nil {
 		return nil, err
 	}
 	initrd := filepath.Join(tmp, "initramfs")
@@ -156,6 +142,38 @@ func Image(ctx context.Context, st *store.Store, o Options) (*Result, error) {
 	}
 	res.Warnings = sg.warnings
 	return res, nil
+}
+
+// plan is what the options decide before any file is made: the source,
+// the config they give, and the kernel features and finder.
+type plan struct {
+	src    Source
+	cfg    image.Config
+	needs  []string
+	finder kernel.Finder
+}
+
+func newPlan(o Options) (*plan, error) {
+	if err := checkInit(o.Init); err != nil {
+		return nil, err
+	}
+	cfg, err := configFromOptions(o)
+	if err != nil {
+		return nil, err
+	}
+	src, err := detect(o)
+	if err != nil {
+		return nil, err
+	}
+	needs, err := kernelNeeds(o, src.Layout())
+	if err != nil {
+		return nil, err
+	}
+	finder, err := kernelFinder(o, needs)
+	if err != nil {
+		return nil, err
+	}
+	return &plan{src: src, cfg: cfg, needs: needs, finder: finder}, nil
 }
 
 // imageRef is the image's name and tag, as given, else the source's name
