@@ -33,6 +33,9 @@ func newStaging(initPath, tmp string, l Layout, o Options, log *slog.Logger) (*s
 	if err != nil {
 		return nil, err
 	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	st := &staging{tmp: tmp, archive: &initramfs.Archive{}, adds: adds, user: o.User, log: log}
 	if err := st.addGuestRoot(initPath); err != nil {
 		return nil, fmt.Errorf("assembling initramfs: %w", err)
