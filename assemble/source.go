@@ -13,7 +13,8 @@ import (
 // A Source is one kind of input an image is built from: a Go package, a
 // static or dynamically linked program, a root directory, a container
 // image. Each kind is a type in its own source_*.go file, found by its
-// entry in sources.
+// entry in sources. Stage takes the package's staging area, so only this
+// package implements Source.
 type Source interface {
 	// Layout says where the source's files go, which decides the kernel
 	// features the image cannot do without (see Layout.Features).
