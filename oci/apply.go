@@ -311,6 +311,19 @@ func xattrsOf(hdr *tar.Header) map[string]string {
 	return xa
 }
 
+// slot is where an entry of a layer goes: its name as the tar header
+// gives it, its path in the tree, its parent directory (created) and what
+// is there now, if anything.
+type slot struct {
+	name     string
+	p        string
+	base     string
+	parent   *node
+	existing *node
+}
+
+// apply applies one tar entry: the checks every entry goes through (its
+// name, whiteouts, owners, type), then the method for its type.
 func (x *extractor) apply(ctx context.Context, tr *tar.Reader, hdr *tar.Header, buf []byte) error {
 	if hdr.Typeflag == tar.TypeXGlobalHeader {
 		return nil
@@ -321,88 +334,25 @@ func (x *extractor) apply(ctx context.Context, tr *tar.Reader, hdr *tar.Header, 
 		return x.errf("entry %q %s", name, problem)
 	}
 	if len(comps) == 0 {
-		// The root itself ("./" or "/").
-		if hdr.Typeflag != tar.TypeDir {
-			return x.errf("entry %q would replace the root directory", name)
-		}
-		if !x.archive {
-			x.top.e.Mode = fs.ModeDir | modeOf(hdr.Mode)
-			x.top.e.UID, x.top.e.GID = hdr.Uid, hdr.Gid
-			x.top.e.ModTime = hdr.ModTime
-			x.top.e.Xattrs = xattrsOf(hdr)
-		}
-		return nil
+		return x.applyRoot(hdr)
 	}
 	base := comps[len(comps)-1]
 	dirs := comps[:len(comps)-1]
-	p := strings.Join(comps, "/")
-
 	if x.archive {
 		if hdr.Typeflag != tar.TypeDir && hdr.Typeflag != tar.TypeReg {
 			return x.errf("entry %q is not a regular file or a directory; an OCI layout archive holds no others", name)
 		}
-	} else {
-		for _, c := range dirs {
-			if strings.HasPrefix(c, whiteoutMeta) {
-				return nil // AUFS metadata (.wh..wh.plnk and such): not content
-			}
-			if strings.HasPrefix(c, whiteoutPrefix) {
-				return x.errf("entry %q has a whiteout as a parent directory", name)
-			}
-		}
-		switch {
-		case base == whiteoutOpaque:
-			dir, err := x.parentDir(name, dirs, true)
-			if err != nil {
-				return err
-			}
-			return x.opaque(dir, strings.Join(dirs, "/"))
-		case strings.HasPrefix(base, whiteoutMeta):
-			return nil
-		case strings.HasPrefix(base, whiteoutPrefix):
-			target := base[len(whiteoutPrefix):]
-			if target == "" || target == "." || target == ".." {
-				return x.errf("whiteout %q names nothing", name)
-			}
-			dir, err := x.parentDir(name, dirs, false)
-			if err != nil || dir == nil {
-				return err
-			}
-			child := dir.children[target]
-			tp := strings.Join(append(dirs[:len(dirs):len(dirs)], target), "/")
-			switch {
-			case child == nil:
-			case child.layer < x.n:
-				return x.remove(dir, target, tp)
-			case child.isDir():
-				// This layer already wrote into the directory (the
-				// whiteout comes after its entries): what it wrote stays,
-				// the lower layers' content goes.
-				return x.opaque(child, tp)
-			}
-			return nil
-		}
+	} else if done, err := x.applyWhiteout(name, dirs, base); done || err != nil {
+		return err
 	}
-
-	if !validID(hdr.Uid) || !validID(hdr.Gid) {
-		return x.errf("entry %q has an invalid owner %d:%d", name, hdr.Uid, hdr.Gid)
+	if skip, err := x.checkEntry(hdr); skip || err != nil {
+		return err
 	}
-	switch hdr.Typeflag {
-	case tar.TypeChar, tar.TypeBlock:
-		return x.errf("device node %q refused", name)
-	case tar.TypeFifo:
-		x.warnf("FIFO %q skipped (FIFOs are not supported)", name)
-		return nil
-	case tar.TypeDir, tar.TypeReg, tar.TypeGNUSparse, tar.TypeCont, tar.TypeSymlink, tar.TypeLink:
-	default:
-		return x.errf("entry %q has an unsupported type %q", name, hdr.Typeflag)
-	}
-
 	parent, err := x.parentDir(name, dirs, true)
 	if err != nil {
 		return err
 	}
-	existing := parent.children[base]
+	s := slot{name: name, p: strings.Join(comps, "/"), base: base, parent: parent, existing: parent.children[base]}
 	e := Entry{
 		Mode:    modeOf(hdr.Mode),
 		UID:     hdr.Uid,
@@ -410,75 +360,169 @@ func (x *extractor) apply(ctx context.Context, tr *tar.Reader, hdr *tar.Header, 
 		ModTime: hdr.ModTime,
 		Xattrs:  xattrsOf(hdr),
 	}
-
 	switch hdr.Typeflag {
 	case tar.TypeDir:
-		e.Mode |= fs.ModeDir
-		if existing != nil && existing.isDir() {
-			e.Inode = existing.e.Inode
-			existing.e = e
-			existing.layer = x.n
-			x.lchown(p, e.UID, e.GID)
-			return nil
-		}
-		if existing != nil {
-			if err := x.remove(parent, base, p); err != nil {
-				return err
-			}
-		}
-		if err := x.root.Mkdir(p, 0o700); err != nil {
-			return fmt.Errorf("%s: creating %q: %w", x.where, p, err)
-		}
-		x.lchown(p, e.UID, e.GID)
-		parent.children[base] = x.newNode(e)
-		return nil
-
+		return x.applyDir(s, e)
 	case tar.TypeSymlink:
-		target := hdr.Linkname
-		if target == "" || len(target) > maxLinkLen || strings.IndexByte(target, 0) >= 0 {
-			return x.errf("symlink %q has an invalid target %q", name, target)
-		}
-		if existing != nil {
-			if err := x.remove(parent, base, p); err != nil {
-				return err
-			}
-		}
-		if err := x.root.Symlink(target, p); err != nil {
-			return fmt.Errorf("%s: creating symlink %q: %w", x.where, p, err)
-		}
-		x.lchown(p, e.UID, e.GID)
-		e.Mode = fs.ModeSymlink | 0o777
-		e.Linkname = target
-		parent.children[base] = x.newNode(e)
-		return nil
-
+		return x.applySymlink(s, e, hdr.Linkname)
 	case tar.TypeLink:
-		return x.hardlink(name, p, parent, base, existing, hdr.Linkname)
+		return x.hardlink(s, hdr.Linkname)
 	}
+	return x.applyFile(ctx, s, e, hdr.Size, tr, buf)
+}
 
-	// A regular file.
-	if hdr.Size < 0 || hdr.Size > x.lim.MaxBytes-x.fileBytes {
+// applyRoot records the metadata of the root directory ("./" or "/").
+func (x *extractor) applyRoot(hdr *tar.Header) error {
+	if hdr.Typeflag != tar.TypeDir {
+		return x.errf("entry %q would replace the root directory", hdr.Name)
+	}
+	if !x.archive {
+		x.top.e.Mode = fs.ModeDir | modeOf(hdr.Mode)
+		x.top.e.UID, x.top.e.GID = hdr.Uid, hdr.Gid
+		x.top.e.ModTime = hdr.ModTime
+		x.top.e.Xattrs = xattrsOf(hdr)
+	}
+	return nil
+}
+
+// applyWhiteout handles an entry that is AUFS metadata, an opaque marker
+// or a whiteout, and says whether the entry was one (done). It refuses an
+// entry beneath a whiteout.
+func (x *extractor) applyWhiteout(name string, dirs []string, base string) (done bool, err error) {
+	for _, c := range dirs {
+		if strings.HasPrefix(c, whiteoutMeta) {
+			return true, nil // AUFS metadata (.wh..wh.plnk and such): not content
+		}
+		if strings.HasPrefix(c, whiteoutPrefix) {
+			return true, x.errf("entry %q has a whiteout as a parent directory", name)
+		}
+	}
+	switch {
+	case base == whiteoutOpaque:
+		dir, err := x.parentDir(name, dirs, true)
+		if err != nil {
+			return true, err
+		}
+		return true, x.opaque(dir, strings.Join(dirs, "/"))
+	case strings.HasPrefix(base, whiteoutMeta):
+		return true, nil
+	case strings.HasPrefix(base, whiteoutPrefix):
+		return true, x.whiteout(name, dirs, base[len(whiteoutPrefix):])
+	}
+	return false, nil
+}
+
+// whiteout removes target from the directory dirs, as lower layers made
+// it.
+func (x *extractor) whiteout(name string, dirs []string, target string) error {
+	if target == "" || target == "." || target == ".." {
+		return x.errf("whiteout %q names nothing", name)
+	}
+	dir, err := x.parentDir(name, dirs, false)
+	if err != nil || dir == nil {
+		return err
+	}
+	child := dir.children[target]
+	tp := strings.Join(append(dirs[:len(dirs):len(dirs)], target), "/")
+	switch {
+	case child == nil:
+	case child.layer < x.n:
+		return x.remove(dir, target, tp)
+	case child.isDir():
+		// This layer already wrote into the directory (the whiteout comes
+		// after its entries): what it wrote stays, the lower layers'
+		// content goes.
+		return x.opaque(child, tp)
+	}
+	return nil
+}
+
+// checkEntry refuses invalid owners, device nodes and unknown types, and
+// says to skip a FIFO (with a warning).
+func (x *extractor) checkEntry(hdr *tar.Header) (skip bool, err error) {
+	if !validID(hdr.Uid) || !validID(hdr.Gid) {
+		return false, x.errf("entry %q has an invalid owner %d:%d", hdr.Name, hdr.Uid, hdr.Gid)
+	}
+	switch hdr.Typeflag {
+	case tar.TypeChar, tar.TypeBlock:
+		return false, x.errf("device node %q refused", hdr.Name)
+	case tar.TypeFifo:
+		x.warnf("FIFO %q skipped (FIFOs are not supported)", hdr.Name)
+		return true, nil
+	case tar.TypeDir, tar.TypeReg, tar.TypeGNUSparse, tar.TypeCont, tar.TypeSymlink, tar.TypeLink:
+		return false, nil
+	}
+	return false, x.errf("entry %q has an unsupported type %q", hdr.Name, hdr.Typeflag)
+}
+
+// clear removes what is at the slot, if anything.
+func (x *extractor) clear(s slot) error {
+	if s.existing == nil {
+		return nil
+	}
+	return x.remove(s.parent, s.base, s.p)
+}
+
+// applyDir makes a directory, or updates the one there.
+func (x *extractor) applyDir(s slot, e Entry) error {
+	e.Mode |= fs.ModeDir
+	if s.existing != nil && s.existing.isDir() {
+		e.Inode = s.existing.e.Inode
+		s.existing.e = e
+		s.existing.layer = x.n
+		x.lchown(s.p, e.UID, e.GID)
+		return nil
+	}
+	if err := x.clear(s); err != nil {
+		return err
+	}
+	if err := x.root.Mkdir(s.p, 0o700); err != nil {
+		return fmt.Errorf("%s: creating %q: %w", x.where, s.p, err)
+	}
+	x.lchown(s.p, e.UID, e.GID)
+	s.parent.children[s.base] = x.newNode(e)
+	return nil
+}
+
+func (x *extractor) applySymlink(s slot, e Entry, target string) error {
+	if target == "" || len(target) > maxLinkLen || strings.IndexByte(target, 0) >= 0 {
+		return x.errf("symlink %q has an invalid target %q", s.name, target)
+	}
+	if err := x.clear(s); err != nil {
+		return err
+	}
+	if err := x.root.Symlink(target, s.p); err != nil {
+		return fmt.Errorf("%s: creating symlink %q: %w", x.where, s.p, err)
+	}
+	x.lchown(s.p, e.UID, e.GID)
+	e.Mode = fs.ModeSymlink | 0o777
+	e.Linkname = target
+	s.parent.children[s.base] = x.newNode(e)
+	return nil
+}
+
+// applyFile writes a regular file of the given size from tr.
+func (x *extractor) applyFile(ctx context.Context, s slot, e Entry, size int64, tr io.Reader, buf []byte) error {
+	if size < 0 || size > x.lim.MaxBytes-x.fileBytes {
 		return x.bombError()
 	}
-	x.fileBytes += hdr.Size
-	if existing != nil {
-		if err := x.remove(parent, base, p); err != nil {
-			return err
-		}
+	x.fileBytes += size
+	if err := x.clear(s); err != nil {
+		return err
 	}
-	f, err := x.root.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := x.root.OpenFile(s.p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return fmt.Errorf("%s: creating %q: %w", x.where, p, err)
+		return fmt.Errorf("%s: creating %q: %w", x.where, s.p, err)
 	}
 	w := &recordingWriter{w: f}
 	n, err := io.CopyBuffer(w, tr, buf)
-	if err == nil && n != hdr.Size {
+	if err == nil && n != size {
 		err = io.ErrUnexpectedEOF
 	}
 	if err != nil {
 		f.Close()
 		if w.err != nil && err == w.err {
-			return fmt.Errorf("%s: writing %q: %w", x.where, p, err)
+			return fmt.Errorf("%s: writing %q: %w", x.where, s.p, err)
 		}
 		return x.readError(ctx, err)
 	}
@@ -490,18 +534,18 @@ func (x *extractor) apply(ctx context.Context, tr *tar.Reader, hdr *tar.Header, 
 	}
 	if err := f.Chmod(x.diskMode(e.Mode)); err != nil {
 		f.Close()
-		return fmt.Errorf("%s: setting the mode of %q: %w", x.where, p, err)
+		return fmt.Errorf("%s: setting the mode of %q: %w", x.where, s.p, err)
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("%s: writing %q: %w", x.where, p, err)
+		return fmt.Errorf("%s: writing %q: %w", x.where, s.p, err)
 	}
 	if !x.archive && !e.ModTime.IsZero() {
-		if err := x.root.Chtimes(p, e.ModTime, e.ModTime); err != nil {
-			return fmt.Errorf("%s: setting the times of %q: %w", x.where, p, err)
+		if err := x.root.Chtimes(s.p, e.ModTime, e.ModTime); err != nil {
+			return fmt.Errorf("%s: setting the times of %q: %w", x.where, s.p, err)
 		}
 	}
-	e.Size = hdr.Size
-	parent.children[base] = x.newNode(e)
+	e.Size = size
+	s.parent.children[s.base] = x.newNode(e)
 	return nil
 }
 
@@ -521,7 +565,9 @@ func (r *recordingWriter) Write(p []byte) (int, error) {
 
 func validID(id int) bool { return id >= 0 && id < 1<<32-1 }
 
-func (x *extractor) hardlink(name, p string, parent *node, base string, existing *node, linkname string) error {
+// hardlink links the slot to an earlier regular file of the tree.
+func (x *extractor) hardlink(s slot, linkname string) error {
+	name, p := s.name, s.p
 	tcomps, problem := splitName(linkname)
 	if problem != "" {
 		return x.errf("hardlink %q -> %q: the target %s", name, linkname, problem)
@@ -542,22 +588,20 @@ func (x *extractor) hardlink(name, p string, parent *node, base string, existing
 		return x.errf("hardlink %q -> %q: the target is not in the image (it must come earlier)", name, linkname)
 	case target.e.Mode.Type() != 0:
 		return x.errf("hardlink %q -> %q: the target is not a regular file", name, linkname)
-	case target == existing:
+	case target == s.existing:
 		return nil // a link to itself: already there
 	}
 	tpath := strings.Join(tcomps, "/")
-	if existing != nil {
-		if existing.isDir() && strings.HasPrefix(tpath, p+"/") {
-			return x.errf("hardlink %q -> %q: the target is inside the directory it replaces", name, linkname)
-		}
-		if err := x.remove(parent, base, p); err != nil {
-			return err
-		}
+	if s.existing != nil && s.existing.isDir() && strings.HasPrefix(tpath, p+"/") {
+		return x.errf("hardlink %q -> %q: the target is inside the directory it replaces", name, linkname)
+	}
+	if err := x.clear(s); err != nil {
+		return err
 	}
 	if err := x.root.Link(tpath, p); err != nil {
 		return fmt.Errorf("%s: creating hardlink %q: %w", x.where, p, err)
 	}
-	parent.children[base] = &node{e: target.e, layer: x.n}
+	s.parent.children[s.base] = &node{e: target.e, layer: x.n}
 	return nil
 }
 

@@ -2,13 +2,11 @@ package cli
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
-	"github.com/nosproject/nos/build"
+	"github.com/nosproject/nos/assemble"
 	"github.com/nosproject/nos/instance"
-	"github.com/nosproject/nos/kernel"
 	"github.com/nosproject/nos/kernel/config"
 	"github.com/nosproject/nos/kernel/kbuild"
 	"github.com/nosproject/nos/store"
@@ -79,9 +77,12 @@ the container image's user) with no capabilities but those of --cap-add.`,
 			if err != nil {
 				return err
 			}
-			res, err := build.Build(cmd.Context(), st, o)
+			res, err := assemble.Image(cmd.Context(), st, o)
 			if err != nil {
 				return err
+			}
+			for _, w := range res.Warnings {
+				fmt.Fprintf(e.stderr, "nos: warning: %s\n", w)
 			}
 			fmt.Fprintf(e.stderr, "built %s:%s (%s, kernel %s)\n", res.Name, res.Tag, humanSize(res.Size), res.Kernel.Version)
 			fmt.Fprintln(e.stdout, res.Digest)
@@ -108,10 +109,10 @@ the container image's user) with no capabilities but those of --cap-add.`,
 	return cmd
 }
 
-func (f *buildFlags) options(e *env, source string, explicitFeatures bool) (build.Options, error) {
-	o := build.Options{Source: source, Args: f.args, Ports: f.ports, CPUs: f.cpus, WorkDir: f.workdir, KernelArgs: f.kernelArgs, Log: e.logger(),
+func (f *buildFlags) options(e *env, source string, explicitFeatures bool) (assemble.Options, error) {
+	o := assemble.Options{Source: source, Args: f.args, Ports: f.ports, CPUs: f.cpus, WorkDir: f.workdir, KernelArgs: f.kernelArgs, Log: e.logger(),
 		Rootfs: f.rootfs, FromOCI: f.fromOCI, Adds: f.adds, User: f.user, Caps: f.caps}
-	ep, err := build.ParseEntrypoint(f.entrypoint)
+	ep, err := assemble.ParseEntrypoint(f.entrypoint)
 	if err != nil {
 		return o, err
 	}
@@ -137,42 +138,17 @@ func (f *buildFlags) options(e *env, source string, explicitFeatures bool) (buil
 		return o, err
 	}
 	if explicitFeatures {
-		if o.Needs, err = parseFeatures(f.features); err != nil {
+		if o.Needs, err = kbuild.ParseFeatures(f.features); err != nil {
 			return o, err
 		}
 	}
-	o.KernelFor = func(needs []string) kernel.Finder {
-		built := builtKernelCache(home)
-		built.Need = needs
-		var explicit []string
-		if explicitFeatures {
-			explicit = needs
-		}
-		switch {
-		case f.kernel != "":
-			return namedKernel{arg: f.kernel, built: built, need: explicit}
-		case explicitFeatures:
-			return kernel.Chain{buildingKernel{e: e, built: built}}
-		default:
-			return defaultKernel(home, built)
-		}
-	}
-	if o.Init, err = build.FindInit(); err != nil {
+	sel := kernelSelector(e, home)
+	sel.Named, sel.Explicit = f.kernel, explicitFeatures
+	o.KernelFor = sel.For
+	if o.Init, err = assemble.FindInit(); err != nil {
 		return o, err
 	}
 	return o, nil
-}
-
-// defaultKernel prefers a kernel nos built with the features the image
-// needs (or the one it imported last), then a kernel nos fetched into its
-// cache (made for VMs, with every feature as modules), then the host's own.
-// $NOS_BOOT_DIR replaces /boot as the place to look for the host's kernels.
-func defaultKernel(home string, built kbuild.Cache) kernel.Finder {
-	return kernel.Chain{
-		built,
-		kernel.Cache{Dir: kernelCache(home)},
-		kernel.Host{BootDir: os.Getenv("NOS_BOOT_DIR")},
-	}
 }
 
 func kernelCache(home string) string { return filepath.Join(home, "cache", "kernels") }

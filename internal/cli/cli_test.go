@@ -213,28 +213,16 @@ func wantEmptyDir(t *testing.T, dir string) {
 	}
 }
 
-func TestParseFeatures(t *testing.T) {
-	for _, tc := range []struct {
-		in   []string
-		want []string
-		err  string
-	}{
-		{[]string{"net"}, []string{"net"}, ""},
-		{[]string{"vsock,NET", "blk"}, []string{"blk", "net", "vsock"}, ""},
-		{[]string{"none"}, []string{}, ""},
-		{[]string{"none,net"}, nil, "cannot be combined"},
-		{[]string{"none", "net"}, nil, "cannot be combined"},
-		{[]string{"gpu"}, nil, `unknown kernel feature "gpu"`},
-	} {
-		got, err := parseFeatures(tc.in)
-		if tc.err != "" {
-			if err == nil || !strings.Contains(err.Error(), tc.err) {
-				t.Errorf("parseFeatures(%q) = %v, %v; want error %q", tc.in, got, err, tc.err)
-			}
-			continue
-		}
-		if err != nil || got == nil || !slices.Equal(got, tc.want) {
-			t.Errorf("parseFeatures(%q) = %#v, %v; want %#v", tc.in, got, err, tc.want)
-		}
+// TestKernelLsEmpty: with no kernels anywhere, nos kernel ls prints the
+// header alone and succeeds.
+func TestKernelLsEmpty(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("NOS_BOOT_DIR", t.TempDir())
+	code, stdout, stderr := nos(t, home, "kernel", "ls")
+	if code != 0 || stderr != "" {
+		t.Fatalf("nos kernel ls exited %d, stderr %q", code, stderr)
+	}
+	if l := lines(stdout); len(l) != 1 || !strings.HasPrefix(l[0], "DEFAULT") {
+		t.Errorf("nos kernel ls printed %q, want the header alone", stdout)
 	}
 }

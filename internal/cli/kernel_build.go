@@ -22,6 +22,27 @@ func builtKernelCache(home string) kbuild.Cache {
 	return kbuild.Cache{Dir: filepath.Join(home, "cache", "kernels-built")}
 }
 
+// kernelSelector chooses kernels among nos's caches and the host's
+// ($NOS_BOOT_DIR replaces /boot), building one with progress on stderr
+// (and the build tools installed as nos kernel build does) when features
+// were asked for that no built kernel has.
+func kernelSelector(e *env, home string) kbuild.Selector {
+	built := builtKernelCache(home)
+	return kbuild.Selector{
+		Built:      built,
+		FetchedDir: kernelCache(home),
+		BootDir:    os.Getenv("NOS_BOOT_DIR"),
+		Progress:   e.stderr,
+		Build: func(ctx context.Context, features []string) (*kernel.Kernel, error) {
+			res, err := buildKernel(ctx, e, built, kbuild.Options{Features: features, Progress: e.stderr}, true)
+			if err != nil {
+				return nil, err
+			}
+			return res.Entry.Kernel(), nil
+		},
+	}
+}
+
 func newKernelBuildCmd(e *env) *cobra.Command {
 	var (
 		source    string
@@ -103,7 +124,7 @@ func newKernelLsCmd(e *env) *cobra.Command {
 (nos kernel import), those it fetched (nos kernel fetch) and the host's own in
 /boot. The one nos build uses for an image with the default features (net)
 is marked with *. It fails when
-there is no usable kernel at all.`,
+kernels are listed but none is usable; an empty list is not an error.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			home, err := e.homeDir()
@@ -123,7 +144,7 @@ there is no usable kernel at all.`,
 			if err != nil {
 				return err
 			}
-			def, defErr := defaultKernel(home, kbuild.Cache{Dir: builtKernelCache(home).Dir, Need: config.DefaultFeatures}).Find(ctx)
+			def, defErr := kernelSelector(e, home).Default(config.DefaultFeatures).Find(ctx)
 			mark := func(path string) string {
 				if def != nil && def.Path == path {
 					return "*"
@@ -144,6 +165,9 @@ there is no usable kernel at all.`,
 			}
 			if err := w.Flush(); err != nil {
 				return err
+			}
+			if len(built)+len(fetched)+len(host) == 0 && errors.Is(defErr, kernel.ErrNoKernel) {
+				return nil // no kernels is an empty list, not an error
 			}
 			return defErr
 		},

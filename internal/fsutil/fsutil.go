@@ -26,7 +26,10 @@ func CopyFile(src, dst string, perm os.FileMode) error {
 	return out.Close()
 }
 
-// IsELF reports whether the file at path starts like an ELF file.
+// IsELF reports whether the file at path starts like an ELF file. It
+// reads the magic bytes only, to tell an ELF vmlinux from a bzImage among
+// files already known to be kernels; programs are checked by parsing
+// their headers, once, in assemble (readELFKind).
 func IsELF(path string) bool {
 	f, err := os.Open(path)
 	if err != nil {

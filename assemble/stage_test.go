@@ -1,9 +1,10 @@
-package build
+package assemble
 
 import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -101,13 +102,20 @@ func TestStageTreeAndAdd(t *testing.T) {
 	}
 	conf := filepath.Join(t.TempDir(), "app.conf")
 	os.WriteFile(conf, []byte("conf"), 0o600)
-	if err := st.addAdd(conf + ":/etc/app/app.conf"); err != nil {
+	addAdd := func(spec string) error {
+		a, err := parseAdd(spec)
+		if err != nil {
+			return err
+		}
+		return st.addAdd(a)
+	}
+	if err := addAdd(conf + ":/etc/app/app.conf"); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.addAdd("/no/such/file:/x"); err == nil || !strings.Contains(err.Error(), "/no/such/file") {
+	if err := addAdd("/no/such/file:/x"); err == nil || !strings.Contains(err.Error(), "/no/such/file") {
 		t.Errorf("--add of a missing file: %v", err)
 	}
-	if err := st.addAdd(conf + ":relative"); err == nil {
+	if err := addAdd(conf + ":relative"); err == nil {
 		t.Error("--add to a relative guest path accepted")
 	}
 	if err := st.addBase(); err != nil {
@@ -132,33 +140,36 @@ func TestStageTreeAndAdd(t *testing.T) {
 	}
 }
 
-func TestClassify(t *testing.T) {
+func TestDetect(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		o    Options
-		kind string
+		want Source
 		err  string
 	}{
-		{Options{}, "", "nothing to build"},
-		{Options{Source: "./x", FromOCI: "y"}, "", "give one of"},
-		{Options{FromOCI: "reg.example/x:1"}, "oci", ""},
-		{Options{Rootfs: dir}, "", "needs --entrypoint"},
-		{Options{Rootfs: dir, Entrypoint: []string{"/bin/x"}}, "rootfs", ""},
-		{Options{Rootfs: "/no/such/dir", Entrypoint: []string{"/bin/x"}}, "", "no such file"},
-		{Options{Source: "/bin/true"}, "dynamic", ""},
-		{Options{Source: "true"}, "dynamic", ""}, // on PATH
-		{Options{Source: "./examples/hello"}, "go", ""},
+		{Options{}, nil, "nothing to build"},
+		{Options{Source: "./x", FromOCI: "y"}, nil, "give one of"},
+		{Options{FromOCI: "reg.example/x:1"}, &ociSource{ref: "reg.example/x:1"}, ""},
+		{Options{Rootfs: dir}, nil, "needs --entrypoint"},
+		{Options{Rootfs: dir, Entrypoint: []string{"/bin/x"}}, &rootfsSource{dir: dir}, ""},
+		{Options{Rootfs: "/no/such/dir", Entrypoint: []string{"/bin/x"}}, nil, "no such file"},
+		{Options{Source: "/bin/true"}, &dynamicSource{path: "/bin/true"}, ""},
+		{Options{Source: "./examples/hello"}, &goSource{pkg: "./examples/hello"}, ""},
 	} {
-		got, err := classify(tc.o)
+		got, err := detect(tc.o)
 		if tc.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
-				t.Errorf("classify(%+v) = %+v, %v; want error %q", tc.o, got, err, tc.err)
+				t.Errorf("detect(%+v) = %+v, %v; want error %q", tc.o, got, err, tc.err)
 			}
 			continue
 		}
-		if err != nil || got.kind != tc.kind {
-			t.Errorf("classify(%+v) = %+v, %v; want kind %s", tc.o, got, err, tc.kind)
+		if err != nil || !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("detect(%+v) = %#v, %v; want %#v", tc.o, got, err, tc.want)
 		}
+	}
+	// A bare name is a program on PATH.
+	if got, err := detect(Options{Source: "true"}); err != nil || reflect.TypeOf(got) != reflect.TypeOf(&dynamicSource{}) {
+		t.Errorf("detect(true) = %#v, %v; want the dynamic program found on PATH", got, err)
 	}
 }
 
@@ -187,8 +198,8 @@ func TestOCIName(t *testing.T) {
 		"./images/app.tar":                   "app",
 		"/tmp/layout/":                       "layout",
 	} {
-		if got := ociName(in); got != want {
-			t.Errorf("ociName(%q) = %q, want %q", in, got, want)
+		if got := (&ociSource{ref: in}).Name(); got != want {
+			t.Errorf("ociSource{%q}.Name() = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -1,0 +1,212 @@
+package assemble
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nosproject/nos/image"
+	"github.com/nosproject/nos/kernel"
+	"github.com/nosproject/nos/store"
+)
+
+// Options say what to build and how the image should run by default.
+type Options struct {
+	// Source is a Go main package (a directory, ./cmd/x or an import path,
+	// resolved in Dir) or the path of a static Linux amd64 executable.
+	Source string
+	// Dir is where Go package paths are resolved; "" is the current directory.
+	Dir string
+	// Name and Tag name the image; Name defaults to the program's name.
+	Name, Tag string
+
+	Args      []string
+	Env       []string // KEY=VALUE
+	Ports     []string // exposed, "80" or "80/tcp"
+	MemoryMiB int
+	CPUs      int
+	WorkDir   string
+
+	// Kernel finds the kernel to boot.
+	Kernel kernel.Finder
+	// Needs lists the kernel features the application needs (see
+	// kernel/config), nil for the default. Without "net" the image gets no
+	// network even on a kernel that has one.
+	Needs []string
+	// KernelFor, when set, replaces Kernel: it finds a kernel with the
+	// features the image needs (Needs, or the default for its kind: net,
+	// and blk for a root disk).
+	KernelFor func(needs []string) kernel.Finder
+	// KernelArgs are appended to the kernel command line.
+	KernelArgs []string
+
+	// Rootfs is a directory holding the application's root filesystem,
+	// and FromOCI a container image reference (see package oci); with
+	// either, Source is empty and the files go on a root disk.
+	Rootfs, FromOCI string
+	// Adds are HOST_PATH[:GUEST_PATH] files or directories to add.
+	Adds []string
+	// Entrypoint replaces the program's path (or the container image's
+	// entrypoint) as the command.
+	Entrypoint []string
+	// User is who the application runs as: USER[:GROUP], by name (looked
+	// up in the image's /etc/passwd) or number.
+	User string
+	// Caps are the capabilities the application keeps (none by default).
+	Caps []string
+	// Init is the path of the nos-init binary (see FindInit).
+	Init string
+	// Created is recorded in the store's index, not in the image, so that
+	// it does not change the digest; zero means now.
+	Created time.Time
+	Log     *slog.Logger
+}
+
+// Result describes a stored image.
+type Result struct {
+	Name, Tag string
+	Digest    string
+	Size      int64
+	Kernel    *kernel.Kernel
+	// Warnings are what the user should know about the image, such as the
+	// files of a container image that could not be kept as they were.
+	Warnings []string
+}
+
+// DefaultCmdline is the kernel command line of nos images: the console on
+// the serial port (kept in a log, not shown to the user), quiet (warnings,
+// errors and panics only: every byte through the emulated UART costs boot
+// time; --kernel-arg loglevel=7 brings the messages back), reboot on panic
+// (QEMU runs with -no-reboot, so a panic ends the VM and is reported), no
+// legacy BSD ptys (pty.legacy_count=0: creating the default 256 pairs was
+// the slowest step of the kernel's boot, 157 ms of initcalls under TCG;
+// Unix98 ptys remain), and no waiting for a root device: the initramfs is
+// the root.
+const DefaultCmdline = "console=ttyS0 quiet panic=-1 random.trust_cpu=on pty.legacy_count=0"
+
+// Image builds the application o describes into an image and stores it in
+// st: detect the source, stage its files, pack them into a root disk and,
+// once the kernel is found, an initramfs with its modules, and store.
+func Image(ctx context.Context, st *store.Store, o Options) (*Result, error) {
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	p, err := newPlan(o)
+	if err != nil {
+		return nil, err
+	}
+	cfg, src := p.cfg, p.src
+
+	tmp, err := os.MkdirTemp("", "nos-build-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	sg, err := newStaging(o.Init, tmp, src.Layout(), o, log)
+	if err != nil {
+		return nil, err
+	}
+	defer sg.close()
+	if err := sg.stageSource(ctx, src, &cfg); err != nil {
+		return nil, err
+	}
+	disk, err := packRootDisk(ctx, sg, tmp, log)
+	if err != nil {
+		return nil, err
+	}
+	ref, err := imageRef(o, src)
+	if err != nil {
+		return nil, err
+	}
+
+	k, mods, err := findKernel(ctx, p.finder, src.Layout(), log)
+	if err != nil {
+		return nil, err
+	}
+	if err := setKernel(&cfg, k, mods, p.needs, o.Needs); err != nil {
+		return nil, err
+	}
+	initrd := filepath.Join(tmp, "initramfs")
+	if err := packInitramfs(sg.archive, mods, initrd); err != nil {
+		return nil, err
+	}
+	log.Debug("initramfs written", "path", initrd)
+	res, err := storeImage(ctx, st, cfg, k, append([]store.LayerFile{{Path: initrd, MediaType: image.MediaTypeInitramfs}}, disk...), tmp, ref)
+	if err != nil {
+		return nil, err
+	}
+	res.Warnings = sg.warnings
+	return res, nil
+}
+
+// plan is what the options decide before any file is made: the source,
+// the config they give, and the kernel features and finder.
+type plan struct {
+	src    Source
+	cfg    image.Config
+	needs  []string
+	finder kernel.Finder
+}
+
+func newPlan(o Options) (*plan, error) {
+	if err := checkInit(o.Init); err != nil {
+		return nil, err
+	}
+	cfg, err := configFromOptions(o)
+	if err != nil {
+		return nil, err
+	}
+	src, err := detect(o)
+	if err != nil {
+		return nil, err
+	}
+	needs, err := kernelNeeds(o, src.Layout())
+	if err != nil {
+		return nil, err
+	}
+	finder, err := kernelFinder(o, needs)
+	if err != nil {
+		return nil, err
+	}
+	return &plan{src: src, cfg: cfg, needs: needs, finder: finder}, nil
+}
+
+// imageRef is the image's name and tag, as given, else the source's name
+// and the default tag, with the creation time.
+func imageRef(o Options, src Source) (store.ImageParts, error) {
+	ref := store.ImageParts{Name: o.Name, Tag: o.Tag, Created: o.Created}
+	if ref.Name == "" {
+		ref.Name = src.Name()
+	}
+	if ref.Tag == "" {
+		ref.Tag = image.DefaultTag
+	}
+	if _, _, err := store.ParseReference(ref.Name + ":" + ref.Tag); err != nil {
+		return ref, fmt.Errorf("%w (name the image with -t)", err)
+	}
+	return ref, nil
+}
+
+// storeImage stores the kernel, the packed layers and the config, which
+// records the kernel's digest, under ref's name and tag.
+func storeImage(ctx context.Context, st *store.Store, cfg image.Config, k *kernel.Kernel, packed []store.LayerFile, tmp string, ref store.ImageParts) (*Result, error) {
+	kl, kdigest, err := kernelLayer(k, tmp)
+	if err != nil {
+		return nil, fmt.Errorf("storing kernel: %w", err)
+	}
+	cfg.Kernel.Digest = kdigest
+	if ref.Config, err = json.Marshal(cfg); err != nil {
+		return nil, err
+	}
+	ref.Layers = append([]store.LayerFile{kl}, packed...)
+	img, err := st.WriteImage(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{Name: img.Name, Tag: img.Tag, Digest: img.Manifest.Digest.String(), Size: img.Size, Kernel: k}, nil
+}
