@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nosproject/nos/internal/home"
+
 	"github.com/cavaliergopher/cpio"
 
 	"github.com/nosproject/nos/image"
@@ -279,7 +281,7 @@ func (c *compare) nosVariants(ctx context.Context) (*cmpVariant, *cmpVariant, er
 // appInImage returns the sha256 of /app/httpserver in the image's
 // initramfs.
 func (c *compare) appInImage(ctx context.Context, ref string) (string, error) {
-	st, err := store.Open(filepath.Join(c.h.home, "images"))
+	st, err := store.Open(home.Layout{Root: c.h.home}.Images())
 	if err != nil {
 		return "", err
 	}

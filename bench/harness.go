@@ -4,16 +4,17 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/nosproject/nos/vmm/accel"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/nosproject/nos/internal/home"
+	"github.com/nosproject/nos/vmm/accel"
+
 	"github.com/nosproject/nos/kernel"
 	"github.com/nosproject/nos/kernel/kbuild"
-	"github.com/nosproject/nos/store"
 )
 
 const (
@@ -73,7 +74,7 @@ func (h *harness) setup(ctx context.Context) error {
 		return err
 	}
 	h.kernel = k
-	accel, _, err := accel.Choose(ctx, h.opts.accel, filepath.Join(h.home, "cache"))
+	accel, _, err := accel.Choose(ctx, h.opts.accel, home.Layout{Root: h.home}.Cache())
 	if err != nil {
 		return fmt.Errorf("choosing the accelerator: %w", err)
 	}
@@ -107,11 +108,11 @@ func findKernel(ctx context.Context, path string) (string, error) {
 		}
 		return k.Path, nil
 	}
-	home, err := store.DefaultRoot()
+	l, err := home.Default()
 	if err != nil {
 		return "", err
 	}
-	k, err := kernel.Chain{kernel.Cache{Dir: filepath.Join(home, "cache", "kernels")}, kernel.Host{}}.Find(ctx)
+	k, err := kernel.Chain{kernel.Cache{Dir: l.FetchedKernels()}, kernel.Host{}}.Find(ctx)
 	if err != nil {
 		return "", fmt.Errorf("the benchmark boots a real kernel: %w (run `make deps`, or pass -kernel)", err)
 	}
@@ -171,9 +172,9 @@ func progress(format string, args ...any) {
 // builtKernel returns the kernel nos build picks, in the user's nos home,
 // for an image that needs the given features (see kbuild.Cache.Match).
 func builtKernel(need []string) (*kbuild.Entry, error) {
-	home, err := store.DefaultRoot()
+	l, err := home.Default()
 	if err != nil {
 		return nil, err
 	}
-	return kbuild.Cache{Dir: filepath.Join(home, "cache", "kernels-built")}.Match(need)
+	return kbuild.Cache{Dir: l.BuiltKernels()}.Match(need)
 }

@@ -15,9 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nosproject/nos/internal/home"
+
 	"github.com/nosproject/nos/kernel/config"
 	"github.com/nosproject/nos/kernel/kbuild"
-	"github.com/nosproject/nos/store"
 )
 
 var (
@@ -52,12 +53,12 @@ func findBuiltKernel() (*kbuild.Entry, error) {
 		}
 		return e, nil
 	}
-	home, err := store.DefaultRoot()
+	l, err := home.Default()
 	if err != nil {
 		return nil, err
 	}
 	// The kernel nos build picks for images that need networking.
-	c := kbuild.Cache{Dir: filepath.Join(home, "cache", "kernels-built")}
+	c := kbuild.Cache{Dir: l.BuiltKernels()}
 	e, err := c.Match([]string{"net"})
 	if err != nil {
 		return nil, err
@@ -73,7 +74,7 @@ func findBuiltKernel() (*kbuild.Entry, error) {
 func (e *nosEnv) withBuiltKernel() *kbuild.Entry {
 	e.t.Helper()
 	k := builtKernel(e.t)
-	dest := filepath.Join(e.home, "cache", "kernels-built", k.ID)
+	dest := filepath.Join(home.Layout{Root: e.home}.BuiltKernels(), k.ID)
 	if err := copyDir(k.Dir(), dest); err != nil {
 		e.t.Fatalf("copying the built kernel: %v", err)
 	}
@@ -241,7 +242,7 @@ func TestKernelBuildBadInput(t *testing.T) {
 			t.Errorf("kernel build %v: want exit 1 and an error with %q, got %v", c.args, c.want, r)
 		}
 	}
-	des, _ := os.ReadDir(filepath.Join(e.home, "cache", "kernels-built"))
+	des, _ := os.ReadDir(home.Layout{Root: e.home}.BuiltKernels())
 	if len(des) != 0 {
 		t.Errorf("the built-kernel cache holds %d entries after bad input, want none", len(des))
 	}
@@ -270,11 +271,11 @@ func regexpLine(s, pattern string) bool {
 // image declares.
 func TestKernelWithoutNetwork(t *testing.T) {
 	t.Parallel()
-	home, err := store.DefaultRoot()
+	l, err := home.Default()
 	if err != nil {
 		t.Fatal(err)
 	}
-	entries, err := kbuild.Cache{Dir: filepath.Join(home, "cache", "kernels-built")}.List()
+	entries, err := kbuild.Cache{Dir: l.BuiltKernels()}.List()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +293,7 @@ func TestKernelWithoutNetwork(t *testing.T) {
 	// image with the default features (net) must get the net kernel.
 	netk := e.withBuiltKernel()
 	time.Sleep(20 * time.Millisecond)
-	dest := filepath.Join(e.home, "cache", "kernels-built", k.ID)
+	dest := filepath.Join(home.Layout{Root: e.home}.BuiltKernels(), k.ID)
 	if err := copyDir(k.Dir(), dest); err != nil {
 		t.Fatal(err)
 	}
@@ -369,11 +370,11 @@ func fileDigest(t *testing.T, path string) string {
 // test-deps built, as the kernel build wrote it: each option its fragments
 // set has its value, and modules are off.
 func TestBuiltKernelConfigs(t *testing.T) {
-	home, err := store.DefaultRoot()
+	l, err := home.Default()
 	if err != nil {
 		t.Fatal(err)
 	}
-	entries, err := kbuild.Cache{Dir: filepath.Join(home, "cache", "kernels-built")}.List()
+	entries, err := kbuild.Cache{Dir: l.BuiltKernels()}.List()
 	if err != nil {
 		t.Fatal(err)
 	}

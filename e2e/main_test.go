@@ -13,8 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nosproject/nos/internal/home"
+
 	"github.com/nosproject/nos/kernel"
-	"github.com/nosproject/nos/store"
 )
 
 var (
@@ -67,11 +68,11 @@ func setup() (int, error) {
 	if kernelPath = os.Getenv("NOS_TEST_KERNEL"); kernelPath != "" {
 		return 0, nil
 	}
-	home, err := store.DefaultRoot()
+	l, err := home.Default()
 	if err != nil {
 		return 1, err
 	}
-	k, err := kernel.Chain{kernel.Cache{Dir: filepath.Join(home, "cache", "kernels")}, kernel.Host{}}.Find(context.Background())
+	k, err := kernel.Chain{kernel.Cache{Dir: l.FetchedKernels()}, kernel.Host{}}.Find(context.Background())
 	if err != nil {
 		return 1, fmt.Errorf("the integration tests boot a real kernel: %w (run `make deps`, or set NOS_TEST_KERNEL)", err)
 	}

@@ -27,6 +27,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nosproject/nos/internal/home"
+
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -40,7 +42,6 @@ import (
 	"github.com/nosproject/nos/image"
 	"github.com/nosproject/nos/kernel"
 	"github.com/nosproject/nos/kernel/kbuild"
-	"github.com/nosproject/nos/store"
 )
 
 const testDepsHint = "run `make test-deps`, which installs what the integration tests need"
@@ -81,11 +82,11 @@ func findBlkKernel() (*kbuild.Entry, error) {
 		}
 		return e, nil
 	}
-	home, err := store.DefaultRoot()
+	l, err := home.Default()
 	if err != nil {
 		return nil, err
 	}
-	c := kbuild.Cache{Dir: filepath.Join(home, "cache", "kernels-built")}
+	c := kbuild.Cache{Dir: l.BuiltKernels()}
 	entries, err := c.List()
 	if err != nil {
 		return nil, err
@@ -110,7 +111,7 @@ func sameFeatures(a, b []string) bool {
 func (e *nosEnv) withBlkKernel() *kbuild.Entry {
 	e.t.Helper()
 	k := blkKernel(e.t)
-	if err := copyDir(k.Dir(), filepath.Join(e.home, "cache", "kernels-built", k.ID)); err != nil {
+	if err := copyDir(k.Dir(), filepath.Join(home.Layout{Root: e.home}.BuiltKernels(), k.ID)); err != nil {
 		e.t.Fatalf("copying the blk,net kernel: %v", err)
 	}
 	return k

@@ -39,23 +39,6 @@ type Store struct {
 	root string
 }
 
-// DefaultRoot returns the directory of the user's store: $NOS_HOME if set,
-// else $XDG_DATA_HOME/nos if XDG_DATA_HOME is an absolute path, else
-// ~/.local/share/nos.
-func DefaultRoot() (string, error) {
-	if dir := os.Getenv("NOS_HOME"); dir != "" {
-		return dir, nil
-	}
-	if dir := os.Getenv("XDG_DATA_HOME"); filepath.IsAbs(dir) {
-		return filepath.Join(dir, "nos"), nil
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return "", fmt.Errorf("finding store root: %w", err)
-	}
-	return filepath.Join(home, ".local", "share", "nos"), nil
-}
-
 // Open opens the store at root, creating an empty layout if there is none.
 // It fails if root holds an oci-layout file of another version or an
 // index.json that is not a valid store index.

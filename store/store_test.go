@@ -15,27 +15,6 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-func TestDefaultRoot(t *testing.T) {
-	home := t.TempDir()
-	tests := []struct {
-		nosHome, xdg, want string
-	}{
-		{"/srv/nos", "/data", "/srv/nos"},
-		{"", "/data", "/data/nos"},
-		{"", "relative", filepath.Join(home, ".local/share/nos")},
-		{"", "", filepath.Join(home, ".local/share/nos")},
-	}
-	for _, tt := range tests {
-		t.Setenv("HOME", home)
-		t.Setenv("NOS_HOME", tt.nosHome)
-		t.Setenv("XDG_DATA_HOME", tt.xdg)
-		got, err := DefaultRoot()
-		if err != nil || got != tt.want {
-			t.Errorf("DefaultRoot with NOS_HOME=%q XDG_DATA_HOME=%q = %q, %v; want %q", tt.nosHome, tt.xdg, got, err, tt.want)
-		}
-	}
-}
-
 func TestOpenCreatesLayout(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "a", "store")
 	s, err := Open(root)

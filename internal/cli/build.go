@@ -2,15 +2,17 @@ package cli
 
 import (
 	"fmt"
-	"path/filepath"
 	"strings"
+
+	"github.com/nosproject/nos/internal/home"
+
+	"github.com/spf13/cobra"
 
 	"github.com/nosproject/nos/assemble"
 	"github.com/nosproject/nos/instance"
 	"github.com/nosproject/nos/kernel/config"
 	"github.com/nosproject/nos/kernel/kbuild"
 	"github.com/nosproject/nos/store"
-	"github.com/spf13/cobra"
 )
 
 type buildFlags struct {
@@ -151,7 +153,7 @@ func (f *buildFlags) options(e *env, source string, explicitFeatures bool) (asse
 	return o, nil
 }
 
-func kernelCache(home string) string { return filepath.Join(home, "cache", "kernels") }
+func kernelCache(dir string) string { return home.Layout{Root: dir}.FetchedKernels() }
 
 func humanSize(n int64) string {
 	switch {

@@ -7,10 +7,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/nosproject/nos/image"
 	"github.com/nosproject/nos/instance"
 	"github.com/nosproject/nos/store"
-	"github.com/spf13/cobra"
 )
 
 func newImagesCmd(e *env) *cobra.Command {

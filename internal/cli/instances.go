@@ -12,9 +12,10 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/nosproject/nos/instance"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
+
+	"github.com/nosproject/nos/instance"
 )
 
 // monitorVerb is the hidden verb the per-instance monitor process runs.

@@ -5,21 +5,23 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/nosproject/nos/internal/home"
+
+	"github.com/spf13/cobra"
+
 	"github.com/nosproject/nos/kernel"
 	"github.com/nosproject/nos/kernel/config"
 	"github.com/nosproject/nos/kernel/kbuild"
-	"github.com/spf13/cobra"
 )
 
 // builtKernelCache is where nos keeps the kernels it built or imported.
-func builtKernelCache(home string) kbuild.Cache {
-	return kbuild.Cache{Dir: filepath.Join(home, "cache", "kernels-built")}
+func builtKernelCache(dir string) kbuild.Cache {
+	return kbuild.Cache{Dir: home.Layout{Root: dir}.BuiltKernels()}
 }
 
 // kernelSelector chooses kernels among nos's caches and the host's

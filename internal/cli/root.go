@@ -11,12 +11,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
+
+	"github.com/spf13/cobra"
 
 	"github.com/nosproject/nos/internal/home"
 	"github.com/nosproject/nos/store"
-	"github.com/spf13/cobra"
 )
 
 // exitError carries a process exit code out of a verb, as `nos run` needs.
@@ -62,7 +62,8 @@ func (e *env) homeDir() (string, error) {
 	if e.home != "" {
 		return e.home, nil
 	}
-	return store.DefaultRoot()
+	l, err := home.Default()
+	return l.Root, err
 }
 
 // layout is nos's data directory.
@@ -73,11 +74,11 @@ func (e *env) layout() (home.Layout, error) {
 
 // store opens the image store under the nos home directory.
 func (e *env) store() (*store.Store, error) {
-	home, err := e.homeDir()
+	l, err := e.layout()
 	if err != nil {
 		return nil, err
 	}
-	return store.Open(filepath.Join(home, "images"))
+	return store.Open(l.Images())
 }
 
 // Execute runs the nos command line with args and returns the exit code.

@@ -10,9 +10,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/nosproject/nos/image"
 	"github.com/nosproject/nos/instance"
-	"github.com/spf13/cobra"
 )
 
 type runFlags struct {

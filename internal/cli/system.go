@@ -2,14 +2,16 @@ package cli
 
 import (
 	"fmt"
-	"github.com/nosproject/nos/bootable"
 	"os"
 	"runtime/debug"
 
+	"github.com/nosproject/nos/bootable"
+
 	digest "github.com/opencontainers/go-digest"
 
-	"github.com/nosproject/nos/kernel"
 	"github.com/spf13/cobra"
+
+	"github.com/nosproject/nos/kernel"
 )
 
 func newSystemCmd(e *env) *cobra.Command {
