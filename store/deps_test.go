@@ -18,7 +18,7 @@ func TestStoreDependencies(t *testing.T) {
 		"github.com/nosproject/nos/assemble",
 		"github.com/nosproject/nos/instance",
 		"github.com/nosproject/nos/vmm",
-		"github.com/nosproject/nos/internal/cli",
+		"github.com/nosproject/nos/cli",
 		"github.com/nosproject/nos/kernel",
 	}
 	for _, pkg := range strings.Fields(string(out)) {

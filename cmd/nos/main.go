@@ -7,7 +7,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/nosproject/nos/internal/cli"
+	"github.com/nosproject/nos/cli"
 )
 
 func main() {
