@@ -19,6 +19,7 @@ func configFromOptions(o Options) (image.Config, error) {
 		MemoryMiB:     o.MemoryMiB,
 		CPUs:          o.CPUs,
 		KernelCmdline: DefaultCmdline,
+		InitAPI:       image.InitAPI,
 	}
 	if cfg.MemoryMiB == 0 {
 		cfg.MemoryMiB = image.DefaultMemoryMiB

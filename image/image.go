@@ -74,7 +74,18 @@ type Config struct {
 	User *guestapi.User `json:"user,omitempty"`
 	// Caps are the only capabilities the application has.
 	Caps []string `json:"caps,omitempty"`
+	// InitAPI is the version of the host↔guest protocol the image's init
+	// speaks (see InitAPIProbes); 0 in images made before it was recorded.
+	InitAPI int `json:"initApi,omitempty"`
 }
+
+// Versions of the protocol nos-init speaks on the control port.
+const (
+	// InitAPIProbes: the init runs health probes (guestapi.TypeProbe).
+	InitAPIProbes = 1
+	// InitAPI is what the nos-init of this nos speaks.
+	InitAPI = InitAPIProbes
+)
 
 // KernelInfo identifies the kernel an image carries.
 type KernelInfo struct {

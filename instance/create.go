@@ -44,6 +44,9 @@ func Create(ctx context.Context, st *store.Store, is *Instances, o Options) (*In
 			return nil, "", fmt.Errorf("health check: no guest port to probe; give --health-port, or publish or expose one: %w", ErrBadFlag)
 		}
 	}
+	if o.Health != nil && icfg.InitAPI < image.InitAPIProbes {
+		return nil, "", fmt.Errorf("image %s was built by an older nos, whose init cannot run health checks (they run inside the guest now): build it again with this nos: %w", o.Image, ErrBadFlag)
+	}
 	if icfg.Kernel.NoNetwork && (len(o.Publish) > 0 || o.Health != nil) {
 		return nil, "", fmt.Errorf("image %s runs a kernel without networking (%s): -p and health checks need one built with `nos kernel build --features net`: %w", o.Image, icfg.Kernel.Version, ErrBadFlag)
 	}
