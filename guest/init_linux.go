@@ -86,8 +86,16 @@ func run() error {
 	t.done("setup")
 	logf("up in %s; kernel booted in %v", t, kernelBoot.Round(time.Millisecond))
 	code := supervise(cfg, host, stdout, stderr)
-	host.send(guestapi.Message{Type: guestapi.TypeExit, Code: code})
+	if len(mounted) == 0 {
+		host.send(guestapi.Message{Type: guestapi.TypeExit, Code: code})
+		killAll()
+		return nil
+	}
+	// Volumes are unmounted before the host hears the exit code: a guest
+	// that reported one has left them clean.
 	killAll()
+	unmountVolumes()
+	host.send(guestapi.Message{Type: guestapi.TypeExit, Code: code})
 	return nil
 }
 
@@ -102,9 +110,19 @@ func setup(ctx context.Context, cfg *guestapi.Config) error {
 		return err
 	}
 	if cfg.Root != nil {
+		if cfg.Root.Serial != "" {
+			dev, err := deviceBySerial(cfg.Root.Serial)
+			if err != nil {
+				return err
+			}
+			cfg.Root.Device = dev
+		}
 		if err := switchRoot(cfg.Root); err != nil {
 			return err
 		}
+	}
+	if err := mountVolumes(cfg.Mounts, cfg.User); err != nil {
+		return err
 	}
 	if err := setupNetwork(ctx, cfg.Network, cfg.Hostname); err != nil {
 		return err

@@ -88,6 +88,8 @@ type Config struct {
 	Root *Root `json:"root,omitempty"`
 	// User is who the application runs as; nil is root (0:0).
 	User *User `json:"user,omitempty"`
+	// Mounts are the volumes to mount, in order.
+	Mounts []Mount `json:"mounts,omitempty"`
 	// Caps are the capabilities the application keeps, e.g.
 	// "CAP_NET_BIND_SERVICE"; it has no others, even as root.
 	Caps []string `json:"caps,omitempty"`
@@ -97,6 +99,23 @@ type Config struct {
 type Root struct {
 	Device string `json:"device"` // e.g. "/dev/vda"
 	FSType string `json:"fsType"` // e.g. "erofs"
+	// Serial, when set, names the disk (its virtio serial): the init uses
+	// the device with that serial, whatever its order.
+	Serial string `json:"serial,omitempty"`
+}
+
+// Mount is a file system on a block device the init mounts for the
+// application (a named volume), after the root is in place.
+type Mount struct {
+	Serial   string `json:"serial"` // the disk's virtio serial
+	Target   string `json:"target"` // absolute path in the guest
+	FSType   string `json:"fsType"` // "ext4"
+	ReadOnly bool   `json:"readOnly,omitempty"`
+	// CopyUp: the volume is new and empty; before mounting it, the init
+	// copies what the image holds at Target into it, with owners and
+	// modes, and gives its root the owner and mode of Target (or the
+	// application's user when the image has no Target), as docker does.
+	CopyUp bool `json:"copyUp,omitempty"`
 }
 
 // User is a numeric user, group and supplementary groups.

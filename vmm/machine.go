@@ -50,6 +50,9 @@ type Disk struct {
 	// Cache is the host cache mode, as QEMU names them ("writeback",
 	// "none", "unsafe"...); empty is the driver's default.
 	Cache string
+	// Serial names the disk to the guest (/sys/block/vdX/serial), at
+	// most 20 bytes: the guest finds its disks by serial, not by order.
+	Serial string
 }
 
 // NIC is one network interface: on a user-mode network (User) or on a

@@ -98,9 +98,11 @@ func Command(m vmm.Machine, a Access) []string {
 			argv = append(argv, "-add-fd", fmt.Sprintf("fd=%d,set=%d", f.disks[i], diskSet(i)))
 			file = fmt.Sprintf("/dev/fdset/%d", diskSet(i))
 		}
-		argv = append(argv,
-			"-drive", drive(file, i, d),
-			"-device", fmt.Sprintf("virtio-blk-device,drive=disk%d", i))
+		dev := fmt.Sprintf("virtio-blk-device,drive=disk%d", i)
+		if d.Serial != "" {
+			dev += ",serial=" + escape(d.Serial)
+		}
+		argv = append(argv, "-drive", drive(file, i, d), "-device", dev)
 	}
 	for i, n := range m.NICs {
 		dev := fmt.Sprintf("virtio-net-device,netdev=net%d", i)

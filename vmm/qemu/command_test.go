@@ -94,7 +94,7 @@ var commandCases = []struct {
 	// user-mode NIC and a tap with a MAC address.
 	{"driver_fds_sandbox", func() vmm.Machine {
 		m := base()
-		m.Disks = []vmm.Disk{{Path: "/r", ReadOnly: true}, {Path: "/v.img", Format: vmm.FormatQcow2, Cache: "none"}}
+		m.Disks = []vmm.Disk{{Path: "/r", ReadOnly: true, Serial: "nos-root"}, {Path: "/v.img", Format: vmm.FormatQcow2, Cache: "none", Serial: "nos-vol-1"}}
 		m.NICs = []vmm.NIC{{User: &vmm.UserNet{Forwards: []vmm.Forward{{Proto: "tcp", HostPort: 8080, GuestPort: 80}}}}, {Tap: "nos0a", MAC: "52:54:00:12:34:56"}}
 		return m
 	}, Access{ByFD: true, Sandbox: true}},
