@@ -124,7 +124,7 @@ func Image(ctx context.Context, st *store.Store, o Options) (*Result, error) {
 		return nil, err
 	}
 
-	k, mods, err := findKernel(ctx, p.finder, src.Layout(), log)
+	k, mods, err := findKernel(ctx, p.finder, src.Layout(), p.needs, log)
 	if err != nil {
 		return nil, err
 	}

@@ -15,8 +15,9 @@ import (
 // devices nos machines have. What they depend on comes along.
 var wantedModules = []string{"virtio_mmio", "virtio_console", "virtio_net", "virtio_rng"}
 
-// rootDiskModules are what a modular kernel needs to mount a root disk.
-var rootDiskModules = []string{"virtio_blk", "erofs"}
+// rootDiskModules are what a modular kernel needs to mount a root disk
+// and volumes.
+var rootDiskModules = []string{"virtio_blk", "erofs", "ext4"}
 
 // kernelNeeds are the kernel features an image of layout l needs: the
 // ones the options ask for, which must include the layout's, or by default
@@ -49,7 +50,7 @@ func kernelFinder(o Options, needs []string) (kernel.Finder, error) {
 
 // findKernel finds the kernel and, on a modular kernel, the modules an
 // image of layout l loads.
-func findKernel(ctx context.Context, finder kernel.Finder, l Layout, log *slog.Logger) (*kernel.Kernel, []kernel.Module, error) {
+func findKernel(ctx context.Context, finder kernel.Finder, l Layout, needs []string, log *slog.Logger) (*kernel.Kernel, []kernel.Module, error) {
 	k, err := finder.Find(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -62,7 +63,9 @@ func findKernel(ctx context.Context, finder kernel.Finder, l Layout, log *slog.L
 		return k, nil, nil
 	}
 	want := wantedModules
-	if l == OnRootDisk {
+	// An image that declares blk gets what block devices need, for the
+	// volumes `nos run -v` attaches, whatever its layout.
+	if l == OnRootDisk || slices.Contains(needs, "blk") {
 		want = append(slices.Clone(want), rootDiskModules...)
 	}
 	mods, err := kernel.Modules(k.ModulesDir, want)

@@ -89,6 +89,7 @@ type psRow struct {
 	Ports        string `json:"Ports"`
 	Names        string `json:"Names"`
 	RestartCount int    `json:"RestartCount"`
+	Mounts       string `json:"Mounts"`
 }
 
 func newPsCmd(e *env) *cobra.Command {
@@ -146,7 +147,12 @@ func makePsRow(in *instance.Instance) psRow {
 		}
 		ports = append(ports, fmt.Sprintf("%s:%d->%d/%s", ip, f.HostPort, f.GuestPort, f.Proto))
 	}
+	var mounts []string
+	for _, v := range in.Config.Volumes {
+		mounts = append(mounts, v.String())
+	}
 	return psRow{
+		Mounts:       strings.Join(mounts, ","),
 		ID:           in.Config.ID[:12],
 		Image:        in.Config.Image,
 		Command:      strings.Join(in.Config.Entrypoint, " "),
@@ -194,6 +200,8 @@ func crashText(s instance.State) string {
 		return hv + " failed"
 	case instance.CrashMonitorDied:
 		return "monitor died"
+	case instance.CrashSetupFailed:
+		return "setup failed"
 	case instance.CrashGuestError:
 		return "guest error"
 	}

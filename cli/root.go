@@ -142,6 +142,7 @@ QEMU with a docker-like command line.`,
 		newInspectCmd(e),
 		newKernelCmd(e),
 		newSystemCmd(e),
+		newVolumeCmd(e),
 		newVersionCmd(e),
 	)
 	return root

@@ -16,9 +16,10 @@ import (
 
 func newSystemCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{Use: "system", Short: "Manage nos's data"}
-	cmd.AddCommand(&cobra.Command{
-		Use:   "prune",
-		Short: "Remove stopped instances, blobs no image refers to and leftovers of interrupted builds",
+	var withVolumes bool
+	prune := &cobra.Command{
+		Use:   "prune [--volumes]",
+		Short: "Remove stopped instances, blobs no image refers to and leftovers of interrupted builds (--volumes: and volumes no instance names)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			h, err := e.layout()
@@ -51,9 +52,18 @@ func newSystemCmd(e *env) *cobra.Command {
 			}); err != nil {
 				return err
 			}
+			if withVolumes {
+				names, err := pruneVolumes(cmd, e)
+				for _, n := range names {
+					fmt.Fprintf(e.stdout, "Removed volume %s\n", n)
+				}
+				return err
+			}
 			return nil
 		},
-	})
+	}
+	prune.Flags().BoolVar(&withVolumes, "volumes", false, "also remove the volumes no instance names")
+	cmd.AddCommand(prune)
 	return cmd
 }
 

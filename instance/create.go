@@ -50,6 +50,9 @@ func Create(ctx context.Context, st *store.Store, is *Instances, o Options) (*In
 	if icfg.Kernel.NoNetwork && (len(o.Publish) > 0 || o.Health != nil) {
 		return nil, "", fmt.Errorf("image %s runs a kernel without networking (%s): -p and health checks need one built with `nos kernel build --features net`: %w", o.Image, icfg.Kernel.Version, ErrBadFlag)
 	}
+	if err := checkVolumes(o.Volumes, icfg, o.Image); err != nil {
+		return nil, "", err
+	}
 	if o.AutoRemove && o.Restart.Name != "" && o.Restart.Name != RestartNo {
 		return nil, "", fmt.Errorf("--rm and --restart %s conflict: an instance that restarts is never removed: %w", o.Restart.Name, ErrBadFlag)
 	}
@@ -102,6 +105,10 @@ func Create(ctx context.Context, st *store.Store, is *Instances, o Options) (*In
 	}
 	if o.User != nil {
 		cfg.User = o.User
+	}
+	cfg.Volumes = o.Volumes
+	if err := is.prepareVolumes(ctx, cfg.Volumes, cfg.User); err != nil {
+		return nil, "", err
 	}
 	cfg.Caps = slices.Compact(slices.Sorted(slices.Values(cfg.Caps)))
 	if cfg.Restart.Name == "" {

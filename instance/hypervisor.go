@@ -9,6 +9,7 @@ import (
 
 	"github.com/nosproject/nos/vmm"
 	"github.com/nosproject/nos/vmm/jail"
+	"github.com/nosproject/nos/volume"
 	"github.com/nosproject/nos/vmm/qemu"
 )
 
@@ -71,17 +72,33 @@ const vmmOverheadMiB = 384
 // at a few MiB, so 1 GiB means the cap failed and the write must stop.
 var vmmRlimits = jail.Rlimits{OpenFiles: 256, FileSize: 1 << 30}
 
+// rlimits are the hypervisor's: the file-size cap must let it write the
+// whole of its largest volume, or the kernel would kill it with SIGXFSZ.
+func (m *monitor) rlimits() jail.Rlimits {
+	rl := vmmRlimits
+	if len(m.cfg.Volumes) > 0 {
+		if st, err := volume.Open(m.home.Volumes()); err == nil {
+			for _, vm := range m.cfg.Volumes {
+				if v, err := st.Get(vm.Name); err == nil && uint64(v.Size) > rl.FileSize {
+					rl.FileSize = uint64(v.Size)
+				}
+			}
+		}
+	}
+	return rl
+}
+
 // confinement is how the monitor asks the driver to confine this
 // instance's hypervisor.
-func confinement(cfg Config) *vmm.Confinement {
+func confinement(cfg Config, rl jail.Rlimits) *vmm.Confinement {
 	c := &vmm.Confinement{
 		UID: cfg.JailUID, GID: cfg.JailUID,
 		Cgroup:       "nos-" + cfg.ID[:12],
 		MemoryLimit:  int64(cfg.MemoryMiB+vmmOverheadMiB) << 20,
 		CPUs:         float64(max(cfg.CPUs, 1)),
 		BindLowPorts: bindsLowPort(cfg.Publish),
-		MaxOpenFiles: vmmRlimits.OpenFiles,
-		MaxFileSize:  vmmRlimits.FileSize,
+		MaxOpenFiles: rl.OpenFiles,
+		MaxFileSize:  rl.FileSize,
 	}
 	return c
 }

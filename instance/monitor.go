@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/nosproject/nos/internal/home"
 	"github.com/nosproject/nos/internal/lockfile"
 	"github.com/nosproject/nos/vmm"
+	"github.com/nosproject/nos/volume"
 )
 
 // The monitor is a small per-instance process (like containerd's shim or
@@ -34,7 +36,8 @@ import (
 
 // monitor is the running monitor's own state.
 type monitor struct {
-	dir string
+	home home.Layout
+	dir  string
 	cfg Config
 	drv vmm.Driver
 	log *slog.Logger
@@ -64,7 +67,7 @@ func MonitorMain(ctx context.Context, h home.Layout, id string) error {
 		return err
 	}
 	defer logf.Close()
-	m := &monitor{dir: dir, wake: make(chan struct{}, 1), log: slog.New(slog.NewTextHandler(logf, nil))}
+	m := &monitor{home: h, dir: dir, wake: make(chan struct{}, 1), log: slog.New(slog.NewTextHandler(logf, nil))}
 	if err := readJSON(filepath.Join(dir, configFile), &m.cfg); err != nil {
 		m.log.Error("reading the config", "err", err)
 		return err
@@ -77,7 +80,7 @@ func MonitorMain(ctx context.Context, h home.Layout, id string) error {
 	// The monitor lives under its hypervisor's rlimits, so the hypervisor
 	// inherits them even where nos may not set another user's limits
 	// (no CAP_SYS_RESOURCE, as in many containers).
-	if err := vmmRlimits.ApplySelf(); err != nil {
+	if err := m.rlimits().ApplySelf(); err != nil {
 		m.log.Warn("rlimits", "err", err)
 	}
 	m.update(ctx, "monitor pid", func(s *State) { s.MonitorPID = os.Getpid() })
@@ -165,6 +168,9 @@ func (m *monitor) loop(ctx context.Context) error {
 		if err != nil {
 			m.log.Error("boot failed", "err", err)
 			o = vmm.Outcome{ExitCode: ExitGuestError, Crash: err.Error(), CrashKind: CrashHypervisorFailed}
+			if errors.Is(err, errSetup) {
+				o.CrashKind = CrashSetupFailed
+			}
 		}
 		m.log.Info("VM ended", "exit", o.ExitCode, "crash", o.Crash, "kind", o.CrashKind, "forced", o.Forced, "ran", time.Since(began).Round(time.Millisecond))
 		restarts := m.recordEnd(ctx, o)
@@ -210,8 +216,13 @@ func (m *monitor) recordEnd(ctx context.Context, o vmm.Outcome) int {
 }
 
 // boot runs the VM once.
-func (m *monitor) boot(ctx context.Context, logs *logfile.Writer) (vmm.Outcome, error) {
-	mach := m.machine()
+func (m *monitor) boot(ctx context.Context, logs *logfile.Writer) (o vmm.Outcome, err error) {
+	atts, err := m.attachVolumes(ctx)
+	if err != nil {
+		return vmm.Outcome{}, err
+	}
+	defer func() { m.detachVolumes(atts, err == nil && o.Crash == "" && !o.Forced) }()
+	mach := m.machine(atts...)
 	stdout, stderr := logs.Stream("stdout"), logs.Stream("stderr")
 	defer stdout.Close()
 	defer stderr.Close()
@@ -221,7 +232,7 @@ func (m *monitor) boot(ctx context.Context, logs *logfile.Writer) (vmm.Outcome, 
 		m.mu.Unlock()
 		return vmm.Outcome{ExitCode: ExitKilled, Forced: true}, nil
 	}
-	vm, err := vmm.Boot(ctx, m.drv, mach, vmm.Guest{Config: m.guestConfig(mach), Stdout: stdout, Stderr: stderr})
+	vm, err := vmm.Boot(ctx, m.drv, mach, vmm.Guest{Config: m.guestConfig(mach, atts...), Stdout: stdout, Stderr: stderr})
 	if err != nil {
 		m.mu.Unlock()
 		return vmm.Outcome{}, err
@@ -250,9 +261,15 @@ func (m *monitor) boot(ctx context.Context, logs *logfile.Writer) (vmm.Outcome, 
 	return vm.Wait(), nil
 }
 
-// machine describes the VM of this instance; the guest's side of it is
-// in guestConfig.
-func (m *monitor) machine() vmm.Machine {
+// Disk serials the guest finds its disks by.
+const (
+	rootSerial        = "nos-root"
+	volumeSerialStart = "nos-vol-"
+)
+
+// machine describes the VM of this instance, with the volumes attached
+// for this boot; the guest's side of it is in guestConfig.
+func (m *monitor) machine(atts ...*volume.Attachment) vmm.Machine {
 	mach := vmm.Machine{
 		Accel:      m.cfg.Accel,
 		MemoryMiB:  m.cfg.MemoryMiB,
@@ -262,20 +279,30 @@ func (m *monitor) machine() vmm.Machine {
 		Cmdline:    m.cfg.Cmdline,
 		ConsoleLog: filepath.Join(m.dir, consoleFile),
 		Channels:   vmm.GuestChannels(),
-		Confine:    confinement(m.cfg),
+		Confine:    confinement(m.cfg, m.rlimits()),
 	}
 	if !m.cfg.NoNetwork {
 		mach.NICs = []vmm.NIC{{User: &vmm.UserNet{Forwards: slices.Clone(m.cfg.Publish)}}}
 	}
 	if m.cfg.RootFS != "" {
-		mach.Disks = []vmm.Disk{{Path: filepath.Join(m.dir, rootDiskFile), Format: vmm.FormatRaw, ReadOnly: true}}
+		mach.Disks = []vmm.Disk{{Path: filepath.Join(m.dir, rootDiskFile), Format: vmm.FormatRaw, ReadOnly: true, Serial: rootSerial}}
+	}
+	for i, a := range atts {
+		// writeback: the guest sees a volatile write cache and flushes it
+		// on fsync (ext4 issues FLUSH), which QEMU turns into fdatasync on
+		// the host file; writes the guest did not flush may sit in the
+		// host's page cache, which outlives QEMU.
+		mach.Disks = append(mach.Disks, vmm.Disk{
+			Path: a.Volume.Disk(), Format: vmm.FormatRaw, ReadOnly: a.ReadOnly,
+			Cache: "writeback", Serial: volumeSerialStart + strconv.Itoa(i),
+		})
 	}
 	return mach
 }
 
 // guestConfig is what the init gets: the launch spec, and the network and
 // root disk of the machine it runs in.
-func (m *monitor) guestConfig(mach vmm.Machine) *guestapi.Config {
+func (m *monitor) guestConfig(mach vmm.Machine, atts ...*volume.Attachment) *guestapi.Config {
 	seed := make([]byte, 64)
 	if _, err := randRead(seed); err != nil {
 		m.log.Warn("no entropy seed for the guest", "err", err)
@@ -293,9 +320,51 @@ func (m *monitor) guestConfig(mach vmm.Machine) *guestapi.Config {
 		Caps:    m.cfg.Caps,
 	}
 	if m.cfg.RootFS != "" {
-		g.Root = &guestapi.Root{Device: "/dev/vda", FSType: m.cfg.RootFS}
+		g.Root = &guestapi.Root{Device: "/dev/vda", FSType: m.cfg.RootFS, Serial: rootSerial}
+	}
+	for i, a := range atts {
+		g.Mounts = append(g.Mounts, guestapi.Mount{
+			Serial: volumeSerialStart + strconv.Itoa(i), Target: m.cfg.Volumes[i].Target,
+			FSType: "ext4", ReadOnly: a.ReadOnly, CopyUp: a.CopyUp,
+		})
 	}
 	return g
+}
+
+// attachVolumes takes this instance's volumes for a boot; a volume
+// another instance holds fails the boot, naming the holder.
+func (m *monitor) attachVolumes(ctx context.Context) ([]*volume.Attachment, error) {
+	if len(m.cfg.Volumes) == 0 {
+		return nil, nil
+	}
+	st, err := volume.Open(m.home.Volumes())
+	if err != nil {
+		return nil, err
+	}
+	var atts []*volume.Attachment
+	for _, vm := range m.cfg.Volumes {
+		a, err := st.Attach(ctx, vm.Name, m.cfg.ID, vm.ReadOnly)
+		if err != nil {
+			m.detachVolumes(atts, true)
+			return nil, fmt.Errorf("%w: %w", errSetup, err)
+		}
+		if a.Checked != "" {
+			m.log.Info("volume checked: its last use did not end cleanly", "volume", vm.Name, "e2fsck", a.Checked)
+		}
+		m.log.Info("volume attached", "volume", vm.Name, "target", vm.Target, "readOnly", vm.ReadOnly, "copyUp", a.CopyUp)
+		atts = append(atts, a)
+	}
+	return atts, nil
+}
+
+// detachVolumes releases the volumes; clean says the guest unmounted them.
+func (m *monitor) detachVolumes(atts []*volume.Attachment, clean bool) {
+	for _, a := range atts {
+		if err := a.Detach(clean); err != nil {
+			m.log.Error("detaching a volume", "volume", a.Volume.Name, "err", err)
+		}
+		m.log.Info("volume detached", "volume", a.Volume.Name, "clean", clean)
+	}
 }
 
 // guestNetwork is the one place the guest's network configuration is

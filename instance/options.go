@@ -49,6 +49,8 @@ type Options struct {
 	User *guestapi.User
 	// CapAdd are capabilities kept besides the image's.
 	CapAdd []string
+	// Volumes are named volumes to mount (-v NAME:/path, --mount).
+	Volumes []VolumeMount
 }
 
 // ParseUser parses --user UID[:GID] for nos run.

@@ -34,7 +34,11 @@ const (
 	CrashGuestError       = vmm.CrashGuestError
 	CrashNoExitCode       = vmm.CrashNoExitCode
 	CrashMonitorDied      = "monitor-died"
+	CrashSetupFailed      = "setup-failed" // what the VM needs could not be set up (a volume held elsewhere)
 )
+
+// errSetup marks a boot that failed before the hypervisor started.
+var errSetup = errors.New("setting up the VM")
 
 // Exit codes nos itself gives, as docker does.
 const (
@@ -78,6 +82,8 @@ type Config struct {
 	Health      *HealthCheck   `json:"health,omitempty"`
 	AutoRemove  bool           `json:"autoRemove,omitempty"`
 	StopTimeout time.Duration  `json:"stopTimeout"`
+	// Volumes are the named volumes mounted in the guest, in order.
+	Volumes []VolumeMount `json:"volumes,omitempty"`
 	// JailUID, when not zero, is the unprivileged user (and group) the
 	// hypervisor runs as: one of nos's own, this instance's alone.
 	JailUID uint32 `json:"jailUid,omitempty"`

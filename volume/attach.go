@@ -35,6 +35,9 @@ func (s *Store) Attach(ctx context.Context, name, holder string, readOnly bool) 
 	if err != nil {
 		return nil, err
 	}
+	if err := checkExt4(v.Disk()); err != nil {
+		return nil, fmt.Errorf("volume %s: %w", name, err)
+	}
 	lock := filepath.Join(v.Dir, attachLock)
 	if readOnly && v.Clean {
 		return shareLock(ctx, &Attachment{Volume: v, ReadOnly: true}, lock)
@@ -136,4 +139,19 @@ func fsck(ctx context.Context, disk string) (string, error) {
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
+}
+
+// checkExt4 reads the superblock's magic number (0xEF53 at byte 1080): a
+// file that is not ext4 is refused before a guest tries to mount it.
+func checkExt4(disk string) error {
+	f, err := os.Open(disk)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var magic [2]byte
+	if _, err := f.ReadAt(magic[:], 1024+56); err != nil || magic != [2]byte{0x53, 0xef} {
+		return fmt.Errorf("%s is not an ext4 file system: %w", disk, ErrBadInput)
+	}
+	return nil
 }

@@ -8,6 +8,7 @@
 //	  cache/kernels-built/      kernels built or imported by `nos kernel build|import`
 //	  cache/kernels-unpacked/   ELF kernels of images, unpacked once (package bootable)
 //	  cache/kvm-probe           the KVM probe's verdict for this host boot
+//	  volumes/<name>/           named volumes (package volume)
 package home
 
 import (
@@ -41,6 +42,9 @@ func (l Layout) Images() string { return filepath.Join(l.Root, "images") }
 
 // Instances holds one directory per instance.
 func (l Layout) Instances() string { return filepath.Join(l.Root, "instances") }
+
+// Volumes holds the named volumes.
+func (l Layout) Volumes() string { return filepath.Join(l.Root, "volumes") }
 
 // Cache holds what nos can make again: kernels, probe verdicts.
 func (l Layout) Cache() string { return filepath.Join(l.Root, "cache") }

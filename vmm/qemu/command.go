@@ -30,10 +30,13 @@ const SandboxOption = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resour
 const firstFD = 3
 
 // fds are the descriptor numbers QEMU gets, in fdOrder: kernel, initrd,
-// console, the channels, then the disks.
+// console, the channels, then the disks: one read-only descriptor each,
+// and a read-write one too for a writable disk (QEMU opens a disk in
+// both modes, and an fd set hands out the descriptor of the mode asked).
 type fds struct {
 	kernel, initrd, console int
-	channels, disks         []int
+	channels                []int
+	disks                   [][]int
 }
 
 func fdOrder(m vmm.Machine) fds {
@@ -43,8 +46,12 @@ func fdOrder(m vmm.Machine) fds {
 	for range m.Channels {
 		f.channels = append(f.channels, next())
 	}
-	for range m.Disks {
-		f.disks = append(f.disks, next())
+	for _, d := range m.Disks {
+		set := []int{next()}
+		if !d.ReadOnly {
+			set = append(set, next())
+		}
+		f.disks = append(f.disks, set)
 	}
 	return f
 }
@@ -95,7 +102,9 @@ func Command(m vmm.Machine, a Access) []string {
 	for i, d := range m.Disks {
 		file := escape(d.Path)
 		if a.ByFD {
-			argv = append(argv, "-add-fd", fmt.Sprintf("fd=%d,set=%d", f.disks[i], diskSet(i)))
+			for _, fd := range f.disks[i] {
+				argv = append(argv, "-add-fd", fmt.Sprintf("fd=%d,set=%d", fd, diskSet(i)))
+			}
 			file = fmt.Sprintf("/dev/fdset/%d", diskSet(i))
 		}
 		dev := fmt.Sprintf("virtio-blk-device,drive=disk%d", i)

@@ -254,13 +254,13 @@ func TestCommandSemantics(t *testing.T) {
 func TestCommandByFD(t *testing.T) {
 	m := base()
 	m.Disks = []vmm.Disk{{Path: "/r", ReadOnly: true}, {Path: "/v"}}
-	a := Command(m, Access{ByFD: true, Sandbox: true})
+	a := Command(m, Access{ByFD: true, Sandbox: true}) // /v gets fds 10 (read-only) and 11 (read-write)
 	for opt, want := range map[string]string{"-kernel": "/proc/self/fd/3", "-initrd": "/proc/self/fd/4", "-sandbox": SandboxOption} {
 		if got := optionValue(t, a, opt, 0); got != want {
 			t.Errorf("%s %q, want %q", opt, got, want)
 		}
 	}
-	for i, want := range []string{"fd=5,set=1", "fd=9,set=2", "fd=10,set=3"} {
+	for i, want := range []string{"fd=5,set=1", "fd=9,set=2", "fd=10,set=3", "fd=11,set=3"} {
 		if got := optionValue(t, a, "-add-fd", i); got != want {
 			t.Errorf("-add-fd #%d %q, want %q", i, got, want)
 		}

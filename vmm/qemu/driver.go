@@ -180,13 +180,14 @@ func openFiles(m vmm.Machine) (f *files, err error) {
 		f.host = append(f.host, host)
 		f.extra = append(f.extra, guest)
 	}
-	for _, d := range m.Disks {
-		flag := os.O_RDWR
-		if d.ReadOnly {
-			flag = os.O_RDONLY
-		}
-		if err := open(d.Path, flag); err != nil {
+	for _, d := range m.Disks { // in fdOrder: read-only, then read-write
+		if err := open(d.Path, os.O_RDONLY); err != nil {
 			return f, fmt.Errorf("disk: %w", err)
+		}
+		if !d.ReadOnly {
+			if err := open(d.Path, os.O_RDWR); err != nil {
+				return f, fmt.Errorf("disk: %w", err)
+			}
 		}
 	}
 	return f, nil

@@ -5,11 +5,16 @@ package main
 import (
 	"crypto/x509"
 	"fmt"
+	"hash/crc32"
+	"io/fs"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -81,6 +86,10 @@ func main() {
 	case "exit":
 		code, _ := strconv.Atoi(args[0])
 		os.Exit(code)
+	case "kv": // the key-value store of the volume tests: kv DIR
+		kv(args[0])
+	case "files": // list DIR's files as "path uid:gid mode size", then write DIR/NAME and wait for SIGTERM
+		files(args[0], args[1])
 	default:
 		fmt.Println("unknown mode", mode)
 		os.Exit(2)
@@ -92,4 +101,70 @@ func check(err error) {
 		fmt.Println("error:", err)
 		os.Exit(1)
 	}
+}
+
+// kv serves an append-only log of records in dir on :8080: POST /put?v=X
+// appends "X crc\n" and answers "ok" only after fsync; GET /all returns
+// the records whose checksum is right, one per line.
+func kv(dir string) {
+	f, err := os.OpenFile(dir+"/log", os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	check(err)
+	d, err := os.Open(dir)
+	check(err)
+	check(d.Sync()) // the log's directory entry is durable too
+	var mu sync.Mutex
+	http.HandleFunc("/put", func(w http.ResponseWriter, r *http.Request) {
+		v := r.URL.Query().Get("v")
+		mu.Lock()
+		defer mu.Unlock()
+		if _, err := fmt.Fprintf(f, "%s %08x\n", v, crc32.ChecksumIEEE([]byte(v))); err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		if err := f.Sync(); err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	http.HandleFunc("/all", func(w http.ResponseWriter, r *http.Request) {
+		b, err := os.ReadFile(dir + "/log")
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			v, sum, ok := strings.Cut(line, " ")
+			if ok && sum == fmt.Sprintf("%08x", crc32.ChecksumIEEE([]byte(v))) {
+				fmt.Fprintln(w, v)
+			}
+		}
+	})
+	fmt.Println("kv serving")
+	check(http.ListenAndServe(":8080", nil))
+}
+
+// files prints what dir holds, writes dir/name, and waits for SIGTERM.
+func files(dir, name string) {
+	check(filepath.WalkDir(dir, func(p string, de fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := de.Info()
+		if err != nil {
+			return err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		fmt.Printf("file %s %d:%d %o %d\n", p, st.Uid, st.Gid, fi.Mode().Perm(), fi.Size())
+		return nil
+	}))
+	if err := os.WriteFile(filepath.Join(dir, name), []byte("written by "+strconv.Itoa(os.Getuid())+"\n"), 0o644); err != nil {
+		fmt.Println("write:", err)
+	} else {
+		fmt.Println("wrote", name)
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM)
+	fmt.Println("waiting")
+	<-sigs
 }
