@@ -148,7 +148,8 @@ func kv(dir string) {
 func files(dir, name string) {
 	check(filepath.WalkDir(dir, func(p string, de fs.DirEntry, err error) error {
 		if err != nil {
-			return err
+			fmt.Println("unreadable", p) // lost+found, for a non-root app
+			return nil
 		}
 		fi, err := de.Info()
 		if err != nil {

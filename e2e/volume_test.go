@@ -1,0 +1,244 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nosproject/nos/internal/home"
+)
+
+// volumeEnv is a nos home with the blk,net kernel and the probe built
+// with the blk feature, so that it can mount volumes.
+func volumeEnv(t *testing.T) *nosEnv {
+	t.Helper()
+	e := newEnv(t)
+	e.withBlkKernel()
+	if r := e.nos("build", "-t", "kv", "--features", "net,blk", "--add", "./e2e/testdata/software:/data", "./e2e/testdata/probe"); r.code != 0 {
+		t.Fatalf("build: %v", r)
+	}
+	return e
+}
+
+// TestVolumeKeepsAcknowledgedWrites: a key-value app appends records with
+// fsync to a volume and acknowledges each over HTTP. Each round writes
+// records and, at a random moment, ends the VM a way a crash would (QEMU
+// killed, nos kill, the monitor killed) or gracefully; a new instance on
+// the same volume must find every acknowledged record, with its checksum.
+// At the end the stopped volume's file system is clean by e2fsck -fn.
+func TestVolumeKeepsAcknowledgedWrites(t *testing.T) {
+	t.Parallel()
+	e := volumeEnv(t)
+	ends := []string{"kill-qemu", "nos-kill", "kill-monitor", "stop", "kill-qemu", "kill-qemu", "nos-kill", "kill-monitor", "kill-qemu", "stop"}
+	var (
+		mu    sync.Mutex
+		acked []string
+	)
+	client := &http.Client{Timeout: 5 * time.Second}
+	check := func(round int, base string) {
+		t.Helper()
+		body := waitHTTP(t, nil, base+"/all", 3*time.Minute)
+		have := map[string]bool{}
+		for _, l := range strings.Split(body, "\n") {
+			have[l] = true
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, a := range acked {
+			if !have[a] {
+				t.Fatalf("round %d: the acknowledged record %q is lost (have %d records, %d acknowledged)", round, a, len(have)-1, len(acked))
+			}
+		}
+	}
+	for round, end := range ends {
+		port := freePort(t)
+		base := fmt.Sprintf("http://127.0.0.1:%d", port)
+		id := e.runDetached("-p", fmt.Sprintf("127.0.0.1:%d:8080", port), "-v", "kvdata:/var/kv", "kv", "kv", "/var/kv")
+		check(round, base)
+
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				v := fmt.Sprintf("r%d-%d", round, i)
+				resp, err := client.Post(base+"/put?v="+v, "text/plain", nil)
+				if err != nil {
+					time.Sleep(20 * time.Millisecond)
+					continue
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK && string(b) == "ok\n" {
+					mu.Lock()
+					acked = append(acked, v)
+					mu.Unlock()
+				}
+			}
+		}()
+		time.Sleep(time.Duration(200+rand.IntN(1300)) * time.Millisecond)
+		st := e.inspect(id).State
+		switch end {
+		case "kill-qemu":
+			_ = syscall.Kill(st.QEMUPID, syscall.SIGKILL)
+		case "kill-monitor":
+			_ = syscall.Kill(st.MonitorPID, syscall.SIGKILL)
+		case "nos-kill":
+			e.nos("kill", id)
+		case "stop":
+			e.nos("stop", "-t", "10", id)
+		}
+		waitFor(t, "the instance to end", time.Minute, func() bool { return !e.inspect(id).MonitorAlive })
+		close(stop)
+		wg.Wait()
+		if r := e.nos("rm", "-f", id); r.code != 0 {
+			t.Fatalf("rm: %v", r)
+		}
+	}
+	mu.Lock()
+	n := len(acked)
+	mu.Unlock()
+	if n < len(ends) {
+		t.Fatalf("only %d records acknowledged in %d rounds: the test proved little", n, len(ends))
+	}
+	port := freePort(t)
+	id := e.runDetached("-p", fmt.Sprintf("127.0.0.1:%d:8080", port), "-v", "kvdata:/var/kv", "kv", "kv", "/var/kv")
+	check(len(ends), fmt.Sprintf("http://127.0.0.1:%d", port))
+	if r := e.nos("stop", id); r.code != 0 {
+		t.Fatalf("stop: %v", r)
+	}
+	disk := filepath.Join(home.Layout{Root: e.home}.Volumes(), "kvdata", "disk.ext4")
+	if out, err := exec.Command("e2fsck", "-fn", disk).CombinedOutput(); err != nil {
+		t.Fatalf("e2fsck -fn after a clean stop: %v\n%s", err, out)
+	}
+	t.Logf("%d acknowledged records survived %d rounds", n, len(ends))
+}
+
+// TestVolumeCopyUpOwnersAndOneWriter: a new volume over a path that holds
+// files in the image starts with them; a new volume for a non-root app is
+// the app's to write; a volume written by a running instance cannot be
+// mounted by another, nor removed; it outlives the instance.
+func TestVolumeCopyUpOwnersAndOneWriter(t *testing.T) {
+	t.Parallel()
+	e := volumeEnv(t)
+
+	// Copy-up: the image's /data (added at build) shows in the new volume.
+	id := e.runDetached("-v", "seeded:/data", "kv", "files", "/data", "new.txt")
+	e.waitApp(id, 1)
+	logs := e.logs(id)
+	if !strings.Contains(logs, "file /data/pyapp ") || !strings.Contains(logs, "wrote new.txt") {
+		t.Fatalf("copy-up: the volume lacks the image's files or is not writable:\n%s", logs)
+	}
+	// One writer: a second instance may not mount it, read-write or not,
+	// and the volume cannot be removed while it is in use.
+	for _, spec := range []string{"seeded:/data", "seeded:/data:ro"} {
+		r := e.nos("run", "-d", "--accel", accel, "-v", spec, "kv", "files", "/data", "x")
+		if r.code == 0 {
+			e.nos("rm", "-f", strings.TrimSpace(r.stdout))
+			t.Fatalf("a second instance mounted %s while %s writes it", spec, id[:12])
+		}
+		if !strings.Contains(r.stderr, id[:12]) || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+			t.Errorf("-v %s while in use: want one line naming %s, got %q", spec, id[:12], r.stderr)
+		}
+	}
+	if r := e.nos("volume", "rm", "-f", "seeded"); r.code == 0 || !strings.Contains(r.stderr, "in use") {
+		t.Errorf("volume rm of a volume in use: %v", r)
+	}
+	e.nos("stop", id)
+	if r := e.nos("volume", "rm", "seeded"); r.code == 0 {
+		t.Errorf("volume rm of a volume a stopped instance names (without -f): %v", r)
+	}
+	e.nos("rm", id)
+	// It outlives the instance: a new one sees what the first wrote.
+	id = e.runDetached("-v", "seeded:/data:ro", "kv", "files", "/data", "ro.txt")
+	e.waitApp(id, 1)
+	if logs := e.logs(id); !strings.Contains(logs, "file /data/new.txt") || !strings.Contains(logs, "read-only file system") {
+		t.Errorf("after nos rm, a new read-only instance: want new.txt there and the write refused:\n%s", logs)
+	}
+	e.nos("rm", "-f", id)
+
+	// A new volume for a non-root app where the image has no such path.
+	id = e.runDetached("-u", "65534:65534", "-v", "mine:/home/app", "kv", "files", "/home/app", "mine.txt")
+	e.waitApp(id, 1)
+	if logs := e.logs(id); !strings.Contains(logs, "file /home/app 65534:65534") || !strings.Contains(logs, "wrote mine.txt") {
+		t.Errorf("a non-root app's new volume:\n%s", logs)
+	}
+	e.nos("stop", id) // graceful: the guest unmounts it, so it is clean
+	e.nos("rm", id)
+	r := e.nos("volume", "inspect", "mine")
+	if r.code != 0 || !strings.Contains(r.stdout, `"Clean": true`) || !strings.Contains(r.stdout, `"SizeOnDisk"`) {
+		t.Errorf("volume inspect after a clean stop: %v", r)
+	}
+	if r := e.nos("system", "prune", "--volumes"); r.code != 0 || !strings.Contains(r.stdout, "Removed volume mine") || !strings.Contains(r.stdout, "Removed volume seeded") {
+		t.Errorf("system prune --volumes: %v", r)
+	}
+}
+
+// TestVolumeBadInput: each mistake is one line, a non-zero exit, and no
+// volume made or lost.
+func TestVolumeBadInput(t *testing.T) {
+	t.Parallel()
+	e := volumeEnv(t)
+	e.withBuiltKernel() // the net kernel, without blk, for the image that cannot mount volumes
+	if r := e.nos("volume", "create", "--size", "64m", "keep"); r.code != 0 {
+		t.Fatalf("create: %v", r)
+	}
+	if r := e.nos("build", "-t", "nonblk", "./e2e/testdata/probe"); r.code != 0 {
+		t.Fatalf("build: %v", r)
+	}
+	notExt4 := filepath.Join(home.Layout{Root: e.home}.Volumes(), "fake")
+	os.MkdirAll(notExt4, 0o700)
+	os.WriteFile(filepath.Join(notExt4, "disk.ext4"), make([]byte, 8<<20), 0o600)
+	os.WriteFile(filepath.Join(notExt4, "volume.json"), []byte(`{"name":"fake","size":8388608,"clean":true}`), 0o600)
+	before := e.nos("volume", "ls").stdout
+	for _, args := range [][]string{
+		{"volume", "create", "--size", "1x", "v1"},
+		{"volume", "create", "--size", "1m", "v1"},
+		{"volume", "create", "keep"},
+		{"volume", "create", "bad/name"},
+		{"volume", "create", "--from", "/nonexistent", "v2"},
+		{"volume", "rm", "nosuch"},
+		{"run", "--accel", accel, "-v", "./rel:/data", "kv", "exit", "0"},
+		{"run", "--accel", accel, "-v", "/srv:/data", "kv", "exit", "0"},
+		{"run", "--accel", accel, "-v", "keep:/data:rw:ro", "kv", "exit", "0"},
+		{"run", "--accel", accel, "-v", "keep:data", "kv", "exit", "0"},
+		{"run", "--accel", accel, "-v", "keep:/a", "-v", "keep:/b", "kv", "exit", "0"},
+		{"run", "--accel", accel, "--mount", "type=bind,source=/srv,target=/data", "kv", "exit", "0"},
+		{"run", "--accel", accel, "--mount", "type=volume,source=keep,target=/data,bogus=1", "kv", "exit", "0"},
+		{"run", "--accel", accel, "-v", "a1:/a", "-v", "a2:/b", "-v", "a3:/c", "-v", "a4:/d", "-v", "a5:/e", "kv", "exit", "0"},
+		{"run", "--accel", accel, "-v", "keep:/data", "nonblk", "exit", "0"},
+	} {
+		r := e.nos(args...)
+		if r.code == 0 || !strings.HasPrefix(r.stderr, "nos: ") || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+			t.Errorf("nos %s: want one `nos: ` line and a failure, got %v", strings.Join(args, " "), r)
+		}
+	}
+	if after := e.nos("volume", "ls").stdout; after != before {
+		t.Errorf("bad input changed the volumes:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	// A file that is not ext4 placed as a volume is refused before the VM
+	// boots, with the reason; the instance stays, crashed, as docker's would.
+	r := e.nos("run", "-d", "--accel", accel, "--name", "onfake", "-v", "fake:/data", "kv", "exit", "0")
+	if r.code == 0 || !strings.Contains(r.stderr, "not an ext4") {
+		t.Errorf("a non-ext4 volume: %v", r)
+	}
+	t.Cleanup(func() { e.nos("rm", "-f", "onfake") })
+	if r := e.nos("ps", "-a", "--format", "{{.Names}} {{.Mounts}} {{.Status}}"); r.code != 0 || !strings.Contains(r.stdout, "onfake fake:/data Crashed (setup failed)") {
+		t.Errorf("ps --format {{.Mounts}}: %v", r)
+	}
+}
