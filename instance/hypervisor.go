@@ -9,8 +9,8 @@ import (
 
 	"github.com/nosproject/nos/vmm"
 	"github.com/nosproject/nos/vmm/jail"
-	"github.com/nosproject/nos/volume"
 	"github.com/nosproject/nos/vmm/qemu"
+	"github.com/nosproject/nos/volume"
 )
 
 // DefaultHypervisor is the driver new instances run on.

@@ -38,9 +38,9 @@ import (
 type monitor struct {
 	home home.Layout
 	dir  string
-	cfg Config
-	drv vmm.Driver
-	log *slog.Logger
+	cfg  Config
+	drv  vmm.Driver
+	log  *slog.Logger
 
 	mu      sync.Mutex
 	stopped bool    // stop or kill was requested: no more restarts
