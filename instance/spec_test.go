@@ -447,7 +447,7 @@ func TestGuestConfig(t *testing.T) {
 	want := &guestapi.Config{
 		Argv: []string{"/app/web"}, Env: []string{"A=1"}, WorkingDir: "/d", Hostname: "abababababab",
 		Network: &guestapi.Network{Interface: "eth0", Address: "10.0.2.15/24", Gateway: "10.0.2.2", DNS: []string{"10.0.2.3"}},
-		Root:    &guestapi.Root{Device: "/dev/vda", FSType: "erofs"},
+		Root:    &guestapi.Root{Device: "/dev/vda", FSType: "erofs", Serial: "nos-root"},
 		User:    cfg.User, Caps: cfg.Caps,
 	}
 	if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(guestapi.Config{}, "Seed", "Time")); diff != "" {
