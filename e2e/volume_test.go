@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -240,5 +241,59 @@ func TestVolumeBadInput(t *testing.T) {
 	t.Cleanup(func() { e.nos("rm", "-f", "onfake") })
 	if r := e.nos("ps", "-a", "--format", "{{.Names}} {{.Mounts}} {{.Status}}"); r.code != 0 || !strings.Contains(r.stdout, "onfake fake:/data Crashed (setup failed)") {
 		t.Errorf("ps --format {{.Mounts}}: %v", r)
+	}
+}
+
+// TestRedisOnVolumeKeepsAcknowledgedKeys: Debian's redis-server with
+// --appendonly yes --appendfsync always on a volume; every key a SET
+// acknowledged before QEMU is killed is there after a new instance starts
+// on the same volume.
+func TestRedisOnVolumeKeepsAcknowledgedKeys(t *testing.T) {
+	t.Parallel()
+	needProgram(t, "redis-server")
+	cli := needProgram(t, "redis-cli")
+	needProgram(t, "mkfs.erofs")
+	e := newEnv(t)
+	e.withBlkKernel()
+	// The mount point, in the image as redis's user owns it: a new volume
+	// takes its owner (copy-up), so redis can write there.
+	mnt := t.TempDir()
+	if err := os.Chown(mnt, 65534, 65534); err != nil && os.Geteuid() == 0 {
+		t.Fatal(err)
+	}
+	os.Chmod(mnt, 0o755)
+	e.buildTree("-t", "redis", "--user", "65534", "--port", "6379", "--add", mnt+":/data",
+		"--entrypoint", `["/usr/bin/redis-server","--port","6379","--protected-mode","no","--save","","--dir","/data","--appendonly","yes","--appendfsync","always"]`, "redis-server")
+
+	var acked []string
+	for round := 0; round < 2; round++ {
+		port := strconv.Itoa(freePort(t))
+		id := e.runDetached("-p", "127.0.0.1:"+port+":6379", "-v", "rdata:/data", "redis")
+		e.waitCommand(id, "PONG", 2*time.Minute, cli, "-h", "127.0.0.1", "-p", port, "PING")
+		for _, k := range acked {
+			if out, err := command(t, 10*time.Second, cli, "-h", "127.0.0.1", "-p", port, "GET", k); err != nil || strings.TrimSpace(out) != "v-"+k {
+				e.dump(id)
+				t.Fatalf("round %d: the acknowledged key %s is lost: %v %q", round, k, err, out)
+			}
+		}
+		for i := 0; i < 50; i++ {
+			k := fmt.Sprintf("k%d-%d", round, i)
+			if out, err := command(t, 10*time.Second, cli, "-h", "127.0.0.1", "-p", port, "SET", k, "v-"+k); err == nil && strings.TrimSpace(out) == "OK" {
+				acked = append(acked, k)
+			}
+		}
+		_ = syscall.Kill(e.inspect(id).State.QEMUPID, syscall.SIGKILL)
+		waitFor(t, "the instance to end", time.Minute, func() bool { return !e.inspect(id).MonitorAlive })
+		e.nos("rm", "-f", id)
+	}
+	if len(acked) < 50 {
+		t.Fatalf("only %d SETs acknowledged", len(acked))
+	}
+	port := strconv.Itoa(freePort(t))
+	id := e.runDetached("-p", "127.0.0.1:"+port+":6379", "-v", "rdata:/data", "redis")
+	e.waitCommand(id, "PONG", 2*time.Minute, cli, "-h", "127.0.0.1", "-p", port, "PING")
+	out, err := command(t, 10*time.Second, cli, "-h", "127.0.0.1", "-p", port, "DBSIZE")
+	if err != nil || strings.TrimSpace(out) != strconv.Itoa(len(acked)) {
+		t.Fatalf("DBSIZE %q (%v), want the %d acknowledged keys", out, err, len(acked))
 	}
 }
