@@ -213,6 +213,17 @@ type inspectedInstance struct {
 	MonitorAlive bool            `json:"MonitorAlive"`
 	Config       instance.Config `json:"Config"`
 	State        instance.State  `json:"State"`
+	Mounts       []mountInfo     `json:"Mounts"`
+}
+
+// mountInfo is one mount as docker inspect shows it.
+type mountInfo struct {
+	Type        string `json:"Type"`
+	Name        string `json:"Name"`
+	Source      string `json:"Source"`
+	Destination string `json:"Destination"`
+	Mode        string `json:"Mode"`
+	RW          bool   `json:"RW"`
 }
 
 func inspectOne(cmd *cobra.Command, e *env, ref string) (any, error) {
@@ -222,7 +233,19 @@ func inspectOne(cmd *cobra.Command, e *env, ref string) (any, error) {
 	}
 	in, ierr := is.Get(ref)
 	if ierr == nil {
-		return inspectedInstance{ID: in.Config.ID, Name: in.Config.Name, Dir: in.Dir, MonitorAlive: in.MonitorAlive, Config: in.Config, State: in.State}, nil
+		vols, err := e.volumes()
+		if err != nil {
+			return nil, err
+		}
+		ii := inspectedInstance{ID: in.Config.ID, Name: in.Config.Name, Dir: in.Dir, MonitorAlive: in.MonitorAlive, Config: in.Config, State: in.State, Mounts: []mountInfo{}}
+		for _, v := range in.Config.Volumes {
+			mode := "rw"
+			if v.ReadOnly {
+				mode = "ro"
+			}
+			ii.Mounts = append(ii.Mounts, mountInfo{Type: "volume", Name: v.Name, Source: vols.DiskOf(v.Name), Destination: v.Target, Mode: mode, RW: !v.ReadOnly})
+		}
+		return ii, nil
 	}
 	if !errors.Is(ierr, instance.ErrNotFound) {
 		return nil, ierr

@@ -242,6 +242,10 @@ func TestVolumeBadInput(t *testing.T) {
 	if r := e.nos("ps", "-a", "--format", "{{.Names}} {{.Mounts}} {{.Status}}"); r.code != 0 || !strings.Contains(r.stdout, "onfake fake:/data Crashed (setup failed)") {
 		t.Errorf("ps --format {{.Mounts}}: %v", r)
 	}
+	r = e.nos("inspect", "--format", "{{range .Mounts}}{{.Type}} {{.Name}} {{.Destination}} {{.Mode}} {{.Source}}{{end}}", "onfake")
+	if want := "volume fake /data rw " + filepath.Join(home.Layout{Root: e.home}.Volumes(), "fake", "disk.ext4"); r.code != 0 || strings.TrimSpace(r.stdout) != want {
+		t.Errorf("inspect's mounts: %v, want %q", r, want)
+	}
 }
 
 // TestRedisOnVolumeKeepsAcknowledgedKeys: Debian's redis-server with

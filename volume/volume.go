@@ -80,6 +80,9 @@ type Store struct {
 	Dir string
 }
 
+// DiskOf is where the disk of volume name is (or would be).
+func (s *Store) DiskOf(name string) string { return filepath.Join(s.Dir, name, diskFile) }
+
 // Open returns the volume store in dir, creating it when missing.
 func Open(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
