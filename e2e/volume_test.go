@@ -221,7 +221,7 @@ func TestVolumeBadInput(t *testing.T) {
 		{"run", "--accel", accel, "-v", "keep:/a", "-v", "keep:/b", "kv", "exit", "0"},
 		{"run", "--accel", accel, "--mount", "type=bind,source=/srv,target=/data", "kv", "exit", "0"},
 		{"run", "--accel", accel, "--mount", "type=volume,source=keep,target=/data,bogus=1", "kv", "exit", "0"},
-		{"run", "--accel", accel, "-v", "a1:/a", "-v", "a2:/b", "-v", "a3:/c", "-v", "a4:/d", "-v", "a5:/e", "kv", "exit", "0"},
+		append(append([]string{"run", "--accel", accel}, seventeenVolumes()...), "kv", "exit", "0"),
 		{"run", "--accel", accel, "-v", "keep:/data", "nonblk", "exit", "0"},
 	} {
 		r := e.nos(args...)
@@ -300,4 +300,13 @@ func TestRedisOnVolumeKeepsAcknowledgedKeys(t *testing.T) {
 	if err != nil || strings.TrimSpace(out) != strconv.Itoa(len(acked)) {
 		t.Fatalf("DBSIZE %q (%v), want the %d acknowledged keys", out, err, len(acked))
 	}
+}
+
+// seventeenVolumes are one more -v than a machine mounts (instance.MaxVolumes).
+func seventeenVolumes() []string {
+	var args []string
+	for i := range 17 {
+		args = append(args, "-v", fmt.Sprintf("many%d:/m%d", i, i))
+	}
+	return args
 }

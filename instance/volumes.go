@@ -31,9 +31,10 @@ func (m VolumeMount) String() string {
 }
 
 // MaxVolumes is how many volumes one instance may mount: QEMU's microvm
-// has 8 virtio-mmio transports, of which nos's machine uses up to four
-// (rng, serial ports, network, root disk).
-const MaxVolumes = 4
+// has 24 virtio-mmio transports (a 25th device is refused: "No
+// 'virtio-bus' bus found"), of which nos's machine uses up to four (rng,
+// serial ports, network, root disk); 16 leaves room for more NICs.
+const MaxVolumes = 16
 
 // ParseVolume parses docker's -v NAME:/PATH[:ro|rw]. Host directories
 // (a first part that is a path) need virtiofs, which nos does not have yet.

@@ -186,10 +186,13 @@ func (s *Store) Create(ctx context.Context, name string, o CreateOptions) (*Volu
 	if err != nil {
 		return nil, fmt.Errorf("volume %s: %w", name, err)
 	}
+	// lazy_journal_init: the journal of a new sparse file reads as zeros
+	// already, so mke2fs need not write them (a 10 GiB volume then takes
+	// 4 MB on the host rather than 68 MB).
 	// Fixed UUID and hash seed would make volumes reproducible, but two
 	// volumes with one UUID confuse tools that look file systems up by
 	// it; each volume gets its own.
-	args := []string{"-q", "-F", "-t", "ext4", "-L", label(name), "-E", fmt.Sprintf("root_owner=%d:%d", o.UID, o.GID), "-m", "0"}
+	args := []string{"-q", "-F", "-t", "ext4", "-L", label(name), "-E", fmt.Sprintf("root_owner=%d:%d,lazy_journal_init=1", o.UID, o.GID), "-m", "0"}
 	if from != "" {
 		args = append(args, "-d", from)
 	}

@@ -1,0 +1,78 @@
+package instance
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/nosproject/nos/image"
+)
+
+func TestParseVolumeAndMount(t *testing.T) {
+	for in, want := range map[string]VolumeMount{
+		"data:/data":         {Name: "data", Target: "/data"},
+		"data:/var/lib/x:ro": {Name: "data", Target: "/var/lib/x", ReadOnly: true},
+		"d.b-1_x:/d:rw":      {Name: "d.b-1_x", Target: "/d"},
+	} {
+		if got, err := ParseVolume(in); err != nil || got != want {
+			t.Errorf("ParseVolume(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "data", "data:", ":/data", "data:data", "data:/", "data:/a/../b", "data:/d:rw:ro", "data:/d:rx", "/srv:/d", "./rel:/d", "a/b:/d", "-x:/d"} {
+		if _, err := ParseVolume(bad); !errors.Is(err, ErrBadFlag) {
+			t.Errorf("ParseVolume(%q): %v, want ErrBadFlag", bad, err)
+		}
+	}
+	for in, want := range map[string]VolumeMount{
+		"type=volume,source=db,target=/db":                {Name: "db", Target: "/db"},
+		"src=db,dst=/db,readonly":                         {Name: "db", Target: "/db", ReadOnly: true},
+		"type=volume,source=db,target=/db,readonly=false": {Name: "db", Target: "/db"},
+		"source=db,destination=/db,ro=true":               {Name: "db", Target: "/db", ReadOnly: true},
+	} {
+		if got, err := ParseMount(in); err != nil || got != want {
+			t.Errorf("ParseMount(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "type=bind,source=/srv,target=/d", "type=tmpfs,target=/d", "source=db", "target=/db", "source=db,target=/db,readonly=maybe", "source=db,target=/db,x=1"} {
+		if _, err := ParseMount(bad); !errors.Is(err, ErrBadFlag) {
+			t.Errorf("ParseMount(%q): %v, want ErrBadFlag", bad, err)
+		}
+	}
+}
+
+func TestCheckVolumes(t *testing.T) {
+	blk := image.Config{Kernel: image.KernelInfo{Version: "6.1-nos", Features: []string{"blk", "net"}}}
+	netOnly := image.Config{Kernel: image.KernelInfo{Version: "6.1-nos", Features: []string{"net"}}}
+	distro := image.Config{Kernel: image.KernelInfo{Version: "6.1-cloud"}, Modules: []string{"virtio_blk", "ext4"}}
+	distroNoExt4 := image.Config{Kernel: image.KernelInfo{Version: "6.1-cloud"}, Modules: []string{"virtio_net"}}
+	one := []VolumeMount{{Name: "a", Target: "/a"}}
+	for _, c := range []struct {
+		name string
+		vs   []VolumeMount
+		cfg  image.Config
+		ok   bool
+	}{
+		{"blk kernel", one, blk, true},
+		{"distribution kernel with ext4", one, distro, true},
+		{"no volumes on any kernel", nil, netOnly, true},
+		{"net-only kernel", one, netOnly, false},
+		{"distribution kernel without ext4", one, distroNoExt4, false},
+		{"two on one path", []VolumeMount{{Name: "a", Target: "/a"}, {Name: "b", Target: "/a"}}, blk, false},
+		{"one twice", []VolumeMount{{Name: "a", Target: "/a"}, {Name: "a", Target: "/b"}}, blk, false},
+		{"too many", manyVolumes(MaxVolumes + 1), blk, false},
+		{"as many as allowed", manyVolumes(MaxVolumes), blk, true},
+	} {
+		err := checkVolumes(c.vs, c.cfg, "img")
+		if (err == nil) != c.ok || (err != nil && !errors.Is(err, ErrBadFlag)) {
+			t.Errorf("%s: %v", c.name, err)
+		}
+	}
+}
+
+func manyVolumes(n int) []VolumeMount {
+	var vs []VolumeMount
+	for i := range n {
+		vs = append(vs, VolumeMount{Name: fmt.Sprintf("v%d", i), Target: fmt.Sprintf("/v%d", i)})
+	}
+	return vs
+}
