@@ -134,8 +134,10 @@ func checkVolumes(vs []VolumeMount, icfg image.Config, ref string) error {
 	switch {
 	case k.Features != nil && !slices.Contains(k.Features, "blk"):
 		return fmt.Errorf("image %s runs kernel %s, which has no block devices (features %s): volumes need one built with blk: nos build --features net,blk: %w", ref, k.Version, strings.Join(k.Features, ","), ErrBadFlag)
-	case k.Features == nil && !slices.Contains(icfg.Modules, "ext4"):
-		return fmt.Errorf("image %s carries no ext4 module for its kernel %s: build it again with `nos build --features net,blk` to mount volumes: %w", ref, k.Version, ErrBadFlag)
+	case k.Features == nil && !slices.Contains(icfg.Needs, "blk") && icfg.RootFS == "":
+		// A distribution kernel: the image carries the block modules
+		// (virtio_blk, ext4 unless built in) only when built for them.
+		return fmt.Errorf("image %s was built without block devices for its kernel %s: build it again with `nos build --features net,blk` to mount volumes: %w", ref, k.Version, ErrBadFlag)
 	}
 	return nil
 }

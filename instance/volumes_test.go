@@ -43,7 +43,8 @@ func TestParseVolumeAndMount(t *testing.T) {
 func TestCheckVolumes(t *testing.T) {
 	blk := image.Config{Kernel: image.KernelInfo{Version: "6.1-nos", Features: []string{"blk", "net"}}}
 	netOnly := image.Config{Kernel: image.KernelInfo{Version: "6.1-nos", Features: []string{"net"}}}
-	distro := image.Config{Kernel: image.KernelInfo{Version: "6.1-cloud"}, Modules: []string{"virtio_blk", "ext4"}}
+	distro := image.Config{Kernel: image.KernelInfo{Version: "6.1-cloud"}, Needs: []string{"blk", "net"}}
+	distroTree := image.Config{Kernel: image.KernelInfo{Version: "6.1-cloud"}, RootFS: "erofs"}
 	distroNoExt4 := image.Config{Kernel: image.KernelInfo{Version: "6.1-cloud"}, Modules: []string{"virtio_net"}}
 	one := []VolumeMount{{Name: "a", Target: "/a"}}
 	for _, c := range []struct {
@@ -53,10 +54,11 @@ func TestCheckVolumes(t *testing.T) {
 		ok   bool
 	}{
 		{"blk kernel", one, blk, true},
-		{"distribution kernel with ext4", one, distro, true},
+		{"distribution kernel, image built with blk", one, distro, true},
+		{"distribution kernel, tree image", one, distroTree, true},
 		{"no volumes on any kernel", nil, netOnly, true},
 		{"net-only kernel", one, netOnly, false},
-		{"distribution kernel without ext4", one, distroNoExt4, false},
+		{"distribution kernel, image built without blk", one, distroNoExt4, false},
 		{"two on one path", []VolumeMount{{Name: "a", Target: "/a"}, {Name: "b", Target: "/a"}}, blk, false},
 		{"one twice", []VolumeMount{{Name: "a", Target: "/a"}, {Name: "a", Target: "/b"}}, blk, false},
 		{"too many", manyVolumes(MaxVolumes + 1), blk, false},
