@@ -15,8 +15,9 @@ import (
 // devices nos machines have. What they depend on comes along.
 var wantedModules = []string{"virtio_mmio", "virtio_console", "virtio_net", "virtio_rng"}
 
-// rootDiskModules are what a modular kernel needs to mount a root disk.
-var rootDiskModules = []string{"virtio_blk", "erofs"}
+// rootDiskModules are what a modular kernel needs to mount a root disk, and
+// to put a writable overlay over it.
+var rootDiskModules = []string{"virtio_blk", "erofs", "overlay"}
 
 // kernelNeeds are the kernel features an image of layout l needs: the
 // ones the options ask for, which must include the layout's, or by default

@@ -31,6 +31,10 @@ type runFlags struct {
 	entry   string
 	restart string
 	health  healthFlags
+	// the root disk and tmpfs mounts
+	readOnly  bool
+	tmpfsSize string
+	tmpfs     []string
 }
 
 type healthFlags struct {
@@ -95,6 +99,9 @@ a failed application.`,
 	fl.DurationVar(&f.health.timeout, "health-timeout", 5*time.Second, "time a health check may take")
 	fl.IntVar(&f.health.retries, "health-retries", 3, "consecutive failures that make the instance unhealthy")
 	fl.DurationVar(&f.health.startup, "health-start-period", 0, "time after boot during which failures do not count")
+	fl.BoolVar(&f.readOnly, "read-only", false, "keep the image's root disk read-only (default: writable, changes lost at stop)")
+	fl.StringVar(&f.tmpfsSize, "tmpfs-size", "", "cap of the writable root's changes, held in RAM, e.g. 128m (default: a quarter of the guest memory)")
+	fl.StringArrayVar(&f.tmpfs, "tmpfs", nil, "mount a tmpfs, PATH[:size=SIZE,mode=OCTAL] (repeatable)")
 	return cmd
 }
 
@@ -144,6 +151,9 @@ func (f *runFlags) options(e *env, args []string) (instance.Options, error) {
 	if o.Health, err = f.health.check(); err != nil {
 		return o, err
 	}
+	if err := f.rootOptions(&o); err != nil {
+		return o, err
+	}
 	if f.cpus < 0 || f.cpus > 64 {
 		return o, fmt.Errorf("--cpus %d: want 1 to 64", f.cpus)
 	}
@@ -154,6 +164,31 @@ func (f *runFlags) options(e *env, args []string) (instance.Options, error) {
 		return o, fmt.Errorf("--time %d: want 0 or more seconds", f.stopT)
 	}
 	return o, nil
+}
+
+// rootOptions parses --read-only, --tmpfs-size and --tmpfs.
+func (f *runFlags) rootOptions(o *instance.Options) error {
+	o.ReadOnlyRoot = f.readOnly
+	if f.tmpfsSize != "" {
+		n, err := instance.ParseSize(f.tmpfsSize)
+		if err != nil {
+			return fmt.Errorf("--tmpfs-size: %w", err)
+		}
+		o.RootTmpfsSize = n
+	}
+	seen := map[string]bool{}
+	for _, s := range f.tmpfs {
+		t, err := instance.ParseTmpfs(s)
+		if err != nil {
+			return err
+		}
+		if seen[t.Path] {
+			return fmt.Errorf("--tmpfs %s: given twice", t.Path)
+		}
+		seen[t.Path] = true
+		o.Tmpfs = append(o.Tmpfs, t)
+	}
+	return nil
 }
 
 func (h healthFlags) check() (*instance.HealthCheck, error) {

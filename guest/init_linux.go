@@ -106,6 +106,9 @@ func setup(ctx context.Context, cfg *guestapi.Config) error {
 			return err
 		}
 	}
+	if err := mountTmpfs(cfg.Tmpfs); err != nil {
+		return err
+	}
 	if err := setupNetwork(ctx, cfg.Network, cfg.Hostname); err != nil {
 		return err
 	}

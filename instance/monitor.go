@@ -294,7 +294,9 @@ func (m *monitor) guestConfig(mach vmm.Machine) *guestapi.Config {
 	}
 	if m.cfg.RootFS != "" {
 		g.Root = &guestapi.Root{Device: "/dev/vda", FSType: m.cfg.RootFS}
+		g.Root.Writable, g.Root.TmpfsSize = m.cfg.WritableRoot, m.cfg.RootTmpfsSize
 	}
+	g.Tmpfs = m.cfg.Tmpfs
 	return g
 }
 
