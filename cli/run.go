@@ -57,7 +57,12 @@ process; see nos ps, logs, stop.
 ARGS replace the image's default arguments; -e adds or overrides environment
 variables without a rebuild and is never put on the kernel command line.
 Restart policies reboot the VM, so a crashed kernel or QEMU is handled like
-a failed application.`,
+a failed application.
+
+An image with a root disk (a dynamic program, a root tree, a container
+image) runs on a writable root, as a container does: an overlay whose
+changes live in RAM (--tmpfs-size caps them) and are lost when the VM
+stops. --read-only keeps the root read-only. --tmpfs adds tmpfs mounts.`,
 		Example: `  nos run hello
   nos run -d --name web -p 8080:8080 --restart on-failure:5 --health-http /healthz web
   nos run --rm -e TOKEN=s3cret -m 512m web --verbose`,

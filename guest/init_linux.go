@@ -79,6 +79,7 @@ func run() error {
 	t.done("config")
 	// Errors from here on are the app's environment: report, don't run blind.
 	if err := setup(ctx, cfg); err != nil {
+		fmt.Fprintf(stderr, "nos: %v\n", err) // as start does: nos logs shows it
 		host.send(guestapi.Message{Type: guestapi.TypeError, Error: err.Error()})
 		host.send(guestapi.Message{Type: guestapi.TypeExit, Code: guestapi.ExitCannotExecute})
 		return err
