@@ -91,27 +91,29 @@ func findBlkKernel() (*kbuild.Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Kernels built before the blk feature had overlayfs cannot give a
-	// writable root: skip them.
+	// Kernels built before the blk feature had overlayfs and tmpfs xattrs
+	// cannot give a writable root: skip them.
 	var old *kbuild.Entry
 	for _, e := range entries {
 		if e.Origin == kbuild.OriginBuilt && sameFeatures(e.Features, blkFeatures) {
-			if hasOverlay(e) {
+			if hasWritableRoot(e) {
 				return e, nil
 			}
 			old = e
 		}
 	}
 	if old != nil {
-		return nil, fmt.Errorf("the kernel with the features blk,net in %s (%s) was built before the blk feature had overlayfs", c.Dir, old.ShortID())
+		return nil, fmt.Errorf("the kernel with the features blk,net in %s (%s) was built before the blk feature had overlayfs and tmpfs xattrs", c.Dir, old.ShortID())
 	}
 	return nil, fmt.Errorf("no kernel with the features blk,net in %s", c.Dir)
 }
 
-// hasOverlay reports whether a built kernel's config has overlayfs.
-func hasOverlay(e *kbuild.Entry) bool {
+// hasWritableRoot reports whether a built kernel's config has what a
+// writable root needs: overlayfs, and xattrs on its tmpfs upper layer.
+func hasWritableRoot(e *kbuild.Entry) bool {
 	b, err := os.ReadFile(e.ConfigPath())
-	return err == nil && slices.Contains(strings.Split(string(b), "\n"), "CONFIG_OVERLAY_FS=y")
+	lines := strings.Split(string(b), "\n")
+	return err == nil && slices.Contains(lines, "CONFIG_OVERLAY_FS=y") && slices.Contains(lines, "CONFIG_TMPFS_XATTR=y")
 }
 
 func sameFeatures(a, b []string) bool {

@@ -113,13 +113,16 @@ func buildRootProbe(t *testing.T, e *nosEnv) string {
 	root := mkdir(t, filepath.Join(t.TempDir(), "rootfs"), 0o755)
 	mkdir(t, filepath.Join(root, "bin"), 0o755)
 	goBuild(t, filepath.Join(root, "bin", "probe"), "amd64", "./e2e/testdata/probe")
+	writeFile(t, filepath.Join(root, "data", "sub", "file"), "from the image\n", 0o644)
+	writeFile(t, filepath.Join(root, "data", "file"), "from the image\n", 0o644)
 	e.buildTree("-t", "rootprobe", "--rootfs", root, "--entrypoint", "/bin/probe")
 	return "rootprobe"
 }
 
 // TestWritableRootLostAtStop: what the app writes to / is there while it
-// runs and gone at the next boot; --read-only refuses the write;
-// --tmpfs-size caps what can be written.
+// runs and gone at the next boot; a directory of the image can be
+// replaced; --read-only refuses the write; --tmpfs-size caps what can be
+// written.
 func TestWritableRootLostAtStop(t *testing.T) {
 	t.Parallel()
 	needProgram(t, "mkfs.erofs")
@@ -142,6 +145,13 @@ func TestWritableRootLostAtStop(t *testing.T) {
 		t.Errorf("after a stop and a start the file must be gone again; logs:\n%s", logs)
 	}
 	e.nos("rm", "-f", "persist")
+
+	// A directory of the image replaced by an empty one (rm -rf, mkdir):
+	// overlayfs marks it opaque, with an xattr on the tmpfs.
+	r = e.run("--rm", img, "replace-dir", "/data")
+	if r.code != 0 || r.stdout != "replaced /data entries: 0\n" {
+		t.Errorf("removing and making again a directory of the image: %v", r)
+	}
 
 	r = e.run("--rm", "--read-only", img, "persist", "/state")
 	if r.code != 1 || !strings.Contains(r.stdout, "write: open /state: read-only file system") {

@@ -84,10 +84,8 @@ func switchRoot(r *guestapi.Root) error {
 			return fmt.Errorf("mounting the root filesystem %s (%s): %w", r.Device, r.FSType, err)
 		}
 		if m.Target == overlayDir {
-			for _, d := range []string{"upper", "work"} {
-				if err := os.Mkdir(overlayDir+"/"+d, 0o755); err != nil {
-					return fmt.Errorf("making the writable root's %s directory: %w", d, err)
-				}
+			if err := prepareUpper(); err != nil {
+				return err
 			}
 		}
 	}
@@ -111,6 +109,28 @@ func switchRoot(r *guestapi.Root) error {
 		return fmt.Errorf("entering the root filesystem: %w", err)
 	}
 	return unix.Chdir("/")
+}
+
+// prepareUpper makes the upper and work directories in the writable
+// root's tmpfs, and checks that the tmpfs takes the trusted.* xattrs
+// overlayfs marks opaque directories with: without them the overlay mounts,
+// but removing a directory of the image fails later with EIO, far from
+// the cause.
+func prepareUpper() error {
+	for _, d := range []string{"upper", "work"} {
+		if err := os.Mkdir(overlayDir+"/"+d, 0o755); err != nil {
+			return fmt.Errorf("making the writable root's %s directory: %w", d, err)
+		}
+	}
+	const probe = "trusted.nos"
+	err := unix.Setxattr(overlayDir+"/work", probe, []byte("1"), 0)
+	if errors.Is(err, unix.EOPNOTSUPP) {
+		return errors.New("the kernel's tmpfs has no xattrs (CONFIG_TMPFS_XATTR), which a writable root needs: build the image again on a kernel built by this nos (`nos kernel build --features net,blk`), or run it with --read-only")
+	}
+	if err != nil {
+		return fmt.Errorf("setting an xattr on the writable root's tmpfs: %w", err)
+	}
+	return unix.Removexattr(overlayDir+"/work", probe)
 }
 
 // waitDevice waits briefly for a device node: the disk may be probed

@@ -90,6 +90,12 @@ func main() {
 			os.Exit(1)
 		}
 		fmt.Println("wrote", args[0])
+	case "replace-dir": // remove a directory tree and make it again, empty
+		check(os.RemoveAll(args[0]))
+		check(os.Mkdir(args[0], 0o755))
+		des, err := os.ReadDir(args[0])
+		check(err)
+		fmt.Println("replaced", args[0], "entries:", len(des))
 	case "fill": // write to a file until the filesystem is full
 		f, err := os.Create(args[0])
 		check(err)
