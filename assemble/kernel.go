@@ -15,9 +15,9 @@ import (
 // devices nos machines have. What they depend on comes along.
 var wantedModules = []string{"virtio_mmio", "virtio_console", "virtio_net", "virtio_rng"}
 
-// rootDiskModules are what a modular kernel needs to mount a root disk
-// and volumes.
-var rootDiskModules = []string{"virtio_blk", "erofs", "ext4"}
+// rootDiskModules are what a modular kernel needs to mount a root disk,
+// put a writable overlay over it, and mount volumes.
+var rootDiskModules = []string{"virtio_blk", "erofs", "overlay", "ext4"}
 
 // kernelNeeds are the kernel features an image of layout l needs: the
 // ones the options ask for, which must include the layout's, or by default

@@ -122,6 +122,17 @@ func TestRunBadFlags(t *testing.T) {
 		{"--name with a space", []string{"--name", "bad name"}, "--name"},
 		{"--name starting with -", []string{"--name=-x"}, "--name"},
 		{"--time negative", []string{"--time", "-1"}, "--time"},
+		{"--tmpfs-size garbage", []string{"--tmpfs-size", "big"}, "--tmpfs-size"},
+		{"--tmpfs-size zero", []string{"--tmpfs-size", "0"}, "--tmpfs-size"},
+		{"--tmpfs relative", []string{"--tmpfs", "scratch"}, "absolute, clean path"},
+		{"--tmpfs root", []string{"--tmpfs", "/"}, "absolute, clean path"},
+		{"--tmpfs dotdot", []string{"--tmpfs", "/a/../etc"}, "absolute, clean path"},
+		{"--tmpfs /proc", []string{"--tmpfs", "/proc/x"}, "outside /proc"},
+		{"--tmpfs bad size", []string{"--tmpfs", "/scratch:size=lots"}, "size=lots"},
+		{"--tmpfs bad mode", []string{"--tmpfs", "/scratch:mode=999"}, "mode=999"},
+		{"--tmpfs unknown option", []string{"--tmpfs", "/scratch:size=1m,exec"}, `unknown option "exec"`},
+		{"--tmpfs empty options", []string{"--tmpfs", "/scratch:"}, "unknown option"},
+		{"--tmpfs twice", []string{"--tmpfs", "/a", "--tmpfs", "/a:size=1m"}, "given twice"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -33,6 +33,10 @@ type runFlags struct {
 	health  healthFlags
 	volumes []string
 	mounts  []string
+	// the root disk and tmpfs mounts
+	readOnly  bool
+	tmpfsSize string
+	tmpfs     []string
 }
 
 type healthFlags struct {
@@ -55,7 +59,12 @@ process; see nos ps, logs, stop.
 ARGS replace the image's default arguments; -e adds or overrides environment
 variables without a rebuild and is never put on the kernel command line.
 Restart policies reboot the VM, so a crashed kernel or QEMU is handled like
-a failed application.`,
+a failed application.
+
+An image with a root disk (a dynamic program, a root tree, a container
+image) runs on a writable root, as a container does: an overlay whose
+changes live in RAM (--tmpfs-size caps them) and are lost when the VM
+stops. --read-only keeps the root read-only. --tmpfs adds tmpfs mounts.`,
 		Example: `  nos run hello
   nos run -d --name web -p 8080:8080 --restart on-failure:5 --health-http /healthz web
   nos run --rm -e TOKEN=s3cret -m 512m web --verbose`,
@@ -99,6 +108,9 @@ a failed application.`,
 	fl.DurationVar(&f.health.timeout, "health-timeout", 5*time.Second, "time a health check may take")
 	fl.IntVar(&f.health.retries, "health-retries", 3, "consecutive failures that make the instance unhealthy")
 	fl.DurationVar(&f.health.startup, "health-start-period", 0, "time after boot during which failures do not count")
+	fl.BoolVar(&f.readOnly, "read-only", false, "keep the image's root disk read-only (default: writable, changes lost at stop)")
+	fl.StringVar(&f.tmpfsSize, "tmpfs-size", "", "cap of the writable root's changes, held in RAM, e.g. 128m (default: a quarter of the guest memory)")
+	fl.StringArrayVar(&f.tmpfs, "tmpfs", nil, "mount a tmpfs, PATH[:size=SIZE,mode=OCTAL] (repeatable)")
 	return cmd
 }
 
@@ -162,6 +174,9 @@ func (f *runFlags) options(e *env, args []string) (instance.Options, error) {
 	if o.Health, err = f.health.check(); err != nil {
 		return o, err
 	}
+	if err := f.rootOptions(&o); err != nil {
+		return o, err
+	}
 	if f.cpus < 0 || f.cpus > 64 {
 		return o, fmt.Errorf("--cpus %d: want 1 to 64", f.cpus)
 	}
@@ -172,6 +187,31 @@ func (f *runFlags) options(e *env, args []string) (instance.Options, error) {
 		return o, fmt.Errorf("--time %d: want 0 or more seconds", f.stopT)
 	}
 	return o, nil
+}
+
+// rootOptions parses --read-only, --tmpfs-size and --tmpfs.
+func (f *runFlags) rootOptions(o *instance.Options) error {
+	o.ReadOnlyRoot = f.readOnly
+	if f.tmpfsSize != "" {
+		n, err := instance.ParseSize(f.tmpfsSize)
+		if err != nil {
+			return fmt.Errorf("--tmpfs-size: %w", err)
+		}
+		o.RootTmpfsSize = n
+	}
+	seen := map[string]bool{}
+	for _, s := range f.tmpfs {
+		t, err := instance.ParseTmpfs(s)
+		if err != nil {
+			return err
+		}
+		if seen[t.Path] {
+			return fmt.Errorf("--tmpfs %s: given twice", t.Path)
+		}
+		seen[t.Path] = true
+		o.Tmpfs = append(o.Tmpfs, t)
+	}
+	return nil
 }
 
 func (h healthFlags) check() (*instance.HealthCheck, error) {

@@ -91,12 +91,29 @@ func findBlkKernel() (*kbuild.Entry, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Kernels built before the blk feature had overlayfs and tmpfs xattrs
+	// cannot give a writable root: skip them.
+	var old *kbuild.Entry
 	for _, e := range entries {
 		if e.Origin == kbuild.OriginBuilt && sameFeatures(e.Features, blkFeatures) {
-			return e, nil
+			if hasWritableRoot(e) {
+				return e, nil
+			}
+			old = e
 		}
 	}
+	if old != nil {
+		return nil, fmt.Errorf("the kernel with the features blk,net in %s (%s) was built before the blk feature had overlayfs and tmpfs xattrs", c.Dir, old.ShortID())
+	}
 	return nil, fmt.Errorf("no kernel with the features blk,net in %s", c.Dir)
+}
+
+// hasWritableRoot reports whether a built kernel's config has what a
+// writable root needs: overlayfs, and xattrs on its tmpfs upper layer.
+func hasWritableRoot(e *kbuild.Entry) bool {
+	b, err := os.ReadFile(e.ConfigPath())
+	lines := strings.Split(string(b), "\n")
+	return err == nil && slices.Contains(lines, "CONFIG_OVERLAY_FS=y") && slices.Contains(lines, "CONFIG_TMPFS_XATTR=y")
 }
 
 func sameFeatures(a, b []string) bool {
@@ -230,8 +247,9 @@ func mkdir(t *testing.T, path string, mode os.FileMode) string {
 }
 
 // nginxConf runs nginx in the foreground as an unprivileged user: logs on
-// stderr, its pid file and temporary files in the guest's /tmp (the root
-// disk is read-only), serving /srv/www on 8080.
+// stderr, its pid file and temporary files in the guest's /tmp (it
+// writes nothing to its root, which --read-only may keep read-only),
+// serving /srv/www on 8080.
 const nginxConf = `daemon off;
 worker_processes 1;
 error_log stderr;
@@ -373,11 +391,15 @@ func TestPython(t *testing.T) {
 		"sha256 " + fmt.Sprintf("%x", sha256.Sum256([]byte(blob))) + "\n" +
 		"uid 65534 gid 65534\n" +
 		"ssl OpenSSL sqlite 2\n" +
-		"app dir: EROFS\n" +
+		"app dir: EACCES\n" + // the root is writable, /app is root's
 		"tmp: writable\n"
 	r := e.run("--rm", "py")
 	if r.code != 0 || r.stdout != want || r.stderr != "" {
 		t.Fatalf("python: want exit 0 and\n%s\ngot %v", want, r)
+	}
+	wantRO := strings.Replace(want, "app dir: EACCES", "app dir: EROFS", 1)
+	if r := e.run("--rm", "--read-only", "py"); r.code != 0 || r.stdout != wantRO || r.stderr != "" {
+		t.Fatalf("python --read-only: want exit 0 and\n%s\ngot %v", wantRO, r)
 	}
 	r = e.run("--rm", "py", "3")
 	if r.code != 3 || r.stdout != want || !strings.Contains(r.stderr, "exiting with 3") {
@@ -606,18 +628,24 @@ func TestRootfsDir(t *testing.T) {
 	}
 	want = append(want,
 		`/data/secret: -rw------- 0:0 permission denied`,
-		"write /data/new: read-only file system",
+		"write /data/new: permission denied", // the root is writable, /data is root's
 		"write /tmp/new: ok")
-	check := func(t *testing.T, r result) {
+	check := func(t *testing.T, r result, readOnly bool) {
 		t.Helper()
+		want := slices.Clone(want)
+		if readOnly {
+			want[len(want)-2] = "write /data/new: read-only file system"
+		}
 		if got := strings.Split(strings.TrimSpace(r.stdout), "\n"); r.code != 0 || !slices.Equal(got, want) {
 			t.Errorf("want exit 0 and\n%s\ngot %v", strings.Join(want, "\n"), r)
 		}
 	}
-	check(t, e.run("--rm", "tree"))
+	check(t, e.run("--rm", "tree"), false)
+	check(t, e.run("--rm", "--read-only", "tree"), true)
 
 	// A distribution's modular kernel (the one the other tests boot)
-	// mounts the root disk with the virtio_blk and erofs modules.
+	// mounts the root disk with the virtio_blk and erofs modules, and the
+	// writable root with overlay.
 	t.Run("modular kernel", func(t *testing.T) {
 		k, err := kernel.File{Path: kernelPath}.Find(context.Background())
 		if err != nil {
@@ -630,12 +658,12 @@ func TestRootfsDir(t *testing.T) {
 		e.buildTree("-t", "tree-modular", "--kernel", kernelPath, "--rootfs", root, "--user", "app", "--workdir", "/data",
 			"--entrypoint", "/bin/treeprobe /data/public /data/mine /data/group /data/secret")
 		c := e.imageConfig("tree-modular")
-		for _, m := range []string{"virtio_blk", "erofs"} {
+		for _, m := range []string{"virtio_blk", "erofs", "overlay"} {
 			if !slices.Contains(c.Modules, m) {
 				t.Errorf("the image's modules %v lack %s", c.Modules, m)
 			}
 		}
-		check(t, e.run("--rm", "tree-modular"))
+		check(t, e.run("--rm", "tree-modular"), false)
 	})
 }
 

@@ -79,6 +79,7 @@ func run() error {
 	t.done("config")
 	// Errors from here on are the app's environment: report, don't run blind.
 	if err := setup(ctx, cfg); err != nil {
+		fmt.Fprintf(stderr, "nos: %v\n", err) // as start does: nos logs shows it
 		host.send(guestapi.Message{Type: guestapi.TypeError, Error: err.Error()})
 		host.send(guestapi.Message{Type: guestapi.TypeExit, Code: guestapi.ExitCannotExecute})
 		return err
@@ -122,6 +123,9 @@ func setup(ctx context.Context, cfg *guestapi.Config) error {
 		}
 	}
 	if err := mountVolumes(cfg.Mounts, cfg.User); err != nil {
+		return err
+	}
+	if err := mountTmpfs(cfg.Tmpfs); err != nil {
 		return err
 	}
 	if err := setupNetwork(ctx, cfg.Network, cfg.Hostname); err != nil {

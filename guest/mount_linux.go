@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/nosproject/nos/guestapi"
 	"golang.org/x/sys/unix"
 )
 
@@ -42,6 +43,43 @@ func mountAll() error {
 	}
 	for _, l := range [][2]string{{"/proc/self/fd", "/dev/fd"}, {"/proc/self/fd/0", "/dev/stdin"}, {"/proc/self/fd/1", "/dev/stdout"}, {"/proc/self/fd/2", "/dev/stderr"}} {
 		_ = os.Symlink(l[0], l[1]) // exists already on a re-mounted devtmpfs
+	}
+	return nil
+}
+
+// tmpfsMounts are the extra tmpfs mounts (--tmpfs) as mounts of the table's
+// kind, checked again here: the mount points must be absolute and clean.
+func tmpfsMounts(ts []guestapi.Tmpfs) ([]mount, error) {
+	var ms []mount
+	for _, t := range ts {
+		if err := t.CheckPath(); err != nil {
+			return nil, err
+		}
+		mode := t.Mode
+		if mode == 0 {
+			mode = 0o1777
+		}
+		ms = append(ms, mount{Source: "tmpfs", Target: t.Path, FSType: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_NODEV,
+			Data: tmpfsData(mode, t.Size, 0), Mode: 0o755})
+	}
+	return ms, nil
+}
+
+// mountTmpfs makes the extra tmpfs mounts in the application's root, once
+// it is in place, creating missing mount points (which a read-only root
+// cannot have).
+func mountTmpfs(ts []guestapi.Tmpfs) error {
+	ms, err := tmpfsMounts(ts)
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if err := os.MkdirAll(m.Target, m.Mode); err != nil {
+			return fmt.Errorf("--tmpfs %s: creating the mount point: %w", m.Target, err)
+		}
+		if err := unix.Mount(m.Source, m.Target, m.FSType, m.Flags, m.Data); err != nil {
+			return fmt.Errorf("--tmpfs %s: mounting a tmpfs (%s): %w", m.Target, m.Data, err)
+		}
 	}
 	return nil
 }

@@ -24,7 +24,13 @@
 // host's process list.
 package guestapi
 
-import "time"
+import (
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"time"
+)
 
 // Names of the virtio serial ports (virtserialport name=…).
 const (
@@ -83,9 +89,12 @@ type Config struct {
 	// Time is the host's clock when the config was sent.
 	Time time.Time `json:"time"`
 	// Root, when set, is the block device holding the application's root
-	// filesystem: the init mounts it read-only and makes it the root
-	// before starting the application.
+	// filesystem: the init mounts it (read-only, or under a writable
+	// overlay) and makes it the root before starting the application.
 	Root *Root `json:"root,omitempty"`
+	// Tmpfs are extra tmpfs mounts (docker's --tmpfs), made inside the
+	// application's root after it is in place.
+	Tmpfs []Tmpfs `json:"tmpfs,omitempty"`
 	// User is who the application runs as; nil is root (0:0).
 	User *User `json:"user,omitempty"`
 	// Mounts are the volumes to mount, in order.
@@ -102,6 +111,28 @@ type Root struct {
 	// Serial, when set, names the disk (its virtio serial): the init uses
 	// the device with that serial, whatever its order.
 	Serial string `json:"serial,omitempty"`
+	// Writable puts the read-only filesystem under an overlay whose upper
+	// layer is a tmpfs, as a container's writable layer: the application
+	// can change any file, and every change is lost when the VM stops.
+	Writable bool `json:"writable,omitempty"`
+	// TmpfsSize caps the writable layer, in bytes; 0 is
+	// DefaultRootTmpfsPercent of the guest's memory.
+	TmpfsSize int64 `json:"tmpfsSize,omitempty"`
+}
+
+// DefaultRootTmpfsPercent is the default cap of a writable root's upper
+// layer, in percent of the guest's memory (tmpfs's own "size=N%"): its
+// pages live in RAM, and a guest has no swap.
+const DefaultRootTmpfsPercent = 25
+
+// Tmpfs is one extra tmpfs mount.
+type Tmpfs struct {
+	// Path is where it is mounted: absolute and clean; created when missing.
+	Path string `json:"path"`
+	// Size caps it, in bytes; 0 is the kernel's default, half the memory.
+	Size int64 `json:"size,omitempty"`
+	// Mode is its root directory's permissions; 0 is 01777, as /tmp.
+	Mode uint32 `json:"mode,omitempty"`
 }
 
 // Mount is a file system on a block device the init mounts for the
@@ -139,3 +170,23 @@ const (
 	ExitCannotExecute = 126
 	ExitNotFound      = 127
 )
+
+// ErrTmpfsPath is why a tmpfs mount point is refused.
+var ErrTmpfsPath = errors.New("want an absolute, clean path other than /, outside /proc, /sys and /dev")
+
+// CheckPath refuses a mount point the init cannot or must not mount a
+// tmpfs on: relative or unclean paths ("..", "//"), the root itself, and
+// the kernel's filesystems the init set up. The host checks it when the
+// flag is parsed, the guest again before mounting.
+func (t Tmpfs) CheckPath() error {
+	p := t.Path
+	if !path.IsAbs(p) || path.Clean(p) != p || p == "/" {
+		return fmt.Errorf("tmpfs mount point %q: %w", p, ErrTmpfsPath)
+	}
+	for _, k := range []string{"/proc", "/sys", "/dev"} {
+		if p == k || strings.HasPrefix(p, k+"/") {
+			return fmt.Errorf("tmpfs mount point %q: %w", p, ErrTmpfsPath)
+		}
+	}
+	return nil
+}

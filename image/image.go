@@ -83,8 +83,11 @@ type Config struct {
 const (
 	// InitAPIProbes: the init runs health probes (guestapi.TypeProbe).
 	InitAPIProbes = 1
+	// InitAPIWritableRoot: the init makes a writable root over a root disk
+	// (guestapi.Root.Writable) and extra tmpfs mounts (guestapi.Config.Tmpfs).
+	InitAPIWritableRoot = 2
 	// InitAPI is what the nos-init of this nos speaks.
-	InitAPI = InitAPIProbes
+	InitAPI = InitAPIWritableRoot
 )
 
 // KernelInfo identifies the kernel an image carries.

@@ -2,6 +2,7 @@ package instance
 
 import (
 	"encoding/json"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -23,6 +24,10 @@ func TestOldFilesLoad(t *testing.T) {
 	}
 	if _, err := driver(c.Hypervisor); err != nil {
 		t.Errorf("an old instance names no hypervisor and must get QEMU: %v", err)
+	}
+	c.RootFS, c.Name = "erofs", "old"
+	if r := (&monitor{cfg: c, log: slog.New(slog.DiscardHandler)}).guestConfig(vmm.Machine{}).Root; r.Writable || r.TmpfsSize != 0 {
+		t.Errorf("an instance made before writable roots must keep its read-only root, got %+v", r)
 	}
 
 	var s State

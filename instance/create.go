@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nosproject/nos/bootable"
@@ -51,6 +52,10 @@ func Create(ctx context.Context, st *store.Store, is *Instances, o Options) (*In
 		return nil, "", fmt.Errorf("image %s runs a kernel without networking (%s): -p and health checks need one built with `nos kernel build --features net`: %w", o.Image, icfg.Kernel.Version, ErrBadFlag)
 	}
 	if err := checkVolumes(o.Volumes, icfg, o.Image); err != nil {
+		return nil, "", err
+	}
+	writable, rootNote, err := rootMode(o, icfg)
+	if err != nil {
 		return nil, "", err
 	}
 	if o.AutoRemove && o.Restart.Name != "" && o.Restart.Name != RestartNo {
@@ -103,6 +108,10 @@ func Create(ctx context.Context, st *store.Store, is *Instances, o Options) (*In
 		AutoRemove:  o.AutoRemove,
 		StopTimeout: o.StopTimeout,
 	}
+	cfg.WritableRoot, cfg.Tmpfs = writable, o.Tmpfs
+	if writable {
+		cfg.RootTmpfsSize = o.RootTmpfsSize
+	}
 	if o.User != nil {
 		cfg.User = o.User
 	}
@@ -126,7 +135,43 @@ func Create(ctx context.Context, st *store.Store, is *Instances, o Options) (*In
 	if err != nil {
 		return nil, "", err
 	}
-	return in, note, nil
+	return in, joinNotes(note, rootNote), nil
+}
+
+// rootMode decides whether the image's root disk is writable: yes unless
+// --read-only, for an image whose init can make it so. Images without a
+// root disk run from the initramfs, already writable RAM, where the flags
+// that shape a root disk mean nothing and are refused; images of an older
+// init keep the read-only root they had, with a note.
+func rootMode(o Options, icfg image.Config) (writable bool, note string, err error) {
+	if o.ReadOnlyRoot && o.RootTmpfsSize != 0 {
+		return false, "", fmt.Errorf("--read-only and --tmpfs-size conflict: a read-only root has no writable layer to size: %w", ErrBadFlag)
+	}
+	if icfg.RootFS == "" {
+		if o.ReadOnlyRoot || o.RootTmpfsSize != 0 {
+			return false, "", fmt.Errorf("image %s has no root disk: its files are in the initramfs, in RAM, always writable and lost at stop; --read-only and --tmpfs-size apply to images with a root disk (dynamic programs, root trees, container images): %w", o.Image, ErrBadFlag)
+		}
+	}
+	if icfg.InitAPI < image.InitAPIWritableRoot {
+		if o.RootTmpfsSize != 0 || len(o.Tmpfs) > 0 {
+			return false, "", fmt.Errorf("image %s was built by an older nos, whose init cannot mount a tmpfs or a writable root: build it again with this nos: %w", o.Image, ErrBadFlag)
+		}
+		if icfg.RootFS != "" && !o.ReadOnlyRoot {
+			note = fmt.Sprintf("note: image %s was built by an older nos, whose init keeps the root read-only: build it again with this nos for a writable root", o.Image)
+		}
+		return false, note, nil
+	}
+	return icfg.RootFS != "" && !o.ReadOnlyRoot, "", nil
+}
+
+func joinNotes(notes ...string) string {
+	var out []string
+	for _, n := range notes {
+		if n != "" {
+			out = append(out, n)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // checkConflicts refuses a name or a host port another instance holds.

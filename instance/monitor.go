@@ -321,6 +321,7 @@ func (m *monitor) guestConfig(mach vmm.Machine, atts ...*volume.Attachment) *gue
 	}
 	if m.cfg.RootFS != "" {
 		g.Root = &guestapi.Root{Device: "/dev/vda", FSType: m.cfg.RootFS, Serial: rootSerial}
+		g.Root.Writable, g.Root.TmpfsSize = m.cfg.WritableRoot, m.cfg.RootTmpfsSize
 	}
 	for i, a := range atts {
 		g.Mounts = append(g.Mounts, guestapi.Mount{
@@ -328,6 +329,7 @@ func (m *monitor) guestConfig(mach vmm.Machine, atts ...*volume.Attachment) *gue
 			FSType: "ext4", ReadOnly: a.ReadOnly, CopyUp: a.CopyUp,
 		})
 	}
+	g.Tmpfs = m.cfg.Tmpfs
 	return g
 }
 

@@ -51,6 +51,14 @@ type Options struct {
 	CapAdd []string
 	// Volumes are named volumes to mount (-v NAME:/path, --mount).
 	Volumes []VolumeMount
+	// ReadOnlyRoot keeps an image's root disk read-only (--read-only);
+	// otherwise it is writable, changes lost at stop. RootTmpfsSize caps
+	// the writable layer, in bytes (0: guestapi.DefaultRootTmpfsPercent of
+	// the memory). Both apply to images with a root disk only.
+	ReadOnlyRoot  bool
+	RootTmpfsSize int64
+	// Tmpfs are extra tmpfs mounts (--tmpfs).
+	Tmpfs []guestapi.Tmpfs
 }
 
 // ParseUser parses --user UID[:GID] for nos run.

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nosproject/nos/guestapi"
 	"github.com/nosproject/nos/vmm"
 )
 
@@ -94,32 +95,11 @@ func ParseMemory(s string) (int, error) {
 	bad := func(why string) (int, error) {
 		return 0, fmt.Errorf("memory %q: %s; want e.g. 256m or 1g: %w", s, why, ErrBadFlag)
 	}
-	t := strings.ToLower(strings.TrimSpace(s))
-	t = strings.TrimSuffix(strings.TrimSuffix(t, "ib"), "b")
-	mult := float64(1)
-	if t != "" {
-		switch t[len(t)-1] {
-		case 'k':
-			mult = 1.0 / 1024
-		case 'm':
-			mult = 1
-		case 'g':
-			mult = 1024
-		case 't':
-			mult = 1024 * 1024
-		default:
-			if c := t[len(t)-1]; c < '0' || c > '9' {
-				return bad("not a positive size with a unit k, m, g or t (found " + strconv.Quote(string(c)) + ")")
-			}
-			t += "m" // a plain number is MiB
-		}
-		t = t[:len(t)-1]
+	b, why := parseUnits(s, 1<<20)
+	if why != "" {
+		return bad(why)
 	}
-	v, err := strconv.ParseFloat(t, 64)
-	if err != nil || v <= 0 || v != v {
-		return bad("not a positive size")
-	}
-	mib := v * mult
+	mib := b / (1 << 20)
 	if mib > 1<<22 {
 		return bad("larger than 4 TiB")
 	}
@@ -127,4 +107,88 @@ func ParseMemory(s string) (int, error) {
 		return bad(fmt.Sprintf("below the %d MiB a guest needs", MinMemoryMiB))
 	}
 	return int(mib), nil
+}
+
+// ParseSize parses a size in bytes, as docker's --tmpfs size= takes it: a
+// number with an optional unit k, m, g or t (powers of 1024; optional "b"
+// or "ib"; case-insensitive). A plain number is in bytes.
+func ParseSize(s string) (int64, error) {
+	b, why := parseUnits(s, 1)
+	if why == "" && b > 1<<42 {
+		why = "larger than 4 TiB"
+	}
+	if why == "" && b < 1 {
+		why = "not a positive size"
+	}
+	if why != "" {
+		return 0, fmt.Errorf("size %q: %s; want e.g. 64m or 1g: %w", s, why, ErrBadFlag)
+	}
+	return int64(b), nil
+}
+
+// parseUnits reads a positive number with an optional unit k, m, g or t
+// (powers of 1024; an optional "b" or "ib"; case-insensitive); plain is
+// the unit of a bare number. It returns bytes, or why it cannot.
+func parseUnits(s string, plain float64) (float64, string) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "ib"), "b")
+	mult := plain
+	if t != "" {
+		if c := t[len(t)-1]; c < '0' || c > '9' {
+			switch c {
+			case 'k':
+				mult = 1 << 10
+			case 'm':
+				mult = 1 << 20
+			case 'g':
+				mult = 1 << 30
+			case 't':
+				mult = 1 << 40
+			default:
+				return 0, "not a positive size with a unit k, m, g or t (found " + strconv.Quote(string(c)) + ")"
+			}
+			t = t[:len(t)-1]
+		}
+	}
+	v, err := strconv.ParseFloat(t, 64)
+	if err != nil || v <= 0 || v != v {
+		return 0, "not a positive size"
+	}
+	return v * mult, ""
+}
+
+// ParseTmpfs parses docker's --tmpfs PATH[:OPTIONS], where OPTIONS are
+// comma-separated size=SIZE (see ParseSize) and mode=OCTAL.
+func ParseTmpfs(s string) (guestapi.Tmpfs, error) {
+	p, opts, hasOpts := strings.Cut(s, ":")
+	t := guestapi.Tmpfs{Path: p}
+	bad := func(why string) (guestapi.Tmpfs, error) {
+		return guestapi.Tmpfs{}, fmt.Errorf("--tmpfs %q: %s: %w", s, why, ErrBadFlag)
+	}
+	if err := t.CheckPath(); err != nil {
+		return bad(err.Error())
+	}
+	if !hasOpts {
+		return t, nil
+	}
+	for _, o := range strings.Split(opts, ",") {
+		k, v, _ := strings.Cut(o, "=")
+		switch k {
+		case "size":
+			n, err := ParseSize(v)
+			if err != nil {
+				return bad(fmt.Sprintf("size=%s is not a positive size, e.g. 64m", v))
+			}
+			t.Size = n
+		case "mode":
+			n, err := strconv.ParseUint(v, 8, 32)
+			if err != nil || n > 0o7777 {
+				return bad(fmt.Sprintf("mode=%s is not an octal mode, e.g. 1777", v))
+			}
+			t.Mode = uint32(n)
+		default:
+			return bad(fmt.Sprintf("unknown option %q: want size=SIZE and mode=OCTAL, comma-separated", o))
+		}
+	}
+	return t, nil
 }

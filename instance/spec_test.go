@@ -463,6 +463,15 @@ func TestGuestConfig(t *testing.T) {
 	if g := m.guestConfig(m.machine()); g.Network != nil || g.Hostname != "web" {
 		t.Errorf("no network: %+v, hostname %q", g.Network, g.Hostname)
 	}
+	m.cfg.WritableRoot, m.cfg.RootTmpfsSize = true, 8<<20
+	m.cfg.Tmpfs = []guestapi.Tmpfs{{Path: "/scratch", Size: 1 << 20, Mode: 0o700}}
+	g := m.guestConfig(m.machine())
+	if diff := cmp.Diff(&guestapi.Root{Device: "/dev/vda", FSType: "erofs", Serial: "nos-root", Writable: true, TmpfsSize: 8 << 20}, g.Root); diff != "" {
+		t.Errorf("writable root (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(m.cfg.Tmpfs, g.Tmpfs); diff != "" {
+		t.Errorf("tmpfs (-want +got):\n%s", diff)
+	}
 }
 
 func TestGuestConfigSeedsDiffer(t *testing.T) {

@@ -84,6 +84,13 @@ type Config struct {
 	StopTimeout time.Duration  `json:"stopTimeout"`
 	// Volumes are the named volumes mounted in the guest, in order.
 	Volumes []VolumeMount `json:"volumes,omitempty"`
+	// WritableRoot puts the root disk under a tmpfs overlay, capped at
+	// RootTmpfsSize bytes (0: the default). Instances made before it
+	// existed lack it, and keep the read-only root they had.
+	WritableRoot  bool  `json:"writableRoot,omitempty"`
+	RootTmpfsSize int64 `json:"rootTmpfsSize,omitempty"`
+	// Tmpfs are extra tmpfs mounts in the guest (--tmpfs).
+	Tmpfs []guestapi.Tmpfs `json:"tmpfs,omitempty"`
 	// JailUID, when not zero, is the unprivileged user (and group) the
 	// hypervisor runs as: one of nos's own, this instance's alone.
 	JailUID uint32 `json:"jailUid,omitempty"`

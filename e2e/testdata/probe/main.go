@@ -4,6 +4,7 @@ package main
 
 import (
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io/fs"
@@ -83,6 +84,37 @@ func main() {
 			check(err)
 		}
 		fmt.Println("flooded")
+	case "persist": // say whether a file an earlier boot wrote is there, then write it
+		if b, err := os.ReadFile(args[0]); err == nil {
+			fmt.Printf("before: %q\n", b)
+		} else {
+			fmt.Println("before: absent")
+		}
+		if err := os.WriteFile(args[0], []byte("written\n"), 0o644); err != nil {
+			fmt.Println("write:", err)
+			os.Exit(1)
+		}
+		fmt.Println("wrote", args[0])
+	case "replace-dir": // remove a directory tree and make it again, empty
+		check(os.RemoveAll(args[0]))
+		check(os.Mkdir(args[0], 0o755))
+		des, err := os.ReadDir(args[0])
+		check(err)
+		fmt.Println("replaced", args[0], "entries:", len(des))
+	case "fill": // write to a file until the filesystem is full
+		f, err := os.Create(args[0])
+		check(err)
+		buf := make([]byte, 64<<10)
+		n := 0
+		for n < 1<<30 {
+			var m int
+			m, err = f.Write(buf)
+			n += m
+			if err != nil {
+				break
+			}
+		}
+		fmt.Printf("wrote %d KiB; enospc: %v (%v)\n", n>>10, errors.Is(err, syscall.ENOSPC), err)
 	case "exit":
 		code, _ := strconv.Atoi(args[0])
 		os.Exit(code)

@@ -18,7 +18,8 @@ print("uid", os.getuid(), "gid", os.getgid())
 # not link (libssl, libcrypto, libsqlite3).
 print("ssl", ssl.OPENSSL_VERSION.split()[0], "sqlite", sqlite3.connect(":memory:").execute("select 1+1").fetchone()[0])
 
-# The program's files are on a read-only disk; /tmp is writable.
+# The program's files are on the root disk (writable for root, or read-only
+# with --read-only); /tmp is writable.
 try:
     with open(os.path.join(os.path.dirname(__file__), "new"), "w"):
         pass

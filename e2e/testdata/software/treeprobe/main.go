@@ -29,7 +29,8 @@ func main() {
 		}
 		fmt.Printf("%s: %v %d:%d %s\n", p, fi.Mode(), st.Uid, st.Gid, content)
 	}
-	// The tree is a read-only disk; /tmp is the guest's own.
+	// The tree is the root disk (writable for root, read-only with
+	// --read-only); /tmp is the guest's own.
 	for _, p := range []string{wd + "/new", "/tmp/new"} {
 		fmt.Printf("write %s: %s\n", p, errText(os.WriteFile(p, []byte("x"), 0o644)))
 	}
