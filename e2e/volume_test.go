@@ -310,3 +310,48 @@ func seventeenVolumes() []string {
 	}
 	return args
 }
+
+// TestEtcdOnVolumeKeepsItsKeys is the new user's case from issue 10:
+// Debian's etcd, which dies at once when its data goes to RAM, runs with
+// its data directory on a volume, and a key it stored is there after the
+// instance is stopped, removed and run again.
+func TestEtcdOnVolumeKeepsItsKeys(t *testing.T) {
+	t.Parallel()
+	etcd := needProgram(t, "etcd")
+	e := newEnv(t)
+	e.withBlkKernel()
+	e.buildTree("-t", "etcd", "--port", "2379", "--arg=--data-dir=/var/lib/etcd",
+		"--arg=--listen-client-urls=http://0.0.0.0:2379", "--arg=--advertise-client-urls=http://127.0.0.1:2379", etcd)
+	client := &http.Client{Timeout: 10 * time.Second}
+	post := func(url, body string) (string, error) {
+		resp, err := client.Post(url, "application/json", strings.NewReader(body))
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return string(b), err
+	}
+	start := func() (string, string) {
+		port := freePort(t)
+		id := e.runDetached("-m", "512m", "-p", fmt.Sprintf("127.0.0.1:%d:2379", port), "-v", "etcd:/var/lib/etcd", "etcd")
+		base := fmt.Sprintf("http://127.0.0.1:%d", port)
+		waitHTTP(t, nil, base+"/health", 3*time.Minute)
+		return id, base
+	}
+	id, base := start()
+	// v3's JSON gateway: key "foo" and value "bar", base64.
+	if out, err := post(base+"/v3/kv/put", `{"key":"Zm9v","value":"YmFy"}`); err != nil || !strings.Contains(out, `"revision"`) {
+		e.dump(id)
+		t.Fatalf("put: %v %q", err, out)
+	}
+	if r := e.nos("stop", id); r.code != 0 {
+		t.Fatalf("stop: %v", r)
+	}
+	e.nos("rm", id)
+	id, base = start()
+	if out, err := post(base+"/v3/kv/range", `{"key":"Zm9v"}`); err != nil || !strings.Contains(out, `"value":"YmFy"`) {
+		e.dump(id)
+		t.Fatalf("after rm and a new run, range: %v %q", err, out)
+	}
+}

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs the Debian packages whose programs the integration tests package
-# as nos images (nginx, redis, python3), the registry the OCI test pulls
+# as nos images (nginx, redis, python3, etcd), the registry the OCI test pulls
 # from, and erofs-utils, which nos build needs for root disks.
 set -eu
 as_root() {
@@ -12,6 +12,7 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$missing 
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 command -v redis-cli >/dev/null 2>&1 || missing="$missing redis-tools"
 command -v python3 >/dev/null 2>&1 || missing="$missing python3"
+command -v etcd >/dev/null 2>&1 || missing="$missing etcd-server"
 command -v docker-registry >/dev/null 2>&1 || missing="$missing docker-registry"
 command -v curl >/dev/null 2>&1 || missing="$missing curl"
 if [ -n "$missing" ]; then
