@@ -43,6 +43,7 @@ var forbidden = map[string][]string{
 	"internal/fsutil":   join(top, running, building, contract, []string{"store", "kernel"}),
 	"internal/lockfile": join(top, running, building, contract, []string{"store", "kernel"}),
 	"internal/home":     join(top, running, building, contract, []string{"store", "kernel"}),
+	"internal/units":    join(top, running, building, contract, []string{"store", "kernel"}),
 	// The store holds images; it neither makes nor runs them.
 	"store": join(top, running, building, []string{"kernel"}),
 	// Kernels are found and built without knowing images' assembly or runs.

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/nosproject/nos/guestapi"
+	"github.com/nosproject/nos/internal/units"
 	"github.com/nosproject/nos/vmm"
 )
 
@@ -95,7 +96,7 @@ func ParseMemory(s string) (int, error) {
 	bad := func(why string) (int, error) {
 		return 0, fmt.Errorf("memory %q: %s; want e.g. 256m or 1g: %w", s, why, ErrBadFlag)
 	}
-	b, why := parseUnits(s, 1<<20)
+	b, why := units.Parse(s, 1<<20)
 	if why != "" {
 		return bad(why)
 	}
@@ -113,7 +114,7 @@ func ParseMemory(s string) (int, error) {
 // number with an optional unit k, m, g or t (powers of 1024; optional "b"
 // or "ib"; case-insensitive). A plain number is in bytes.
 func ParseSize(s string) (int64, error) {
-	b, why := parseUnits(s, 1)
+	b, why := units.Parse(s, 1)
 	if why == "" && b > 1<<42 {
 		why = "larger than 4 TiB"
 	}
@@ -124,37 +125,6 @@ func ParseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("size %q: %s; want e.g. 64m or 1g: %w", s, why, ErrBadFlag)
 	}
 	return int64(b), nil
-}
-
-// parseUnits reads a positive number with an optional unit k, m, g or t
-// (powers of 1024; an optional "b" or "ib"; case-insensitive); plain is
-// the unit of a bare number. It returns bytes, or why it cannot.
-func parseUnits(s string, plain float64) (float64, string) {
-	t := strings.ToLower(strings.TrimSpace(s))
-	t = strings.TrimSuffix(strings.TrimSuffix(t, "ib"), "b")
-	mult := plain
-	if t != "" {
-		if c := t[len(t)-1]; c < '0' || c > '9' {
-			switch c {
-			case 'k':
-				mult = 1 << 10
-			case 'm':
-				mult = 1 << 20
-			case 'g':
-				mult = 1 << 30
-			case 't':
-				mult = 1 << 40
-			default:
-				return 0, "not a positive size with a unit k, m, g or t (found " + strconv.Quote(string(c)) + ")"
-			}
-			t = t[:len(t)-1]
-		}
-	}
-	v, err := strconv.ParseFloat(t, 64)
-	if err != nil || v <= 0 || v != v {
-		return 0, "not a positive size"
-	}
-	return v * mult, ""
 }
 
 // ParseTmpfs parses docker's --tmpfs PATH[:OPTIONS], where OPTIONS are

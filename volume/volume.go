@@ -25,11 +25,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/nosproject/nos/internal/lockfile"
+	"github.com/nosproject/nos/internal/units"
 )
 
 // Errors callers test with errors.Is.
@@ -100,29 +100,14 @@ func ValidName(name string) bool { return nameRE.MatchString(name) }
 // ParseSize parses a volume size: a number with k, m, g or t (optional b
 // or ib, case-insensitive); a plain number is bytes.
 func ParseSize(s string) (int64, error) {
-	t := strings.ToLower(strings.TrimSpace(s))
-	t = strings.TrimSuffix(strings.TrimSuffix(t, "ib"), "b")
-	mult := int64(1)
-	if n := len(t); n > 0 {
-		switch t[n-1] {
-		case 'k':
-			mult = 1 << 10
-		case 'm':
-			mult = 1 << 20
-		case 'g':
-			mult = 1 << 30
-		case 't':
-			mult = 1 << 40
-		}
-		if mult > 1 {
-			t = t[:n-1]
-		}
+	b, why := units.Parse(s, 1)
+	if why == "" && b > 1<<50 {
+		why = "larger than 1 PiB"
 	}
-	v, err := strconv.ParseFloat(t, 64)
-	if err != nil || v <= 0 || v != v || v*float64(mult) > 1<<50 {
-		return 0, fmt.Errorf("size %q: want a positive size such as 512m or 10g: %w", s, ErrBadInput)
+	if why != "" {
+		return 0, fmt.Errorf("size %q: %s; want a size such as 512m or 10g: %w", s, why, ErrBadInput)
 	}
-	n := int64(v * float64(mult))
+	n := int64(b)
 	if n < MinSize {
 		return 0, fmt.Errorf("size %q: a volume needs at least %d MiB: %w", s, MinSize>>20, ErrBadInput)
 	}
