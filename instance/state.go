@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nosproject/nos/guestapi"
+	"github.com/nosproject/nos/internal/fsutil"
 	"github.com/nosproject/nos/internal/home"
 	"github.com/nosproject/nos/internal/lockfile"
 	"github.com/nosproject/nos/vmm"
@@ -310,30 +311,8 @@ func readJSON(path string, v any) error {
 	return nil
 }
 
-// writeJSON replaces path atomically: temp file, fsync, rename.
-func writeJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
-}
+// writeJSON replaces path atomically (see fsutil.WriteJSON).
+func writeJSON(path string, v any) error { return fsutil.WriteJSON(path, v) }
 
 func isID(s string) bool { return len(s) == 64 && isHex(s) }
 

@@ -28,6 +28,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nosproject/nos/internal/fsutil"
 	"github.com/nosproject/nos/internal/lockfile"
 	"github.com/nosproject/nos/internal/units"
 )
@@ -372,26 +373,4 @@ func (v *Volume) update(fn func(*Volume)) error {
 }
 
 // writeMeta replaces path atomically.
-func writeMeta(path string, v *Volume) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".meta-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
-}
+func writeMeta(path string, v *Volume) error { return fsutil.WriteJSON(path, v) }

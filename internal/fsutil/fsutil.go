@@ -2,8 +2,10 @@
 package fsutil
 
 import (
+	"encoding/json"
 	"io"
 	"os"
+	"path/filepath"
 )
 
 // CopyFile copies src to a new file dst with permissions perm. dst must not
@@ -39,4 +41,31 @@ func IsELF(path string) bool {
 	var magic [4]byte
 	_, err = io.ReadFull(f, magic[:])
 	return err == nil && string(magic[:]) == "\x7fELF"
+}
+
+// WriteJSON replaces path atomically with v as indented JSON: a temporary
+// file in the same directory, fsynced, then renamed over path. Readers see
+// the old content or the new, never a part.
+func WriteJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
 }
