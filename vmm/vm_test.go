@@ -206,17 +206,40 @@ func TestBootCrashes(t *testing.T) {
 	}
 }
 
-// TestBootHostileControlChannel: what the guest sends is untrusted; a line
-// without end or garbage ends the session's reading, never the host.
-func TestBootHostileControlChannel(t *testing.T) {
-	vm, g, _ := boot(t, "")
+// TestHostileControlLine: what the guest sends is untrusted. A line that
+// never ends must stop the host's reader once it passes maxMessage, while
+// the guest is still sending, rather than grow the host's memory; the VM
+// can then still be forced off.
+func TestHostileControlLine(t *testing.T) {
+	host, guest := net.Pipe()
+	defer guest.Close()
+	msgs := make(chan guestapi.Message, 1)
+	go readMessages(host, msgs)
 	go func() {
-		junk := bytes.Repeat([]byte("x"), maxMessage+10)
-		_, _ = g.p.guest[0].Write(junk)
+		// Valid JSON so far, and never complete: a decoder alone would wait.
+		if _, err := guest.Write([]byte(`{"type":"`)); err != nil {
+			return
+		}
+		junk := bytes.Repeat([]byte("x"), 4096)
+		for {
+			if _, err := guest.Write(junk); err != nil {
+				return
+			}
+		}
 	}()
-	time.Sleep(100 * time.Millisecond)
+	select {
+	case _, ok := <-msgs:
+		if ok {
+			t.Fatal("a message out of an endless line")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the reader still reads an endless line after 5s")
+	}
+	host.Close()
+
+	vm, _, _ := boot(t, "")
 	vm.Kill()
-	if o := vm.Wait(); !o.Forced {
+	if o := vm.Wait(); !o.Forced || o.ExitCode != ExitKilled {
 		t.Errorf("outcome %+v", o)
 	}
 }
