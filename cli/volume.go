@@ -40,16 +40,9 @@ func makeVolumeRow(v *volume.Volume, users []*instance.Instance) volumeRow {
 	r := volumeRow{Name: v.Name, Driver: "local", Mountpoint: v.Disk(), Size: v.Size, SizeOnDisk: v.DiskUsage(),
 		CreatedAt: v.Created, Clean: v.Clean, LastCleanUnmount: v.LastCleanUnmount, Attached: v.Attached(), UsedBy: []string{}}
 	for _, in := range users {
-		r.UsedBy = append(r.UsedBy, displayRef(in))
+		r.UsedBy = append(r.UsedBy, args0(in))
 	}
 	return r
-}
-
-func displayRef(in *instance.Instance) string {
-	if in.Config.Name != "" {
-		return in.Config.Name
-	}
-	return in.Config.ID[:12]
 }
 
 func newVolumeCmd(e *env) *cobra.Command {
@@ -214,13 +207,13 @@ func removeVolume(cmd *cobra.Command, st *volume.Store, is *instance.Instances, 
 	}
 	for _, in := range users {
 		if in.Running() {
-			return fmt.Errorf("volume %s is used by running instance %s: stop it first: %w", name, displayRef(in), volume.ErrInUse)
+			return fmt.Errorf("volume %s is used by running instance %s: stop it first: %w", name, args0(in), volume.ErrInUse)
 		}
 	}
 	if len(users) > 0 && !force {
 		var refs []string
 		for _, in := range users {
-			refs = append(refs, displayRef(in))
+			refs = append(refs, args0(in))
 		}
 		return fmt.Errorf("volume %s is used by instances %s: remove them (nos rm) or use volume rm -f: %w", name, strings.Join(refs, ", "), volume.ErrInUse)
 	}

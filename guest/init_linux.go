@@ -87,13 +87,9 @@ func run() error {
 	t.done("setup")
 	logf("up in %s; kernel booted in %v", t, kernelBoot.Round(time.Millisecond))
 	code := supervise(cfg, host, stdout, stderr)
-	if len(mounted) == 0 {
-		host.send(guestapi.Message{Type: guestapi.TypeExit, Code: code})
-		killAll()
-		return nil
-	}
-	// Volumes are unmounted before the host hears the exit code: a guest
-	// that reported one has left them clean.
+	// What the app left running ends, and volumes are unmounted, before
+	// the host hears the exit code: a guest that reported one has left
+	// them clean.
 	killAll()
 	unmountVolumes()
 	host.send(guestapi.Message{Type: guestapi.TypeExit, Code: code})

@@ -74,7 +74,11 @@ func Create(ctx context.Context, st *store.Store, is *Instances, o Options) (*In
 		return nil, "", err
 	}
 	defer unlock()
-	if err := is.checkConflicts(o); err != nil {
+	all, err := is.List()
+	if err != nil {
+		return nil, "", err
+	}
+	if err := checkConflicts(all, o); err != nil {
 		return nil, "", err
 	}
 	for _, f := range o.Publish {
@@ -127,7 +131,7 @@ func Create(ctx context.Context, st *store.Store, is *Instances, o Options) (*In
 		cfg.StopTimeout = 10 * time.Second
 	}
 	if os.Geteuid() == 0 {
-		if cfg.JailUID, err = is.freeJailUID(); err != nil {
+		if cfg.JailUID, err = freeJailUID(all); err != nil {
 			return nil, "", err
 		}
 	}
@@ -174,13 +178,10 @@ func joinNotes(notes ...string) string {
 	return strings.Join(out, "\n")
 }
 
-// checkConflicts refuses a name or a host port another instance holds.
+// checkConflicts refuses a name or a host port another of all (every
+// instance, read under the instances lock) holds.
 // Called with the instances lock held.
-func (is *Instances) checkConflicts(o Options) error {
-	all, err := is.List()
-	if err != nil {
-		return err
-	}
+func checkConflicts(all []*Instance, o Options) error {
 	for _, in := range all {
 		if o.Name != "" && in.Config.Name == o.Name {
 			return fmt.Errorf("name %q is used by instance %s: remove it (nos rm %s) or choose another --name: %w", o.Name, in.Config.ID[:12], o.Name, ErrNameInUse)

@@ -42,13 +42,9 @@ const (
 	JailUIDCount = 1 << 16
 )
 
-// freeJailUID picks the lowest jail user no instance has. Called with the
-// instances lock held.
-func (is *Instances) freeJailUID() (uint32, error) {
-	all, err := is.List()
-	if err != nil {
-		return 0, err
-	}
+// freeJailUID picks the lowest jail user none of all (every instance,
+// read under the instances lock) has.
+func freeJailUID(all []*Instance) (uint32, error) {
 	used := map[uint32]bool{}
 	for _, in := range all {
 		used[in.Config.JailUID] = true

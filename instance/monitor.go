@@ -22,6 +22,7 @@ import (
 	"github.com/nosproject/nos/internal/home"
 	"github.com/nosproject/nos/internal/lockfile"
 	"github.com/nosproject/nos/vmm"
+	"github.com/nosproject/nos/vmm/jail"
 	"github.com/nosproject/nos/volume"
 )
 
@@ -41,6 +42,7 @@ type monitor struct {
 	cfg  Config
 	drv  vmm.Driver
 	log  *slog.Logger
+	rl   jail.Rlimits // the hypervisor's, which the monitor lives under too
 
 	mu      sync.Mutex
 	stopped bool    // stop or kill was requested: no more restarts
@@ -80,7 +82,8 @@ func MonitorMain(ctx context.Context, h home.Layout, id string) error {
 	// The monitor lives under its hypervisor's rlimits, so the hypervisor
 	// inherits them even where nos may not set another user's limits
 	// (no CAP_SYS_RESOURCE, as in many containers).
-	if err := m.rlimits().ApplySelf(); err != nil {
+	m.rl = m.rlimits()
+	if err := m.rl.ApplySelf(); err != nil {
 		m.log.Warn("rlimits", "err", err)
 	}
 	m.update(ctx, "monitor pid", func(s *State) { s.MonitorPID = os.Getpid() })
@@ -279,7 +282,7 @@ func (m *monitor) machine(atts ...*volume.Attachment) vmm.Machine {
 		Cmdline:    m.cfg.Cmdline,
 		ConsoleLog: filepath.Join(m.dir, consoleFile),
 		Channels:   vmm.GuestChannels(),
-		Confine:    confinement(m.cfg, m.rlimits()),
+		Confine:    confinement(m.cfg, m.rl),
 	}
 	if !m.cfg.NoNetwork {
 		mach.NICs = []vmm.NIC{{User: &vmm.UserNet{Forwards: slices.Clone(m.cfg.Publish)}}}

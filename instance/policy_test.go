@@ -2,11 +2,12 @@ package instance
 
 import (
 	"errors"
-	"github.com/nosproject/nos/internal/home"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nosproject/nos/internal/home"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -132,7 +133,7 @@ func TestGetByNameIDAndPrefix(t *testing.T) {
 	if len(list) != 3 || list[0].Config.ID != ids[2] {
 		t.Errorf("List: want 3, newest first; got %d", len(list))
 	}
-	if err := is.checkConflicts(Options{Name: "web"}); !errors.Is(err, ErrNameInUse) {
+	if err := checkConflicts(list, Options{Name: "web"}); !errors.Is(err, ErrNameInUse) {
 		t.Errorf("a taken name: want ErrNameInUse, got %v", err)
 	}
 	if _, err := is.Remove(t.Context(), "web", false); err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
 	"github.com/nosproject/nos/guestapi"
 	"github.com/nosproject/nos/image"
 	"github.com/nosproject/nos/vmm"

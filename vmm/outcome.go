@@ -42,7 +42,7 @@ func classify(driver string, x Exit, consoleLog string) (string, string) {
 		return fmt.Sprintf("%s was killed by signal %d (%s)", driver, int(x.Signal), x.Signal), CrashHypervisorKilled
 	}
 	if x.Err != nil {
-		return driver + " failed: " + lastLine(x.Output, x.Err.Error()), CrashHypervisorFailed
+		return driver + " failed: " + LastLine(x.Output, x.Err.Error()), CrashHypervisorFailed
 	}
 	if panicLine, ok := kernelPanic(consoleLog); ok {
 		return panicLine, CrashKernelPanic
@@ -50,17 +50,14 @@ func classify(driver string, x Exit, consoleLog string) (string, string) {
 	return consoleTail(consoleLog), CrashNoExitCode
 }
 
-// lastLine returns the last non-empty line of s, or fallback.
-func lastLine(s, fallback string) string {
+// LastLine returns the last non-empty line of s, or fallback.
+func LastLine(s, fallback string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	if l := strings.TrimSpace(lines[len(lines)-1]); l != "" {
 		return l
 	}
 	return fallback
 }
-
-// LastLine returns the last non-empty line of s, or fallback.
-func LastLine(s, fallback string) string { return lastLine(s, fallback) }
 
 // consoleReadMax bounds what is read of a console log to explain a crash:
 // the log is written by the guest.
@@ -100,5 +97,5 @@ func consoleTail(path string) string {
 	if err != nil {
 		return "no console log"
 	}
-	return "last console line: " + lastLine(string(b), "(empty)")
+	return "last console line: " + LastLine(string(b), "(empty)")
 }

@@ -26,6 +26,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nosproject/nos/internal/fsutil"
@@ -346,11 +347,11 @@ func (v *Volume) Attached() bool { return lockfile.Held(filepath.Join(v.Dir, att
 
 // DiskUsage is the space the sparse disk takes on the host, bytes.
 func (v *Volume) DiskUsage() int64 {
-	var st syscallStat
-	if statBlocks(v.Disk(), &st) != nil {
+	var st syscall.Stat_t
+	if syscall.Stat(v.Disk(), &st) != nil {
 		return 0
 	}
-	return st.bytes
+	return st.Blocks * 512
 }
 
 // update changes the volume's metadata.
