@@ -16,8 +16,8 @@ import (
 var wantedModules = []string{"virtio_mmio", "virtio_console", "virtio_net", "virtio_rng"}
 
 // rootDiskModules are what a modular kernel needs to mount a root disk,
-// put a writable overlay over it, and mount volumes.
-var rootDiskModules = []string{"virtio_blk", "erofs", "overlay", "ext4"}
+// put a writable overlay over it, mount volumes and host directories.
+var rootDiskModules = []string{"virtio_blk", "erofs", "overlay", "ext4", "virtiofs"}
 
 // kernelNeeds are the kernel features an image of layout l needs: the
 // ones the options ask for, which must include the layout's, or by default

@@ -245,6 +245,13 @@ func inspectOne(cmd *cobra.Command, e *env, ref string) (any, error) {
 			}
 			ii.Mounts = append(ii.Mounts, mountInfo{Type: "volume", Name: v.Name, Source: vols.DiskOf(v.Name), Destination: v.Target, Mode: mode, RW: !v.ReadOnly})
 		}
+		for _, b := range in.Config.Binds {
+			mode := "rw"
+			if b.ReadOnly {
+				mode = "ro"
+			}
+			ii.Mounts = append(ii.Mounts, mountInfo{Type: "bind", Source: b.Source, Destination: b.Target, Mode: mode, RW: !b.ReadOnly})
+		}
 		return ii, nil
 	}
 	if !errors.Is(ierr, instance.ErrNotFound) {

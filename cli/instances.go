@@ -151,6 +151,9 @@ func makePsRow(in *instance.Instance) psRow {
 	for _, v := range in.Config.Volumes {
 		mounts = append(mounts, v.String())
 	}
+	for _, b := range in.Config.Binds {
+		mounts = append(mounts, b.String())
+	}
 	return psRow{
 		Mounts:       strings.Join(mounts, ","),
 		ID:           in.Config.ID[:12],

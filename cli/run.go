@@ -98,8 +98,8 @@ stops. --read-only keeps the root read-only. --tmpfs adds tmpfs mounts.`,
 	fl.StringVarP(&f.user, "user", "u", "", "run the application as UID[:GID] instead of the image's user")
 	fl.StringArrayVar(&f.capAdd, "cap-add", nil, "capability the application keeps besides the image's, e.g. NET_BIND_SERVICE (repeatable)")
 	fl.IntVarP(&f.stopT, "time", "t", 10, "seconds a stop waits for the application before forcing the VM off")
-	fl.StringArrayVarP(&f.volumes, "volume", "v", nil, "mount a named volume, NAME:/PATH[:ro] (made when missing; repeatable)")
-	fl.StringArrayVar(&f.mounts, "mount", nil, "mount a volume, type=volume,source=NAME,target=/PATH[,readonly] (repeatable)")
+	fl.StringArrayVarP(&f.volumes, "volume", "v", nil, "mount a named volume, NAME:/PATH[:ro] (made when missing), or share a host directory, /HOST/DIR:/PATH[:ro] (virtiofs; repeatable)")
+	fl.StringArrayVar(&f.mounts, "mount", nil, "mount a volume, type=volume,source=NAME,target=/PATH[,readonly], or a host directory, type=bind,source=/HOST/DIR,... (repeatable)")
 	fl.StringVar(&f.restart, "restart", "no", "restart policy: no, on-failure[:MAX], always or unless-stopped")
 	fl.StringVar(&f.health.http, "health-http", "", "health check: HTTP GET of this path must answer 2xx/3xx")
 	fl.StringVar(&f.health.tcp, "health-tcp", "", "health check: this guest port must accept TCP connections")
@@ -138,18 +138,18 @@ func (f *runFlags) options(e *env, args []string) (instance.Options, error) {
 		o.CapAdd = append(o.CapAdd, norm)
 	}
 	for _, s := range f.volumes {
-		v, err := instance.ParseVolume(s)
+		m, err := instance.ParseVolume(s)
 		if err != nil {
 			return o, err
 		}
-		o.Volumes = append(o.Volumes, v)
+		m.AddTo(&o)
 	}
 	for _, s := range f.mounts {
-		v, err := instance.ParseMount(s)
+		m, err := instance.ParseMount(s)
 		if err != nil {
 			return o, err
 		}
-		o.Volumes = append(o.Volumes, v)
+		m.AddTo(&o)
 	}
 	for _, s := range f.publish {
 		fw, err := instance.ParsePublish(s)

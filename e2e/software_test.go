@@ -91,29 +91,30 @@ func findBlkKernel() (*kbuild.Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Kernels built before the blk feature had overlayfs and tmpfs xattrs
-	// cannot give a writable root: skip them.
+	// Kernels built before the blk feature had overlayfs, tmpfs xattrs and
+	// virtiofs cannot give a writable root or share directories: skip them.
 	var old *kbuild.Entry
 	for _, e := range entries {
 		if e.Origin == kbuild.OriginBuilt && sameFeatures(e.Features, blkFeatures) {
-			if hasWritableRoot(e) {
+			if hasCurrentBlk(e) {
 				return e, nil
 			}
 			old = e
 		}
 	}
 	if old != nil {
-		return nil, fmt.Errorf("the kernel with the features blk,net in %s (%s) was built before the blk feature had overlayfs and tmpfs xattrs", c.Dir, old.ShortID())
+		return nil, fmt.Errorf("the kernel with the features blk,net in %s (%s) was built before the blk feature had overlayfs, tmpfs xattrs and virtiofs", c.Dir, old.ShortID())
 	}
 	return nil, fmt.Errorf("no kernel with the features blk,net in %s", c.Dir)
 }
 
-// hasWritableRoot reports whether a built kernel's config has what a
-// writable root needs: overlayfs, and xattrs on its tmpfs upper layer.
-func hasWritableRoot(e *kbuild.Entry) bool {
+// hasCurrentBlk reports whether a built kernel's config has what today's
+// blk feature gives: overlayfs and xattrs on its tmpfs upper layer (a
+// writable root), and virtiofs (host directories).
+func hasCurrentBlk(e *kbuild.Entry) bool {
 	b, err := os.ReadFile(e.ConfigPath())
 	lines := strings.Split(string(b), "\n")
-	return err == nil && slices.Contains(lines, "CONFIG_OVERLAY_FS=y") && slices.Contains(lines, "CONFIG_TMPFS_XATTR=y")
+	return err == nil && e.Current() && slices.Contains(lines, "CONFIG_OVERLAY_FS=y") && slices.Contains(lines, "CONFIG_TMPFS_XATTR=y") && slices.Contains(lines, "CONFIG_VIRTIO_FS=y")
 }
 
 func sameFeatures(a, b []string) bool {

@@ -30,6 +30,12 @@ func mountVolumes(ms []guestapi.Mount, user *guestapi.User) error {
 		if !path.IsAbs(m.Target) || path.Clean(m.Target) != m.Target || m.Target == "/" {
 			return fmt.Errorf("volume mount point %q: want a clean absolute path other than /", m.Target)
 		}
+		if m.FSType == "virtiofs" {
+			if err := mountShare(m); err != nil {
+				return err
+			}
+			continue
+		}
 		dev, err := deviceBySerial(m.Serial)
 		if err != nil {
 			return err
@@ -54,6 +60,28 @@ func mountVolumes(ms []guestapi.Mount, user *guestapi.User) error {
 		}
 		mounted = append(mounted, m.Target)
 	}
+	return nil
+}
+
+// mountShare mounts a host directory the host shares over virtiofs.
+func mountShare(m guestapi.Mount) error {
+	if m.Tag == "" {
+		return fmt.Errorf("host directory for %s: no virtiofs tag", m.Target)
+	}
+	if err := os.MkdirAll(m.Target, 0o755); err != nil {
+		return fmt.Errorf("host directory mount point %s: %w (the image has no such directory, and its root is read-only)", m.Target, err)
+	}
+	flags := uintptr(unix.MS_NODEV)
+	if m.ReadOnly {
+		flags |= unix.MS_RDONLY
+	}
+	if err := unix.Mount(m.Tag, m.Target, "virtiofs", flags, ""); err != nil {
+		if errors.Is(err, unix.ENODEV) {
+			return fmt.Errorf("mounting the host directory at %s: the kernel has no virtiofs: build the image again with `nos build --features net,blk` (blk kernels have virtiofs since issue 10)", m.Target)
+		}
+		return fmt.Errorf("mounting the host directory at %s (virtiofs tag %s): %w", m.Target, m.Tag, err)
+	}
+	mounted = append(mounted, m.Target)
 	return nil
 }
 

@@ -135,12 +135,16 @@ type Tmpfs struct {
 	Mode uint32 `json:"mode,omitempty"`
 }
 
-// Mount is a file system on a block device the init mounts for the
-// application (a named volume), after the root is in place.
+// Mount is a file system the init mounts for the application after the
+// root is in place: a named volume on a block device, or a host
+// directory over virtiofs.
 type Mount struct {
-	Serial   string `json:"serial"` // the disk's virtio serial
+	Serial string `json:"serial,omitempty"` // the disk's virtio serial (ext4)
+	// Tag is the virtiofs tag of a shared host directory (FSType
+	// "virtiofs"), which has no disk.
+	Tag      string `json:"tag,omitempty"`
 	Target   string `json:"target"` // absolute path in the guest
-	FSType   string `json:"fsType"` // "ext4"
+	FSType   string `json:"fsType"` // "ext4" or "virtiofs"
 	ReadOnly bool   `json:"readOnly,omitempty"`
 	// CopyUp: the volume is new and empty; before mounting it, the init
 	// copies what the image holds at Target into it, with owners and

@@ -86,8 +86,10 @@ const (
 	// InitAPIWritableRoot: the init makes a writable root over a root disk
 	// (guestapi.Root.Writable) and extra tmpfs mounts (guestapi.Config.Tmpfs).
 	InitAPIWritableRoot = 2
+	// InitAPIShares: the init mounts host directories (virtiofs).
+	InitAPIShares = 3
 	// InitAPI is what the nos-init of this nos speaks.
-	InitAPI = InitAPIWritableRoot
+	InitAPI = InitAPIShares
 )
 
 // KernelInfo identifies the kernel an image carries.

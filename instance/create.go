@@ -51,7 +51,7 @@ func Create(ctx context.Context, st *store.Store, is *Instances, o Options) (*In
 	if icfg.Kernel.NoNetwork && (len(o.Publish) > 0 || o.Health != nil) {
 		return nil, "", fmt.Errorf("image %s runs a kernel without networking (%s): -p and health checks need one built with `nos kernel build --features net`: %w", o.Image, icfg.Kernel.Version, ErrBadFlag)
 	}
-	if err := checkVolumes(o.Volumes, icfg, o.Image); err != nil {
+	if err := checkVolumes(o.Volumes, o.Binds, icfg, o.Image); err != nil {
 		return nil, "", err
 	}
 	writable, rootNote, err := rootMode(o, icfg)
@@ -119,7 +119,7 @@ func Create(ctx context.Context, st *store.Store, is *Instances, o Options) (*In
 	if o.User != nil {
 		cfg.User = o.User
 	}
-	cfg.Volumes = o.Volumes
+	cfg.Volumes, cfg.Binds = o.Volumes, o.Binds
 	if err := is.prepareVolumes(ctx, cfg.Volumes, cfg.User); err != nil {
 		return nil, "", err
 	}

@@ -69,9 +69,14 @@ const vmmOverheadMiB = 384
 var vmmRlimits = jail.Rlimits{OpenFiles: 256, FileSize: 1 << 30}
 
 // rlimits are the hypervisor's: the file-size cap must let it write the
-// whole of its largest volume, or the kernel would kill it with SIGXFSZ.
+// whole of its largest volume (and size its memory's memfd), or the
+// kernel would kill it with SIGXFSZ.
 func (m *monitor) rlimits() jail.Rlimits {
 	rl := vmmRlimits
+	if len(m.cfg.Binds) > 0 {
+		// With shared directories the guest's memory is a memfd of its size.
+		rl.FileSize = max(rl.FileSize, uint64(m.cfg.MemoryMiB)<<20)
+	}
 	if len(m.cfg.Volumes) > 0 {
 		if st, err := volume.Open(m.home.Volumes()); err == nil {
 			for _, vm := range m.cfg.Volumes {

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -226,6 +227,14 @@ func (m *monitor) boot(ctx context.Context, logs *logfile.Writer) (o vmm.Outcome
 	}
 	defer func() { m.detachVolumes(atts, err == nil && o.Crash == "" && !o.Forced) }()
 	mach := m.machine(atts...)
+	for i := range mach.Shares {
+		src, err := resolveBind(m.cfg.Binds[i])
+		if err != nil {
+			return vmm.Outcome{}, fmt.Errorf("%w: %w", errSetup, err)
+		}
+		mach.Shares[i].Source = src
+		m.log.Info("sharing a host directory", "source", src, "target", m.cfg.Binds[i].Target, "readOnly", m.cfg.Binds[i].ReadOnly)
+	}
 	stdout, stderr := logs.Stream("stdout"), logs.Stream("stderr")
 	defer stdout.Close()
 	defer stderr.Close()
@@ -300,6 +309,9 @@ func (m *monitor) machine(atts ...*volume.Attachment) vmm.Machine {
 			Cache: "writeback", Serial: volumeSerialStart + strconv.Itoa(i),
 		})
 	}
+	for i, b := range m.cfg.Binds {
+		mach.Shares = append(mach.Shares, vmm.Share{Tag: shareTag(i), Source: b.Source, ReadOnly: b.ReadOnly})
+	}
 	return mach
 }
 
@@ -332,6 +344,13 @@ func (m *monitor) guestConfig(mach vmm.Machine, atts ...*volume.Attachment) *gue
 			FSType: "ext4", ReadOnly: a.ReadOnly, CopyUp: a.CopyUp,
 		})
 	}
+	for i, b := range m.cfg.Binds {
+		g.Mounts = append(g.Mounts, guestapi.Mount{Tag: shareTag(i), Target: b.Target, FSType: "virtiofs", ReadOnly: b.ReadOnly})
+	}
+	// Parents before what is mounted inside them, as docker orders them.
+	slices.SortStableFunc(g.Mounts, func(a, b guestapi.Mount) int {
+		return strings.Count(a.Target, "/") - strings.Count(b.Target, "/")
+	})
 	g.Tmpfs = m.cfg.Tmpfs
 	return g
 }

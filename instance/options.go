@@ -51,6 +51,8 @@ type Options struct {
 	CapAdd []string
 	// Volumes are named volumes to mount (-v NAME:/path, --mount).
 	Volumes []VolumeMount
+	// Binds are host directories to share (-v /host/dir:/path, --mount type=bind).
+	Binds []BindMount
 	// ReadOnlyRoot keeps an image's root disk read-only (--read-only);
 	// otherwise it is writable, changes lost at stop. RootTmpfsSize caps
 	// the writable layer, in bytes (0: guestapi.DefaultRootTmpfsPercent of

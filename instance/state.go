@@ -85,6 +85,8 @@ type Config struct {
 	StopTimeout time.Duration  `json:"stopTimeout"`
 	// Volumes are the named volumes mounted in the guest, in order.
 	Volumes []VolumeMount `json:"volumes,omitempty"`
+	// Binds are the host directories shared with the guest (virtiofs).
+	Binds []BindMount `json:"binds,omitempty"`
 	// WritableRoot puts the root disk under a tmpfs overlay, capped at
 	// RootTmpfsSize bytes (0: the default). Instances made before it
 	// existed lack it, and keep the read-only root they had.

@@ -30,44 +30,43 @@ func (m VolumeMount) String() string {
 	return s
 }
 
-// MaxVolumes is how many volumes one instance may mount: QEMU's microvm
-// has 24 virtio-mmio transports (a 25th device is refused: "No
-// 'virtio-bus' bus found"), of which nos's machine uses up to four (rng,
-// serial ports, network, root disk); 16 leaves room for more NICs.
+// MaxVolumes is how many volumes and host directories one instance may
+// mount: QEMU's microvm has 24 virtio-mmio transports (a 25th device is
+// refused: "No 'virtio-bus' bus found"), of which nos's machine uses up
+// to four (rng, serial ports, network, root disk); 16 leaves room for
+// more NICs.
 const MaxVolumes = 16
 
-// ParseVolume parses docker's -v NAME:/PATH[:ro|rw]. Host directories
-// (a first part that is a path) need virtiofs, which nos does not have yet.
-func ParseVolume(s string) (VolumeMount, error) {
-	bad := func(why string) (VolumeMount, error) {
-		return VolumeMount{}, fmt.Errorf("-v %q: %s; want NAME:/PATH[:ro], e.g. -v data:/var/lib/app: %w", s, why, ErrBadFlag)
+// ParseVolume parses docker's -v: NAME:/PATH[:ro|rw] mounts a named
+// volume, /HOST/DIR:/PATH[:ro|rw] shares a host directory.
+func ParseVolume(s string) (Mount, error) {
+	bad := func(why string) (Mount, error) {
+		return Mount{}, fmt.Errorf("-v %q: %s; want NAME:/PATH[:ro] or /HOST/DIR:/PATH[:ro], e.g. -v data:/var/lib/app: %w", s, why, ErrBadFlag)
 	}
 	parts := strings.Split(s, ":")
 	if len(parts) < 2 || len(parts) > 3 {
-		return bad("not NAME:/PATH or NAME:/PATH:MODE")
+		return bad("not SOURCE:/PATH or SOURCE:/PATH:MODE")
 	}
-	m := VolumeMount{Name: parts[0], Target: parts[1]}
+	src, target, ro := parts[0], parts[1], false
 	if len(parts) == 3 {
 		switch parts[2] {
 		case "ro":
-			m.ReadOnly = true
+			ro = true
 		case "rw":
 		default:
 			return bad(fmt.Sprintf("mode %q: want ro or rw", parts[2]))
 		}
 	}
-	if strings.HasPrefix(m.Name, "/") || strings.HasPrefix(m.Name, ".") {
-		return bad("host directories are not supported yet (they need virtiofs); use a named volume")
-	}
-	return m, checkMount(m, bad)
+	return makeMount(src, target, ro, isHostPath(src), bad)
 }
 
-// ParseMount parses docker's --mount type=volume,source=NAME,target=/PATH[,readonly].
-func ParseMount(s string) (VolumeMount, error) {
-	bad := func(why string) (VolumeMount, error) {
-		return VolumeMount{}, fmt.Errorf("--mount %q: %s; want type=volume,source=NAME,target=/PATH[,readonly]: %w", s, why, ErrBadFlag)
+// ParseMount parses docker's --mount type=volume|bind,source=SRC,target=/PATH[,readonly].
+func ParseMount(s string) (Mount, error) {
+	bad := func(why string) (Mount, error) {
+		return Mount{}, fmt.Errorf("--mount %q: %s; want type=volume,source=NAME,target=/PATH[,readonly] or type=bind,source=/HOST/DIR,...: %w", s, why, ErrBadFlag)
 	}
-	var m VolumeMount
+	var src, target string
+	var ro bool
 	typ := "volume"
 	for _, kv := range strings.Split(s, ",") {
 		k, v, hasV := strings.Cut(kv, "=")
@@ -75,69 +74,101 @@ func ParseMount(s string) (VolumeMount, error) {
 		case "type":
 			typ = v
 		case "source", "src":
-			m.Name = v
+			src = v
 		case "target", "destination", "dst":
-			m.Target = v
+			target = v
 		case "readonly", "ro":
-			ro, err := strconv.ParseBool(v)
+			b, err := strconv.ParseBool(v)
 			if hasV && err != nil {
 				return bad(fmt.Sprintf("readonly=%q: want true or false", v))
 			}
-			m.ReadOnly = !hasV || ro
+			ro = !hasV || b
 		default:
 			return bad(fmt.Sprintf("unknown option %q", k))
 		}
 	}
 	switch typ {
 	case "volume":
+		if isHostPath(src) {
+			return bad(fmt.Sprintf("source %q is a path: a host directory is type=bind", src))
+		}
+		return makeMount(src, target, ro, false, bad)
 	case "bind":
-		return bad("bind mounts of host directories are not supported yet (they need virtiofs)")
+		return makeMount(src, target, ro, true, bad)
 	default:
-		return bad(fmt.Sprintf("type %q: want volume", typ))
+		return bad(fmt.Sprintf("type %q: want volume or bind", typ))
 	}
-	return m, checkMount(m, bad)
 }
 
-func checkMount(m VolumeMount, bad func(string) (VolumeMount, error)) error {
-	if !volume.ValidName(m.Name) {
-		_, err := bad(fmt.Sprintf("volume name %q: use letters, digits, '_', '.' and '-'", m.Name))
-		return err
+// makeMount checks a parsed -v or --mount.
+func makeMount(src, target string, ro, host bool, bad func(string) (Mount, error)) (Mount, error) {
+	if !path.IsAbs(target) || path.Clean(target) != target || target == "/" {
+		return bad(fmt.Sprintf("mount point %q: want a clean absolute path other than /", target))
 	}
-	if !path.IsAbs(m.Target) || path.Clean(m.Target) != m.Target || m.Target == "/" {
-		_, err := bad(fmt.Sprintf("mount point %q: want a clean absolute path other than /", m.Target))
-		return err
+	if host {
+		clean, err := bindSource(src)
+		if err != nil {
+			return bad(err.Error())
+		}
+		return Mount{Bind: &BindMount{Source: clean, Target: target, ReadOnly: ro}}, nil
 	}
-	return nil
+	if !volume.ValidName(src) {
+		return bad(fmt.Sprintf("volume name %q: use letters, digits, '_', '.' and '-'", src))
+	}
+	return Mount{Volume: &VolumeMount{Name: src, Target: target, ReadOnly: ro}}, nil
 }
 
 // checkVolumes refuses what cannot be mounted before anything is made:
-// too many volumes, two on one path, a kernel without ext4.
-func checkVolumes(vs []VolumeMount, icfg image.Config, ref string) error {
-	if len(vs) == 0 {
-		return nil
-	}
-	if len(vs) > MaxVolumes {
-		return fmt.Errorf("%d volumes: a nos machine mounts at most %d: %w", len(vs), MaxVolumes, ErrBadFlag)
+// too many volumes and host directories, two on one path, a kernel
+// without ext4.
+func checkVolumes(vs []VolumeMount, bs []BindMount, icfg image.Config, ref string) error {
+	if len(vs)+len(bs) > MaxVolumes {
+		return fmt.Errorf("%d volumes and host directories: a nos machine mounts at most %d: %w", len(vs)+len(bs), MaxVolumes, ErrBadFlag)
 	}
 	seen := map[string]bool{}
+	for _, t := range mountTargets(vs, bs) {
+		if seen[t] {
+			return fmt.Errorf("two mounts on %s: %w", t, ErrBadFlag)
+		}
+		seen[t] = true
+	}
 	names := map[string]bool{}
 	for _, v := range vs {
-		if seen[v.Target] {
-			return fmt.Errorf("two volumes on %s: %w", v.Target, ErrBadFlag)
-		}
 		if names[v.Name] {
 			return fmt.Errorf("volume %s mounted twice: %w", v.Name, ErrBadFlag)
 		}
-		seen[v.Target], names[v.Name] = true, true
+		names[v.Name] = true
 	}
+	if len(vs) > 0 {
+		if err := checkDataKernel(icfg, ref, "volumes"); err != nil {
+			return err
+		}
+	}
+	return checkBinds(bs, icfg, ref)
+}
+
+func mountTargets(vs []VolumeMount, bs []BindMount) []string {
+	var ts []string
+	for _, v := range vs {
+		ts = append(ts, v.Target)
+	}
+	for _, b := range bs {
+		ts = append(ts, b.Target)
+	}
+	return ts
+}
+
+// checkDataKernel refuses what (volumes, host directories) needs the blk
+// feature on an image whose kernel lacks it.
+func checkDataKernel(icfg image.Config, ref, what string) error {
 	k := icfg.Kernel
 	switch {
 	case k.Features != nil && !slices.Contains(k.Features, "blk"):
-		return fmt.Errorf("image %s runs kernel %s, which has no block devices (features %s): volumes need one built with blk: nos build --features net,blk: %w", ref, k.Version, strings.Join(k.Features, ","), ErrBadFlag)
+		return fmt.Errorf("image %s runs kernel %s, which has no block devices or virtiofs (features %s): %s need one built with blk: nos build --features net,blk: %w", ref, k.Version, strings.Join(k.Features, ","), what, ErrBadFlag)
 	case k.Features == nil && !slices.Contains(icfg.Needs, "blk") && icfg.RootFS == "":
-		// A distribution kernel: the image carries the block modules
-		// (virtio_blk, ext4 unless built in) only when built for them.
-		return fmt.Errorf("image %s was built without block devices for its kernel %s: build it again with `nos build --features net,blk` to mount volumes: %w", ref, k.Version, ErrBadFlag)
+		// A distribution kernel: the image carries the block and virtiofs
+		// modules only when built for them.
+		return fmt.Errorf("image %s was built without block devices for its kernel %s: build it again with `nos build --features net,blk` to mount %s: %w", ref, k.Version, what, ErrBadFlag)
 	}
 	return nil
 }

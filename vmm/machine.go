@@ -97,11 +97,14 @@ func UserNetGuest(ifname string) *guestapi.Network {
 	}
 }
 
-// Share is a host directory the guest mounts by tag.
+// Share is a host directory the guest mounts by tag (virtiofs).
 type Share struct {
-	Tag      string
-	Source   string // host directory
-	ReadOnly bool
+	Tag      string // at most 36 bytes
+	Source   string // absolute host directory
+	ReadOnly bool   // enforced on the host
+	// Socket, for drivers that connect to a file system daemon the caller
+	// started rather than starting one, is its vhost-user socket.
+	Socket string
 }
 
 // Channel is a named serial channel between host and guest

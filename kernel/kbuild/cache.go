@@ -136,7 +136,9 @@ func (c Cache) Find(ctx context.Context) (*kernel.Kernel, error) {
 // an imported kernel (the user's own, its features unknown) is used when
 // it is the default; else the built kernels having every needed feature
 // compete: one with exactly those features first, then the one with the
-// fewest extra features, the most recently selected among equals. The
+// fewest extra features; among equals, one configured from this nos's
+// fragments (Current) before an older build, then the most recently
+// selected. The
 // error, when none fits, wraps kernel.ErrNoKernel and says how to build
 // one.
 func (c Cache) Match(need []string) (*Entry, error) {
@@ -155,7 +157,10 @@ func (c Cache) Match(need []string) (*Entry, error) {
 		if e.Origin != OriginBuilt || !hasAll(e.Features, need) {
 			continue
 		}
-		if best == nil || len(e.Features) < len(best.Features) {
+		switch {
+		case best == nil, len(e.Features) < len(best.Features):
+			best = e
+		case len(e.Features) == len(best.Features) && e.Current() && !best.Current():
 			best = e
 		}
 	}
@@ -164,6 +169,21 @@ func (c Cache) Match(need []string) (*Entry, error) {
 		return nil, &notFound{msg: fmt.Sprintf("built kernels: none has the features %s (nos kernel build --features %s makes one)", want, want)}
 	}
 	return best, nil
+}
+
+// Current reports whether a built kernel was configured from the
+// fragments this nos has for its features: a kernel built by an older nos
+// may lack options added since (virtiofs in blk, say).
+func (e *Entry) Current() bool {
+	if e.Origin != OriginBuilt {
+		return false
+	}
+	frags, err := config.Fragments(e.Features)
+	if err != nil {
+		return false
+	}
+	merged, err := config.Merge(frags)
+	return err == nil && merged.Hash() == e.ConfigHash
 }
 
 // hasAll reports whether have contains every element of need.

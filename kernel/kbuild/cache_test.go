@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nosproject/nos/kernel"
+	"github.com/nosproject/nos/kernel/config"
 )
 
 func TestCacheEmpty(t *testing.T) {
@@ -247,5 +248,34 @@ func TestMatchFeatures(t *testing.T) {
 	writeFile(t, dir, "other", fakeBzImage("6.1.1-other"))
 	if e, err := c.ForFile(context.Background(), other); err != nil || e != nil {
 		t.Errorf("ForFile(unknown kernel) = %v, %v; want nothing", e, err)
+	}
+}
+
+// TestMatchPrefersCurrentFragments: of two kernels with the same features,
+// the one configured from this nos's fragments wins over an older build,
+// even one selected more recently.
+func TestMatchPrefersCurrentFragments(t *testing.T) {
+	c := Cache{Dir: t.TempDir()}
+	frags, err := config.Fragments([]string{"blk", "net"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	merged, err := config.Merge(frags)
+	if err != nil {
+		t.Fatal(err)
+	}
+	current, stale := strings.Repeat("c", 64), strings.Repeat("s", 64)
+	for _, e := range []struct{ id, hash string }{{current, merged.Hash()}, {stale, strings.Repeat("0", 64)}} {
+		dir := filepath.Join(c.Dir, e.id)
+		writeFile(t, dir, "bzImage", fakeBzImage("6.1.1-nos-"+e.id[:4]))
+		writeFile(t, dir, metaName, []byte(`{"id":"`+e.id+`","version":"6.1.1-nos","origin":"built","image":"bzImage","features":["blk","net"],"configHash":"`+e.hash+`"}`))
+		time.Sleep(10 * time.Millisecond)
+		if err := os.Chtimes(dir, time.Now(), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e, err := c.Match([]string{"blk"})
+	if err != nil || e.ID != current || !e.Current() {
+		t.Errorf("Match = %v, %v; want the current build", e, err)
 	}
 }

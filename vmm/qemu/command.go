@@ -37,6 +37,7 @@ type fds struct {
 	kernel, initrd, console int
 	channels                []int
 	disks                   [][]int
+	shares                  []int
 }
 
 func fdOrder(m vmm.Machine) fds {
@@ -52,6 +53,9 @@ func fdOrder(m vmm.Machine) fds {
 			set = append(set, next())
 		}
 		f.disks = append(f.disks, set)
+	}
+	for range m.Shares {
+		f.shares = append(f.shares, next())
 	}
 	return f
 }
@@ -72,10 +76,17 @@ func Command(m vmm.Machine, a Access) []string {
 		argv = append(argv, "-add-fd", fmt.Sprintf("fd=%d,set=%d", f.console, consoleSet()))
 		console = fmt.Sprintf("path=/dev/fdset/%d", consoleSet())
 	}
+	machine := "microvm,x-option-roms=off,rtc=on,isa-serial=on,pic=off,pit=off"
+	if len(m.Shares) > 0 {
+		// A vhost-user daemon reads and writes the guest's buffers
+		// itself: the guest's memory is a shared memfd it maps.
+		argv = append(argv, "-object", fmt.Sprintf("memory-backend-memfd,id=mem,size=%dM,share=on", m.MemoryMiB))
+		machine += ",memory-backend=mem"
+	}
 	argv = append(argv,
 		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
 		// microvm: no PCI, no firmware tables beyond ACPI, virtio-mmio devices.
-		"-M", "microvm,x-option-roms=off,rtc=on,isa-serial=on,pic=off,pit=off",
+		"-M", machine,
 		"-accel", m.Accel,
 		"-cpu", cpu(m.Accel),
 		"-m", strconv.Itoa(m.MemoryMiB)+"M",
@@ -112,6 +123,16 @@ func Command(m vmm.Machine, a Access) []string {
 			dev += ",serial=" + escape(d.Serial)
 		}
 		argv = append(argv, "-drive", drive(file, i, d), "-device", dev)
+	}
+	for i, sh := range m.Shares {
+		ref := "path=" + escape(sh.Socket)
+		if a.ByFD {
+			ref = "fd=" + strconv.Itoa(f.shares[i])
+		}
+		id := fmt.Sprintf("fs%d", i)
+		argv = append(argv,
+			"-chardev", "socket,id="+id+","+ref,
+			"-device", "vhost-user-fs-device,chardev="+id+",tag="+escape(sh.Tag))
 	}
 	for i, n := range m.NICs {
 		dev := fmt.Sprintf("virtio-net-device,netdev=net%d", i)

@@ -98,6 +98,21 @@ var commandCases = []struct {
 		m.NICs = []vmm.NIC{{User: &vmm.UserNet{Forwards: []vmm.Forward{{Proto: "tcp", HostPort: 8080, GuestPort: 80}}}}, {Tap: "nos0a", MAC: "52:54:00:12:34:56"}}
 		return m
 	}, Access{ByFD: true, Sandbox: true}},
+	// Two shared directories: the guest's memory becomes a shared memfd,
+	// each share a vhost-user-fs device on an inherited socket, after the
+	// disks' descriptors.
+	{"shares_fds", func() vmm.Machine {
+		m := base()
+		m.Disks = []vmm.Disk{{Path: "/r", ReadOnly: true, Serial: "nos-root"}}
+		m.Shares = []vmm.Share{{Tag: "nos-share-0", Source: "/srv/www", ReadOnly: true}, {Tag: "nos-share-1", Source: "/srv/data"}}
+		return m
+	}, Access{ByFD: true, Sandbox: true}},
+	// The benchmarks' way: the caller's virtiofsd, by socket path.
+	{"shares_paths", func() vmm.Machine {
+		m := base()
+		m.Shares = []vmm.Share{{Tag: "data", Source: "/srv/data", Socket: "/run/vfs,0.sock"}}
+		return m
+	}, Access{}},
 }
 
 func TestCommandGolden(t *testing.T) {

@@ -10,11 +10,13 @@ import (
 	"os/exec"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/nosproject/nos/vmm"
 	"github.com/nosproject/nos/vmm/jail"
+	"github.com/nosproject/nos/vmm/virtiofs"
 )
 
 // Driver starts machines with QEMU's microvm. The zero value looks QEMU up
@@ -53,9 +55,6 @@ func (d Driver) Check(ctx context.Context) error {
 // descriptor; with m.Confine, QEMU runs as the confinement's user, in its
 // cgroup and under its rlimits.
 func (d Driver) Start(ctx context.Context, m vmm.Machine) (vmm.Process, error) {
-	if len(m.Shares) > 0 {
-		return nil, errors.New("qemu: shared directories are not supported by this driver yet")
-	}
 	bin, err := d.binary()
 	if err != nil {
 		return nil, err
@@ -68,10 +67,14 @@ func (d Driver) Start(ctx context.Context, m vmm.Machine) (vmm.Process, error) {
 		return nil, err
 	}
 	defer f.closeGuestSide()
+	p := &process{done: make(chan struct{}), conns: f.host}
+	if err := p.startShares(m.Shares, f); err != nil {
+		f.closeHostSide()
+		return nil, err
+	}
 
 	cmd := exec.Command(bin, Command(m, Access{ByFD: true, Sandbox: true})...)
 	cmd.ExtraFiles = f.extra
-	p := &process{done: make(chan struct{}), conns: f.host}
 	p.confined.Seccomp = true
 	cmd.Stdout, cmd.Stderr = &p.out, &p.out
 	// Own process group: a terminal's Ctrl-C is for nos, which stops the
@@ -104,6 +107,7 @@ func (d Driver) Start(ctx context.Context, m vmm.Machine) (vmm.Process, error) {
 	}
 	if err := cmd.Start(); err != nil {
 		f.closeHostSide()
+		p.stopShares()
 		if cg != nil {
 			_ = cg.Remove()
 		}
@@ -138,6 +142,30 @@ func (p *process) applyLimits(c *vmm.Confinement, cg *jail.Cgroup) {
 			p.confined.Notes = append(p.confined.Notes, err.Error()+" (and the caller's own limits are higher)")
 		}
 	}
+}
+
+// startShares starts a virtiofsd for each shared directory; QEMU inherits
+// the connected ends of their sockets, in fdOrder after the disks.
+func (p *process) startShares(shares []vmm.Share, f *files) error {
+	for _, sh := range shares {
+		srv, err := virtiofs.Start(virtiofs.Share{Source: sh.Source, ReadOnly: sh.ReadOnly, Log: prefixWriter{"virtiofsd: ", &p.out}})
+		if err != nil {
+			p.stopShares()
+			return fmt.Errorf("sharing %s: %w", sh.Source, err)
+		}
+		p.shares = append(p.shares, srv)
+		f.extra = append(f.extra, srv.Conn())
+	}
+	return nil
+}
+
+// stopShares ends the file system daemons: they exit when QEMU's end of
+// their socket closes, or are killed.
+func (p *process) stopShares() {
+	for _, s := range p.shares {
+		_ = s.Stop(2 * time.Second)
+	}
+	p.shares = nil
 }
 
 // files are the descriptors of one start: what QEMU inherits (extra, in
@@ -230,6 +258,7 @@ func (f *files) closeHostSide() {
 type process struct {
 	cmd      *exec.Cmd
 	conns    []net.Conn
+	shares   []*virtiofs.Server
 	out      lockedBuffer
 	confined vmm.Confined
 	done     chan struct{}
@@ -259,6 +288,7 @@ func (p *process) signal(s syscall.Signal) error {
 
 func (p *process) wait(cg *jail.Cgroup) {
 	err := p.cmd.Wait()
+	p.stopShares()
 	x := vmm.Exit{Err: err, Output: vmm.LastLine(p.out.String(), "")}
 	var xe *exec.ExitError
 	if errors.As(err, &xe) {
@@ -289,6 +319,17 @@ func (l *lockedBuffer) Write(p []byte) (int, error) {
 		l.b.Write(p[:min(len(p), room)])
 	}
 	return len(p), nil
+}
+
+// prefixWriter writes to w with each write prefixed.
+type prefixWriter struct {
+	prefix string
+	w      *lockedBuffer
+}
+
+func (p prefixWriter) Write(b []byte) (int, error) {
+	p.w.Write(append([]byte(p.prefix), b...))
+	return len(b), nil
 }
 
 func (l *lockedBuffer) String() string {

@@ -65,8 +65,15 @@ func TestStartMissingFiles(t *testing.T) {
 	if _, err := (Driver{}).Start(context.Background(), m); err == nil || !strings.Contains(err.Error(), "the kernel") {
 		t.Errorf("missing kernel: %v", err)
 	}
-	m.Shares = []vmm.Share{{Tag: "data", Source: "/srv"}}
-	if _, err := (Driver{}).Start(context.Background(), m); err == nil || !strings.Contains(err.Error(), "shared directories") {
-		t.Errorf("shares: %v", err)
+	dir := t.TempDir()
+	for _, f := range []string{"kernel", "initrd"} {
+		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.Kernel, m.Initrd, m.ConsoleLog = filepath.Join(dir, "kernel"), filepath.Join(dir, "initrd"), filepath.Join(dir, "console")
+	m.Shares = []vmm.Share{{Tag: "data", Source: filepath.Join(dir, "missing")}}
+	if _, err := (Driver{}).Start(context.Background(), m); err == nil || !strings.Contains(err.Error(), "sharing") {
+		t.Errorf("a missing shared directory: %v", err)
 	}
 }
