@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -13,7 +14,9 @@ import (
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == virtiofs.HelperVerb {
-		virtiofs.RunHelper(os.Args[2:]) // a read-only share's daemon; does not return
+		err := virtiofs.RunHelper(os.Args[2:]) // becomes a read-only share's daemon
+		fmt.Fprintln(os.Stderr, "nos: virtiofs read-only share:", err)
+		os.Exit(1)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := cli.Execute(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)

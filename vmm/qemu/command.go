@@ -80,7 +80,10 @@ func Command(m vmm.Machine, a Access) []string {
 	if len(m.Shares) > 0 {
 		// A vhost-user daemon reads and writes the guest's buffers
 		// itself: the guest's memory is a shared memfd it maps.
-		argv = append(argv, "-object", fmt.Sprintf("memory-backend-memfd,id=mem,size=%dM,share=on", m.MemoryMiB))
+		// libvhost-user (virtiofsd) refuses legacy virtio, which microvm's
+		// virtio-mmio transports default to: make them virtio 1.0.
+		argv = append(argv, "-object", fmt.Sprintf("memory-backend-memfd,id=mem,size=%dM,share=on", m.MemoryMiB),
+			"-global", "virtio-mmio.force-legacy=false")
 		machine += ",memory-backend=mem"
 	}
 	argv = append(argv,

@@ -16,12 +16,10 @@ const HelperVerb = "__virtiofs-ro"
 // of its own (whose mounts Go has made private), it makes SOURCE a
 // read-only, nosuid, nodev bind mount of itself, recursively, then
 // becomes virtiofsd. args are SOURCE, the daemon's path and its
-// arguments. It does not return.
-func RunHelper(args []string) {
-	if err := helper(args); err != nil {
-		fmt.Fprintln(os.Stderr, "nos: virtiofs read-only share:", err)
-		os.Exit(1)
-	}
+// arguments. It returns only on failure; the caller reports the error
+// and exits.
+func RunHelper(args []string) error {
+	return helper(args)
 }
 
 func helper(args []string) error {

@@ -15,7 +15,9 @@ import (
 // The test binary is also the read-only helper, as nos is.
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == HelperVerb {
-		RunHelper(os.Args[2:])
+		err := RunHelper(os.Args[2:])
+		os.Stdout.WriteString(err.Error() + "\n")
+		os.Exit(1)
 	}
 	os.Exit(m.Run())
 }

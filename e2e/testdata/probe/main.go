@@ -310,7 +310,9 @@ func shareChecks(rw, ro, outside string) {
 	readRes("rel-link", filepath.Join(rw, "rel-link"))
 	readRes("dotdot", filepath.Join(rw, "..", filepath.Base(filepath.Dir(outside)), filepath.Base(outside)))
 	readRes("outside-path", outside)
-	res("hardlink-in", os.Link("/etc/hostname", filepath.Join(rw, "hard")))
+	self, err := os.Executable()
+	check(err)
+	res("hardlink-in", os.Link(self, filepath.Join(rw, "hard")))
 	res("hardlink-out", os.Link(filepath.Join(rw, "in.txt"), "/tmp/hard-out"))
 	res("rename-out", os.Rename(filepath.Join(rw, "in.txt"), "/tmp/renamed"))
 	// Writes: rw shows them on the host byte for byte; ro refuses them,
