@@ -70,5 +70,10 @@ bench: deps
 bench-compare: deps
 	$(GO) run ./bench -compare -runs 10
 
+# Volumes and host directories, from inside the guest vs the host (issue 10).
+.PHONY: bench-data
+bench-data: build
+	NOS=$(NOS) ./scripts/bench-data.sh
+
 clean:
 	rm -rf $(BIN)

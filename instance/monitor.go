@@ -84,7 +84,14 @@ func MonitorMain(ctx context.Context, h home.Layout, id string) error {
 	// inherits them even where nos may not set another user's limits
 	// (no CAP_SYS_RESOURCE, as in many containers).
 	m.rl = m.rlimits()
-	if err := m.rl.ApplySelf(); err != nil {
+	self := m.rl
+	if len(m.cfg.Binds) > 0 {
+		// virtiofsd, which the monitor starts too, holds a descriptor per
+		// file the guest looks up: it must not inherit QEMU's 256. QEMU
+		// then gets its limit by prlimit(2) alone, or a note says not.
+		self.OpenFiles = 0
+	}
+	if err := self.ApplySelf(); err != nil {
 		m.log.Warn("rlimits", "err", err)
 	}
 	m.update(ctx, "monitor pid", func(s *State) { s.MonitorPID = os.Getpid() })

@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -66,6 +67,11 @@ type Server struct {
 	err  error
 }
 
+// OpenFiles is the daemon's descriptor limit: it holds one descriptor per
+// file the guest has looked up (and not yet forgotten), so it needs far
+// more than the hypervisor, whose limits the monitor lives under.
+const OpenFiles = 1 << 16
+
 // Args is virtiofsd's command line for a share whose vhost-user socket is
 // inherited as descriptor fd. It is a pure function.
 func Args(fd int, s Share) []string {
@@ -79,6 +85,7 @@ func Args(fd int, s Share) []string {
 		"-o", "no_posix_lock", "-o", "no_flock",
 		"-o", "modcaps=-mknod:-setfcap",
 		"-o", "log_level=warn",
+		"--rlimit-nofile=" + strconv.Itoa(OpenFiles),
 	}
 }
 

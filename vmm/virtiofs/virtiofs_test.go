@@ -23,7 +23,7 @@ func TestMain(m *testing.M) {
 }
 
 func TestArgs(t *testing.T) {
-	want := []string{"--fd=3", "-o", `source=/srv/a\,b\\c`, "-o", "sandbox=namespace", "-o", "cache=auto", "-o", "no_posix_lock", "-o", "no_flock", "-o", "modcaps=-mknod:-setfcap", "-o", "log_level=warn"}
+	want := []string{"--fd=3", "-o", `source=/srv/a\,b\\c`, "-o", "sandbox=namespace", "-o", "cache=auto", "-o", "no_posix_lock", "-o", "no_flock", "-o", "modcaps=-mknod:-setfcap", "-o", "log_level=warn", "--rlimit-nofile=65536"}
 	if diff := cmp.Diff(want, Args(3, Share{Source: `/srv/a,b\c`})); diff != "" {
 		t.Errorf("Args (-want +got):\n%s", diff)
 	}
