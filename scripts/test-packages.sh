@@ -15,6 +15,10 @@ command -v python3 >/dev/null 2>&1 || missing="$missing python3"
 command -v etcd >/dev/null 2>&1 || missing="$missing etcd-server"
 command -v docker-registry >/dev/null 2>&1 || missing="$missing docker-registry"
 command -v curl >/dev/null 2>&1 || missing="$missing curl"
+# The network tests list nos's nftables tables with nft; QEMU's virtiofsd
+# (host directories) comes with qemu-system-x86.
+command -v nft >/dev/null 2>&1 || missing="$missing nftables"
+[ -x /usr/lib/qemu/virtiofsd ] || missing="$missing qemu-system-x86"
 if [ -n "$missing" ]; then
 	echo "test-packages: installing$missing"
 	as_root apt-get update -q
