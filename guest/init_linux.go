@@ -124,7 +124,7 @@ func setup(ctx context.Context, cfg *guestapi.Config) error {
 	if err := mountTmpfs(cfg.Tmpfs); err != nil {
 		return err
 	}
-	if err := setupNetwork(ctx, cfg.Network, cfg.Hostname); err != nil {
+	if err := setupNetwork(ctx, cfg); err != nil {
 		return err
 	}
 	return dropCaps(cfg.Caps)

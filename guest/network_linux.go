@@ -1,6 +1,8 @@
 package guest
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -14,14 +16,19 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// setupNetwork brings up lo and, when the runner chose an address, the
-// guest's interface with that address and a default route. No DHCP: the
-// runner knows the address, so nothing waits on the network.
-func setupNetwork(ctx context.Context, n *guestapi.Network, hostname string) error {
-	if err := writeHosts(hostname); err != nil {
+// setupNetwork brings up lo and each NIC the runner configured, with its
+// address; the first with a gateway gets the default route, the first
+// with DNS servers writes resolv.conf. No DHCP: the runner knows the
+// addresses, so nothing waits on the network.
+func setupNetwork(ctx context.Context, cfg *guestapi.Config) error {
+	if err := writeHosts(cfg.Hostname); err != nil {
 		return err
 	}
-	if n == nil {
+	nets := cfg.Networks
+	if len(nets) == 0 && cfg.Network != nil {
+		nets = []guestapi.Network{*cfg.Network}
+	}
+	if len(nets) == 0 {
 		// No NIC: the kernel may have no network stack at all; loopback is
 		// a courtesy then.
 		if err := upLoopback(); err != nil {
@@ -32,31 +39,41 @@ func setupNetwork(ctx context.Context, n *guestapi.Network, hostname string) err
 	if err := upLoopback(); err != nil {
 		return err
 	}
-	link, err := waitLink(ctx, n.Interface)
-	if err != nil {
-		return err
-	}
-	addr, err := netlink.ParseAddr(n.Address)
-	if err != nil {
-		return fmt.Errorf("guest address %q: %w", n.Address, err)
-	}
-	if err := netlink.AddrReplace(link, addr); err != nil {
-		return fmt.Errorf("setting %s address: %w", n.Interface, err)
-	}
-	if err := netlink.LinkSetUp(link); err != nil {
-		return fmt.Errorf("bringing up %s: %w", n.Interface, err)
-	}
-	if n.Gateway != "" {
-		gw := net.ParseIP(n.Gateway)
-		if gw == nil {
-			return fmt.Errorf("gateway %q is not an IP address", n.Gateway)
+	routed, resolv := false, false
+	for _, n := range nets {
+		link, err := waitLink(ctx, n)
+		if err != nil {
+			return err
 		}
-		route := &netlink.Route{LinkIndex: link.Attrs().Index, Gw: gw}
-		if err := netlink.RouteReplace(route); err != nil {
-			return fmt.Errorf("adding default route: %w", err)
+		addr, err := netlink.ParseAddr(n.Address)
+		if err != nil {
+			return fmt.Errorf("guest address %q: %w", n.Address, err)
+		}
+		if err := netlink.AddrReplace(link, addr); err != nil {
+			return fmt.Errorf("setting %s address: %w", link.Attrs().Name, err)
+		}
+		if err := netlink.LinkSetUp(link); err != nil {
+			return fmt.Errorf("bringing up %s: %w", link.Attrs().Name, err)
+		}
+		if n.Gateway != "" && !routed {
+			gw := net.ParseIP(n.Gateway)
+			if gw == nil {
+				return fmt.Errorf("gateway %q is not an IP address", n.Gateway)
+			}
+			route := &netlink.Route{LinkIndex: link.Attrs().Index, Gw: gw}
+			if err := netlink.RouteReplace(route); err != nil {
+				return fmt.Errorf("adding default route: %w", err)
+			}
+			routed = true
+		}
+		if len(n.DNS) > 0 && !resolv {
+			if err := writeResolvConf(n.DNS); err != nil {
+				return err
+			}
+			resolv = true
 		}
 	}
-	return writeResolvConf(n.DNS)
+	return nil
 }
 
 func upLoopback() error {
@@ -70,19 +87,43 @@ func upLoopback() error {
 	return nil
 }
 
-// waitLink waits for the network driver to register the interface.
-func waitLink(ctx context.Context, name string) (netlink.Link, error) {
+// waitLink waits for the network driver to register the interface: the
+// one with n's MAC address when given, else the one named n.Interface.
+func waitLink(ctx context.Context, n guestapi.Network) (netlink.Link, error) {
+	var mac net.HardwareAddr
+	if n.MAC != "" {
+		var err error
+		if mac, err = net.ParseMAC(n.MAC); err != nil {
+			return nil, fmt.Errorf("guest MAC address %q: %w", n.MAC, err)
+		}
+	}
 	for {
-		link, err := netlink.LinkByName(name)
+		link, err := findLink(n.Interface, mac)
 		if err == nil {
 			return link, nil
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("interface %s did not appear: %w", name, err)
+			return nil, fmt.Errorf("interface %s did not appear: %w", cmp.Or(n.MAC, n.Interface), err)
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
+}
+
+func findLink(name string, mac net.HardwareAddr) (netlink.Link, error) {
+	if mac == nil {
+		return netlink.LinkByName(name)
+	}
+	links, err := netlink.LinkList()
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range links {
+		if bytes.Equal(l.Attrs().HardwareAddr, mac) {
+			return l, nil
+		}
+	}
+	return nil, errors.New("no interface has that address")
 }
 
 func writeResolvConf(dns []string) error {

@@ -83,7 +83,11 @@ type Config struct {
 	Env        []string `json:"env,omitempty"`
 	WorkingDir string   `json:"workingDir,omitempty"`
 	Hostname   string   `json:"hostname,omitempty"`
-	Network    *Network `json:"network,omitempty"`
+	// Network is the first NIC's configuration, for inits that know only
+	// one (older images); Networks, when set, has every NIC, the first
+	// being Network.
+	Network  *Network  `json:"network,omitempty"`
+	Networks []Network `json:"networks,omitempty"`
 	// Seed is entropy from the host, credited to the guest's pool.
 	Seed []byte `json:"seed,omitempty"`
 	// Time is the host's clock when the config was sent.
@@ -162,10 +166,13 @@ type User struct {
 
 // Network is the guest's static network configuration, chosen by the runner.
 type Network struct {
-	Interface string   `json:"interface"` // e.g. "eth0"
-	Address   string   `json:"address"`   // CIDR, e.g. "10.0.2.15/24"
-	Gateway   string   `json:"gateway,omitempty"`
-	DNS       []string `json:"dns,omitempty"`
+	Interface string `json:"interface"` // e.g. "eth0"
+	// MAC, when set, finds the interface by hardware address rather than
+	// by name (the order NICs probe in is the guest kernel's business).
+	MAC     string   `json:"mac,omitempty"`
+	Address string   `json:"address"` // CIDR, e.g. "10.0.2.15/24"
+	Gateway string   `json:"gateway,omitempty"`
+	DNS     []string `json:"dns,omitempty"`
 }
 
 // Exit codes the init reports when the application could not run, as

@@ -1,6 +1,10 @@
 package vmm
 
-import "github.com/nosproject/nos/guestapi"
+import (
+	"os"
+
+	"github.com/nosproject/nos/guestapi"
+)
 
 // Accelerators a machine runs with (see package accel).
 const (
@@ -59,8 +63,12 @@ type Disk struct {
 // host tap device (Tap), exactly one of them.
 type NIC struct {
 	User *UserNet
-	Tap  string
-	MAC  string // empty: the driver's default
+	// Tap is the tap device's name; TapFile, when set, is an open queue
+	// of it, which the driver hands on (a non-persistent tap cannot be
+	// opened again by name while it is open). The caller keeps TapFile.
+	Tap     string
+	TapFile *os.File
+	MAC     string // empty: the driver's default
 }
 
 // UserNet is a user-mode (NAT) network with host port forwards. The guest

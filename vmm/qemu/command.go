@@ -38,6 +38,7 @@ type fds struct {
 	channels                []int
 	disks                   [][]int
 	shares                  []int
+	taps                    map[int]int // NIC index → descriptor
 }
 
 func fdOrder(m vmm.Machine) fds {
@@ -56,6 +57,14 @@ func fdOrder(m vmm.Machine) fds {
 	}
 	for range m.Shares {
 		f.shares = append(f.shares, next())
+	}
+	for i, n := range m.NICs {
+		if n.TapFile != nil {
+			if f.taps == nil {
+				f.taps = map[int]int{}
+			}
+			f.taps[i] = next()
+		}
 	}
 	return f
 }
@@ -142,7 +151,11 @@ func Command(m vmm.Machine, a Access) []string {
 		if n.MAC != "" {
 			dev += ",mac=" + n.MAC
 		}
-		argv = append(argv, "-netdev", netdev(i, n), "-device", dev)
+		nd := netdev(i, n)
+		if fd, ok := f.taps[i]; ok && a.ByFD {
+			nd = fmt.Sprintf("tap,id=net%d,fd=%d", i, fd)
+		}
+		argv = append(argv, "-netdev", nd, "-device", dev)
 	}
 	if a.Sandbox {
 		argv = append(argv, "-sandbox", SandboxOption)

@@ -107,6 +107,13 @@ var commandCases = []struct {
 		m.Shares = []vmm.Share{{Tag: "nos-share-0", Source: "/srv/www", ReadOnly: true}, {Tag: "nos-share-1", Source: "/srv/data"}}
 		return m
 	}, Access{ByFD: true, Sandbox: true}},
+	// Taps opened by the caller, handed on by descriptor; a user-mode
+	// NIC between them keeps its own line.
+	{"taps_fds", func() vmm.Machine {
+		m := base()
+		m.NICs = []vmm.NIC{{Tap: "nos-t-a", TapFile: os.Stdin, MAC: "52:54:0a:5a:00:02"}, {User: &vmm.UserNet{}}, {Tap: "nos-t-b", TapFile: os.Stdin, MAC: "52:54:0a:5a:01:02"}}
+		return m
+	}, Access{ByFD: true, Sandbox: true}},
 	// The benchmarks' way: the caller's virtiofsd, by socket path.
 	{"shares_paths", func() vmm.Machine {
 		m := base()

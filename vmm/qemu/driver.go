@@ -72,6 +72,19 @@ func (d Driver) Start(ctx context.Context, m vmm.Machine) (vmm.Process, error) {
 		f.closeHostSide()
 		return nil, err
 	}
+	for _, n := range m.NICs { // in fdOrder, after the shares
+		if n.TapFile == nil {
+			continue
+		}
+		fd, err := unix.Dup(int(n.TapFile.Fd()))
+		if err != nil {
+			f.closeHostSide()
+			p.stopShares()
+			return nil, fmt.Errorf("tap %s: %w", n.Tap, err)
+		}
+		unix.CloseOnExec(fd)
+		f.extra = append(f.extra, os.NewFile(uintptr(fd), n.Tap))
+	}
 
 	cmd := exec.Command(bin, Command(m, Access{ByFD: true, Sandbox: true})...)
 	cmd.ExtraFiles = f.extra
@@ -208,7 +221,7 @@ func openFiles(m vmm.Machine) (f *files, err error) {
 		f.host = append(f.host, host)
 		f.extra = append(f.extra, guest)
 	}
-	for _, d := range m.Disks { // in fdOrder: read-only, then read-write
+	for _, d := range m.Disks { // in fdOrder: read-only, then read-write, then shares and taps
 		if err := open(d.Path, os.O_RDONLY); err != nil {
 			return f, fmt.Errorf("disk: %w", err)
 		}
