@@ -88,8 +88,11 @@ const (
 	InitAPIWritableRoot = 2
 	// InitAPIShares: the init mounts host directories (virtiofs).
 	InitAPIShares = 3
+	// InitAPINetworks: the init configures several NICs (Networks), found
+	// by MAC address.
+	InitAPINetworks = 4
 	// InitAPI is what the nos-init of this nos speaks.
-	InitAPI = InitAPIShares
+	InitAPI = InitAPINetworks
 )
 
 // KernelInfo identifies the kernel an image carries.
