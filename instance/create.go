@@ -54,6 +54,12 @@ func Create(ctx context.Context, st *store.Store, is *Instances, o Options) (*In
 	if err := checkVolumes(o.Volumes, o.Binds, icfg, o.Image); err != nil {
 		return nil, "", err
 	}
+	if err := checkNetworks(o, icfg, o.Image); err != nil {
+		return nil, "", err
+	}
+	if o.NoNIC && len(o.Publish) > 0 {
+		return nil, "", fmt.Errorf("--network none gives the instance no NIC: -p has nothing to publish: %w", ErrBadFlag)
+	}
 	writable, rootNote, err := rootMode(o, icfg)
 	if err != nil {
 		return nil, "", err
@@ -103,7 +109,7 @@ func Create(ctx context.Context, st *store.Store, is *Instances, o Options) (*In
 		CPUs:        firstNonZero(o.CPUs, icfg.CPUs, image.DefaultCPUs),
 		Accel:       acc,
 		Cmdline:     cmdline(icfg.KernelCmdline, acc),
-		NoNetwork:   icfg.Kernel.NoNetwork,
+		NoNetwork:   icfg.Kernel.NoNetwork || o.NoNIC,
 		RootFS:      icfg.RootFS,
 		User:        icfg.User,
 		Caps:        append(slices.Clone(icfg.Caps), o.CapAdd...),
@@ -135,8 +141,14 @@ func Create(ctx context.Context, st *store.Store, is *Instances, o Options) (*In
 			return nil, "", err
 		}
 	}
+	if cfg.Networks, err = is.joinNetworks(ctx, cfg.ID, cfg.Name, o.Networks); err != nil {
+		return nil, "", err
+	}
 	in, err := is.write(cfg, kernelPath, im.Initrd, im.RootDisk)
 	if err != nil {
+		if len(cfg.Networks) > 0 {
+			_ = is.leaveNetworks(context.WithoutCancel(ctx), &Instance{Config: cfg})
+		}
 		return nil, "", err
 	}
 	return in, joinNotes(note, rootNote), nil
@@ -312,7 +324,10 @@ func (is *Instances) Remove(ctx context.Context, ref string, force bool) (*Insta
 			return nil, err
 		}
 	}
-	return in, removeDir(in.Dir)
+	if err := removeDir(in.Dir); err != nil {
+		return in, err
+	}
+	return in, is.leaveNetworks(ctx, in)
 }
 
 // removeDir deletes an instance directory so that a crash halfway leaves

@@ -61,6 +61,11 @@ type Options struct {
 	RootTmpfsSize int64
 	// Tmpfs are extra tmpfs mounts (--tmpfs).
 	Tmpfs []guestapi.Tmpfs
+	// Networks are the private networks to join (--network NAME), in
+	// order: the first gives the default route, DNS and published ports.
+	// None: QEMU's user-mode NAT. NoNIC: no NIC at all (--network none).
+	Networks []NetworkRequest
+	NoNIC    bool
 }
 
 // ParseUser parses --user UID[:GID] for nos run.

@@ -85,6 +85,9 @@ type Config struct {
 	StopTimeout time.Duration  `json:"stopTimeout"`
 	// Volumes are the named volumes mounted in the guest, in order.
 	Volumes []VolumeMount `json:"volumes,omitempty"`
+	// Networks are the private networks the instance is on, with its
+	// leases; none: user-mode networking (or none, with NoNetwork).
+	Networks []NetworkAttachment `json:"networks,omitempty"`
 	// Binds are the host directories shared with the guest (virtiofs).
 	Binds []BindMount `json:"binds,omitempty"`
 	// WritableRoot puts the root disk under a tmpfs overlay, capped at

@@ -46,6 +46,10 @@ func (l Layout) Instances() string { return filepath.Join(l.Root, "instances") }
 // Volumes holds the named volumes.
 func (l Layout) Volumes() string { return filepath.Join(l.Root, "volumes") }
 
+// Networks holds the private networks' records (package network) and
+// their resolvers' locks and logs.
+func (l Layout) Networks() string { return filepath.Join(l.Root, "networks") }
+
 // Cache holds what nos can make again: kernels, probe verdicts.
 func (l Layout) Cache() string { return filepath.Join(l.Root, "cache") }
 
