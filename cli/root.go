@@ -143,6 +143,8 @@ QEMU with a docker-like command line.`,
 		newKernelCmd(e),
 		newSystemCmd(e),
 		newVolumeCmd(e),
+		newNetworkCmd(e),
+		newResolverCmd(e),
 		newVersionCmd(e),
 	)
 	return root

@@ -17,22 +17,25 @@ import (
 )
 
 type runFlags struct {
-	user    string
-	capAdd  []string
-	publish []string
-	env     []string
-	memory  string
-	cpus    int
-	name    string
-	accel   string
-	rm      bool
-	detach  bool
-	stopT   int
-	entry   string
-	restart string
-	health  healthFlags
-	volumes []string
-	mounts  []string
+	user     string
+	capAdd   []string
+	publish  []string
+	env      []string
+	memory   string
+	cpus     int
+	name     string
+	accel    string
+	rm       bool
+	detach   bool
+	stopT    int
+	entry    string
+	restart  string
+	health   healthFlags
+	volumes  []string
+	networks []string
+	ip       string
+	aliases  []string
+	mounts   []string
 	// the root disk and tmpfs mounts
 	readOnly  bool
 	tmpfsSize string
@@ -98,6 +101,9 @@ stops. --read-only keeps the root read-only. --tmpfs adds tmpfs mounts.`,
 	fl.StringVarP(&f.user, "user", "u", "", "run the application as UID[:GID] instead of the image's user")
 	fl.StringArrayVar(&f.capAdd, "cap-add", nil, "capability the application keeps besides the image's, e.g. NET_BIND_SERVICE (repeatable)")
 	fl.IntVarP(&f.stopT, "time", "t", 10, "seconds a stop waits for the application before forcing the VM off")
+	fl.StringArrayVar(&f.networks, "network", nil, "join a private network (nos network create), repeatable; default: user-mode NAT; none: no NIC")
+	fl.StringVar(&f.ip, "ip", "", "the instance's IPv4 address on its first --network (default: the lowest free)")
+	fl.StringArrayVar(&f.aliases, "network-alias", nil, "another name the instance answers to on its first --network (repeatable)")
 	fl.StringArrayVarP(&f.volumes, "volume", "v", nil, "mount a named volume, NAME:/PATH[:ro] (made when missing), or share a host directory, /HOST/DIR:/PATH[:ro] (virtiofs; repeatable)")
 	fl.StringArrayVar(&f.mounts, "mount", nil, "mount a volume, type=volume,source=NAME,target=/PATH[,readonly], or a host directory, type=bind,source=/HOST/DIR,... (repeatable)")
 	fl.StringVar(&f.restart, "restart", "no", "restart policy: no, on-failure[:MAX], always or unless-stopped")
@@ -137,6 +143,11 @@ func (f *runFlags) options(e *env, args []string) (instance.Options, error) {
 		}
 		o.CapAdd = append(o.CapAdd, norm)
 	}
+	nets, none, err := parseNetworkFlags(f.networks, f.ip, f.aliases)
+	if err != nil {
+		return o, err
+	}
+	o.Networks, o.NoNIC = nets, none
 	for _, s := range f.volumes {
 		m, err := instance.ParseVolume(s)
 		if err != nil {
@@ -158,7 +169,6 @@ func (f *runFlags) options(e *env, args []string) (instance.Options, error) {
 		}
 		o.Publish = append(o.Publish, fw)
 	}
-	var err error
 	if o.Env, err = parseEnvFlags(f.env); err != nil {
 		return o, err
 	}

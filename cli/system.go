@@ -19,7 +19,7 @@ func newSystemCmd(e *env) *cobra.Command {
 	var withVolumes bool
 	prune := &cobra.Command{
 		Use:   "prune [--volumes]",
-		Short: "Remove stopped instances, blobs no image refers to and leftovers of interrupted builds (--volumes: and volumes no instance names)",
+		Short: "Remove stopped instances, networks no instance is on, blobs no image refers to and leftovers of interrupted builds (--volumes: and volumes no instance names)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			h, err := e.layout()
@@ -46,6 +46,13 @@ func newSystemCmd(e *env) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "Deleted %d blobs, reclaimed %s\n", len(gone), humanSize(freed))
+			nets, err := is.PruneNetworks(cmd.Context())
+			for _, n := range nets {
+				fmt.Fprintf(e.stdout, "Removed network %s\n", n)
+			}
+			if err != nil {
+				return err
+			}
 			if _, err := bootable.PruneUnpacked(h.UnpackedKernels(), func(hex string) bool {
 				_, err := os.Stat(st.BlobPath(digest.NewDigestFromEncoded(digest.SHA256, hex)))
 				return err == nil

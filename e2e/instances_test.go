@@ -21,7 +21,11 @@ type inspected struct {
 	Name         string
 	MonitorAlive bool
 	Config       struct {
-		Restart struct{ Name string }
+		Restart  struct{ Name string }
+		Networks []struct {
+			Network string `json:"network"`
+			Addr    string `json:"addr"`
+		} `json:"networks"`
 	}
 	State struct {
 		Status       string

@@ -93,6 +93,9 @@ type nosEnv struct {
 	t    *testing.T
 	home string
 	env  []string
+	// netns, when set, is the network namespace nos runs in (ip netns
+	// exec): the network tests make bridges only there.
+	netns string
 }
 
 func newEnv(t *testing.T) *nosEnv {
@@ -117,6 +120,9 @@ func (e *nosEnv) nos(args ...string) result {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, nosBin, args...)
+	if e.netns != "" {
+		cmd = exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", e.netns, nosBin}, args...)...)
+	}
 	cmd.Dir = repoRoot
 	cmd.Env = e.env
 	var out, errb bytes.Buffer

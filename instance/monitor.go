@@ -143,6 +143,9 @@ func (m *monitor) autoRemove(is *Instances) {
 	if err := removeDir(m.dir); err != nil {
 		m.log.Error("--rm: removing the instance", "err", err)
 	}
+	if err := is.leaveNetworks(context.Background(), &Instance{Config: m.cfg}); err != nil {
+		m.log.Error("--rm: releasing network addresses", "err", err)
+	}
 }
 
 // stateWriteTimeout bounds one state write. State writes happen even when
@@ -233,7 +236,12 @@ func (m *monitor) boot(ctx context.Context, logs *logfile.Writer) (o vmm.Outcome
 		return vmm.Outcome{}, err
 	}
 	defer func() { m.detachVolumes(atts, err == nil && o.Crash == "" && !o.Forced) }()
-	mach := m.machine(atts...)
+	nb, err := m.attachNetworks()
+	if err != nil {
+		return vmm.Outcome{}, fmt.Errorf("%w: %w", errSetup, err)
+	}
+	defer nb.close()
+	mach := m.machine(nb, atts...)
 	for i := range mach.Shares {
 		src, err := resolveBind(m.cfg.Binds[i])
 		if err != nil {
@@ -259,6 +267,14 @@ func (m *monitor) boot(ctx context.Context, logs *logfile.Writer) (o vmm.Outcome
 	m.vm = vm
 	m.mu.Unlock()
 	defer func() { m.mu.Lock(); m.vm = nil; m.mu.Unlock() }()
+	m.setActive(ctx, true)
+	defer m.setActive(ctx, false)
+	if err := m.publish(nb); err != nil {
+		m.log.Error("publishing ports", "err", err)
+		vm.Kill()
+		vm.Wait()
+		return vmm.Outcome{}, fmt.Errorf("%w: %w", errSetup, err)
+	}
 
 	confined := confinementNotes(m.cfg, vm.Confined())
 	m.log.Info("VM started", "pid", vm.PID(), "accel", m.cfg.Accel, "seccomp", confined.Seccomp, "uid", confined.UID, "cgroup", confined.Cgroup, "rlimits", confined.Rlimits, "notes", confined.Notes)
@@ -288,7 +304,7 @@ const (
 
 // machine describes the VM of this instance, with the volumes attached
 // for this boot; the guest's side of it is in guestConfig.
-func (m *monitor) machine(atts ...*volume.Attachment) vmm.Machine {
+func (m *monitor) machine(nb *netBoot, atts ...*volume.Attachment) vmm.Machine {
 	mach := vmm.Machine{
 		Accel:      m.cfg.Accel,
 		MemoryMiB:  m.cfg.MemoryMiB,
@@ -300,7 +316,10 @@ func (m *monitor) machine(atts ...*volume.Attachment) vmm.Machine {
 		Channels:   vmm.GuestChannels(),
 		Confine:    confinement(m.cfg, m.rl),
 	}
-	if !m.cfg.NoNetwork {
+	switch {
+	case len(m.cfg.Networks) > 0:
+		mach.NICs = m.nics(nb)
+	case !m.cfg.NoNetwork:
 		mach.NICs = []vmm.NIC{{User: &vmm.UserNet{Forwards: slices.Clone(m.cfg.Publish)}}}
 	}
 	if m.cfg.RootFS != "" {
@@ -336,10 +355,15 @@ func (m *monitor) guestConfig(mach vmm.Machine, atts ...*volume.Attachment) *gue
 	g := &guestapi.Config{
 		Argv: m.cfg.Entrypoint, Env: m.cfg.Env, WorkingDir: m.cfg.WorkingDir, Hostname: hostname,
 		Network: guestNetwork(mach),
+		Networks: guestNetworks(m.cfg.Networks),
 		Seed:    seed,
 		Time:    time.Now(),
 		User:    m.cfg.User,
 		Caps:    m.cfg.Caps,
+	}
+	if g.Network == nil && len(g.Networks) > 0 {
+		first := g.Networks[0] // for an older init, which reads one NIC
+		g.Network = &first
 	}
 	if m.cfg.RootFS != "" {
 		g.Root = &guestapi.Root{Device: "/dev/vda", FSType: m.cfg.RootFS, Serial: rootSerial}
@@ -401,8 +425,11 @@ func (m *monitor) detachVolumes(atts []*volume.Attachment, clean bool) {
 // guestNetwork is the one place the guest's network configuration is
 // made: from the machine's first NIC.
 func guestNetwork(mach vmm.Machine) *guestapi.Network {
-	if len(mach.NICs) == 0 || mach.NICs[0].User == nil {
+	if len(mach.NICs) == 0 {
 		return nil
+	}
+	if mach.NICs[0].User == nil {
+		return nil // private networks: guestConfig sets Networks
 	}
 	return vmm.UserNetGuest("eth0")
 }

@@ -511,6 +511,9 @@ func (is *Instances) RemoveNetwork(ctx context.Context, name string) (*network.N
 		return nil, err
 	}
 	is.waitResolverGone(ctx, n.Name)
+	for _, f := range []string{resolverLock(is.home.Networks(), n.Name), filepath.Join(is.home.Networks(), n.Name+".dns.log")} {
+		_ = os.Remove(f)
+	}
 	return n, bridge.Remove(bridgeSpec(n))
 }
 
@@ -553,4 +556,81 @@ func (is *Instances) Network(ref string) (*network.Network, error) {
 		return nil, err
 	}
 	return st.Get(ref)
+}
+
+// Connect puts a stopped instance on a network, from its next start.
+// QEMU's microvm has no bus to hot-plug a NIC on, so a running instance
+// is refused.
+func (is *Instances) Connect(ctx context.Context, ref string, r NetworkRequest) error {
+	unlock, err := is.lockAll(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	in, err := is.Get(ref)
+	if err != nil {
+		return err
+	}
+	if in.MonitorAlive {
+		return fmt.Errorf("instance %s is running: stop it first (nos stop %s); a microvm cannot hot-plug a NIC: %w", displayName(in), ref, ErrRunning)
+	}
+	if in.Config.NoNetwork {
+		return fmt.Errorf("instance %s has no network (no network stack, or --network none): %w", displayName(in), ErrBadFlag)
+	}
+	if slices.ContainsFunc(in.Config.Networks, func(a NetworkAttachment) bool { return a.Network == r.Name }) {
+		return fmt.Errorf("instance %s is already on network %s: %w", displayName(in), r.Name, ErrBadFlag)
+	}
+	if len(in.Config.Networks) >= MaxNetworks {
+		return fmt.Errorf("instance %s is on %d networks, the most an instance joins: %w", displayName(in), MaxNetworks, ErrBadFlag)
+	}
+	if !HaveNetAdmin() {
+		return ErrNoNetAdmin
+	}
+	as, err := is.joinNetworks(ctx, in.Config.ID, in.Config.Name, []NetworkRequest{r})
+	if err != nil {
+		return err
+	}
+	cfg := in.Config
+	cfg.Networks = append(slices.Clone(cfg.Networks), as...)
+	if err := writeJSON(filepath.Join(in.Dir, configFile), cfg); err != nil {
+		if st, e2 := is.networks(); e2 == nil {
+			_ = st.Release(context.WithoutCancel(ctx), r.Name, cfg.ID)
+		}
+		return err
+	}
+	return nil
+}
+
+// Disconnect takes a stopped instance off a network.
+func (is *Instances) Disconnect(ctx context.Context, ref, net string) error {
+	unlock, err := is.lockAll(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	in, err := is.Get(ref)
+	if err != nil {
+		return err
+	}
+	if in.MonitorAlive {
+		return fmt.Errorf("instance %s is running: stop it first (nos stop %s); a microvm cannot hot-unplug a NIC: %w", displayName(in), ref, ErrRunning)
+	}
+	st, err := is.networks()
+	if err != nil {
+		return err
+	}
+	n, err := st.Get(net)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(in.Config.Networks, func(a NetworkAttachment) bool { return a.Network == n.Name })
+	if i < 0 {
+		return fmt.Errorf("instance %s is not on network %s: %w", displayName(in), n.Name, ErrBadFlag)
+	}
+	cfg := in.Config
+	cfg.Networks = slices.Delete(slices.Clone(cfg.Networks), i, i+1)
+	if err := writeJSON(filepath.Join(in.Dir, configFile), cfg); err != nil {
+		return err
+	}
+	return st.Release(ctx, n.Name, cfg.ID)
 }

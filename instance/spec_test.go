@@ -444,7 +444,7 @@ func TestGuestConfig(t *testing.T) {
 		User: &guestapi.User{UID: 33, GID: 33}, Caps: []string{"CAP_NET_BIND_SERVICE"}}
 	m := &monitor{cfg: cfg, dir: t.TempDir(), log: slog.New(slog.DiscardHandler)}
 	before := time.Now()
-	got := m.guestConfig(m.machine())
+	got := m.guestConfig(m.machine(nil))
 	want := &guestapi.Config{
 		Argv: []string{"/app/web"}, Env: []string{"A=1"}, WorkingDir: "/d", Hostname: "abababababab",
 		Network: &guestapi.Network{Interface: "eth0", Address: "10.0.2.15/24", Gateway: "10.0.2.2", DNS: []string{"10.0.2.3"}},
@@ -461,12 +461,12 @@ func TestGuestConfig(t *testing.T) {
 		t.Errorf("guestConfig Time = %v, want about now", got.Time)
 	}
 	m.cfg.NoNetwork, m.cfg.Name = true, "web"
-	if g := m.guestConfig(m.machine()); g.Network != nil || g.Hostname != "web" {
+	if g := m.guestConfig(m.machine(nil)); g.Network != nil || g.Hostname != "web" {
 		t.Errorf("no network: %+v, hostname %q", g.Network, g.Hostname)
 	}
 	m.cfg.WritableRoot, m.cfg.RootTmpfsSize = true, 8<<20
 	m.cfg.Tmpfs = []guestapi.Tmpfs{{Path: "/scratch", Size: 1 << 20, Mode: 0o700}}
-	g := m.guestConfig(m.machine())
+	g := m.guestConfig(m.machine(nil))
 	if diff := cmp.Diff(&guestapi.Root{Device: "/dev/vda", FSType: "erofs", Serial: "nos-root", Writable: true, TmpfsSize: 8 << 20}, g.Root); diff != "" {
 		t.Errorf("writable root (-want +got):\n%s", diff)
 	}
@@ -477,7 +477,7 @@ func TestGuestConfig(t *testing.T) {
 
 func TestGuestConfigSeedsDiffer(t *testing.T) {
 	m := &monitor{cfg: Config{ID: strings.Repeat("0", 64)}, log: slog.New(slog.DiscardHandler)}
-	a, b := m.guestConfig(m.machine()), m.guestConfig(m.machine())
+	a, b := m.guestConfig(m.machine(nil)), m.guestConfig(m.machine(nil))
 	if string(a.Seed) == string(b.Seed) {
 		t.Errorf("two configs got the same seed %x", a.Seed)
 	}

@@ -127,6 +127,39 @@ func main() {
 		kv(args[0])
 	case "files": // list DIR's files as "path uid:gid mode size", then write DIR/NAME and wait for SIGTERM
 		files(args[0], args[1])
+	case "serve": // serve TEXT: answer TEXT on :8080, say "waiting"
+		http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, args[0]) })
+		l, err := net.Listen("tcp", ":8080")
+		check(err)
+		fmt.Println("waiting")
+		check(http.Serve(l, nil))
+	case "fetch-loop": // fetch-loop URL...: GET each URL every second, printing "got URL BODY" or "err URL ..."
+		fmt.Println("waiting")
+		c := &http.Client{Timeout: 2 * time.Second}
+		for {
+			for _, u := range args {
+				r, err := c.Get(u)
+				if err != nil {
+					fmt.Println("err", u, err)
+					continue
+				}
+				b, _ := io.ReadAll(r.Body)
+				r.Body.Close()
+				fmt.Println("got", u, string(b))
+			}
+			time.Sleep(time.Second)
+		}
+	case "lookup-loop": // lookup-loop NAME: resolve NAME every second, printing "lookup NAME ADDRS" or "lookup NAME err"
+		fmt.Println("waiting")
+		for {
+			addrs, err := net.LookupHost(args[0])
+			if err != nil {
+				fmt.Println("lookup", args[0], "err")
+			} else {
+				fmt.Println("lookup", args[0], strings.Join(addrs, ","))
+			}
+			time.Sleep(time.Second)
+		}
 	case "share": // share RW RO OUTSIDE: what a guest can do with host directories (see shareChecks)
 		shareChecks(args[0], args[1], args[2])
 	case "fsbench": // fsbench DIR: read DIR/big.dat cold, stat every file under DIR/tree
