@@ -56,6 +56,9 @@ var forbidden = map[string][]string{
 	// nor instances, only machines.
 	"bootable": join(top, building, []string{"instance", "vmm"}),
 	"vmm":      join(top, building, []string{"instance", "bootable", "store", "kernel", "image"}),
+	// Networks (records, bridges, resolver, proxy) serve instances and
+	// know none of them, nor images or machines.
+	"network": join(top, running, building, contract, []string{"store", "kernel"}),
 	// Instances run images, they do not assemble them.
 	"instance": join(top, building),
 	// The guest init is checked more strictly by guest/deps_test.go.
