@@ -144,7 +144,7 @@ func TestPrivateNetworks(t *testing.T) {
 		t.Errorf("curl of the published port: %q, %v", out, err)
 	}
 	// inspect and network inspect agree on the address.
-	if r := e.nos("network", "inspect", "--format", "{{range .}}{{range .Containers}}{{.Name}}={{.IPv4Address}} {{end}}{{end}}", "front"); !strings.Contains(r.stdout, "server="+srvIP+"/24") {
+	if r := e.nos("network", "inspect", "--format", "{{range .Containers}}{{.Name}}={{.IPv4Address}} {{end}}", "front"); !strings.Contains(r.stdout, "server="+srvIP+"/24") {
 		t.Errorf("network inspect: %v", r)
 	}
 	// Removing the server makes its name stop resolving.
@@ -223,7 +223,7 @@ func TestNetworkBadInput(t *testing.T) {
 	if after := e.nos("network", "inspect", "taken").stdout; after != before {
 		t.Errorf("bad input changed the network:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
-	if r := e.nos("network", "ls", "--format", "{{range .}}{{.Name}} {{end}}"); strings.TrimSpace(r.stdout) != "taken" {
+	if r := e.nos("network", "ls", "--format", "{{.Name}}"); strings.TrimSpace(r.stdout) != "taken" {
 		t.Errorf("network ls after bad input: %v", r)
 	}
 	// Without privileges (a home and a nos binary of nobody's own): one

@@ -397,18 +397,41 @@ func RunResolver(ctx context.Context, h home.Layout, name string, log *slog.Logg
 		in, err := is.Get(id)
 		return err == nil && in.MonitorAlive
 	}
-	lookup := func(q string) ([]netip.Addr, bool) {
-		cur, err := st.Get(name)
+	// A client on several networks asks this resolver (its first
+	// network's) for the members of all of them; anyone else (the host)
+	// sees this network's members only.
+	lookup := func(client netip.Addr, q string) ([]netip.Addr, bool) {
+		all, err := st.List()
 		if err != nil {
 			return nil, false
 		}
+		var self *network.Network
+		for _, n := range all {
+			if n.Name == name {
+				self = n
+			}
+		}
+		if self == nil {
+			return nil, false
+		}
+		var clientID string
+		for _, l := range self.Leases {
+			if l.Addr == client {
+				clientID = l.Instance
+			}
+		}
 		var addrs []netip.Addr
-		for _, l := range cur.Leases {
-			if !l.Active || !alive(l.Instance) {
+		for _, n := range all {
+			if n != self && (clientID == "" || !slices.ContainsFunc(n.Leases, func(l network.Lease) bool { return l.Instance == clientID })) {
 				continue
 			}
-			if strings.EqualFold(l.Name, q) || slices.ContainsFunc(l.Aliases, func(a string) bool { return strings.EqualFold(a, q) }) {
-				addrs = append(addrs, l.Addr)
+			for _, l := range n.Leases {
+				if !l.Active || !alive(l.Instance) {
+					continue
+				}
+				if strings.EqualFold(l.Name, q) || slices.ContainsFunc(l.Aliases, func(a string) bool { return strings.EqualFold(a, q) }) {
+					addrs = append(addrs, l.Addr)
+				}
 			}
 		}
 		return addrs, len(addrs) > 0
@@ -440,7 +463,7 @@ func RunResolver(ctx context.Context, h home.Layout, name string, log *slog.Logg
 	}()
 	log.Info("resolver started", "network", name, "listen", netip.AddrPortFrom(n.Gateway, 53))
 	return netdns.Serve(ctx, netdns.Config{
-		Listen: netip.AddrPortFrom(n.Gateway, 53), Lookup: lookup,
+		Listen: netip.AddrPortFrom(n.Gateway, 53), LookupFrom: lookup,
 		Upstreams: netdns.Upstreams(conf), Log: log,
 	})
 }
