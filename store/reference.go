@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"net"
 	"strings"
 
 	"github.com/nosproject/nos/image"
@@ -18,7 +19,10 @@ const (
 //
 // A name is one or more "/"-separated components of lowercase letters and
 // digits, joined within a component by ".", "_", "__" or runs of "-", at
-// most 128 characters in all. A tag is a letter, digit or "_" followed by
+// most 128 characters in all. The first of several components may instead
+// name the registry the image came from, as docker's references do: a
+// host with a port ("127.0.0.1:5000/web") or a bracketed IPv6 address
+// with an optional one ("[::1]:5000/web"). A tag is a letter, digit or "_" followed by
 // up to 127 letters, digits, "_", "." and "-". Errors wrap
 // ErrInvalidReference.
 func ParseReference(ref string) (name, tag string, err error) {
@@ -42,7 +46,11 @@ func checkName(name string) error {
 	case len(name) > maxNameLen:
 		return fmt.Errorf("name is %d characters long, the maximum is %d", len(name), maxNameLen)
 	}
-	for _, c := range strings.Split(name, "/") {
+	parts := strings.Split(name, "/")
+	if len(parts) > 1 && isRegistryHost(parts[0]) {
+		parts = parts[1:]
+	}
+	for _, c := range parts {
 		if err := checkComponent(c); err != nil {
 			return err
 		}
@@ -73,6 +81,57 @@ func checkComponent(c string) error {
 		}
 	}
 	return nil
+}
+
+// isRegistryHost reports whether c is host:port, with host made of
+// dot-separated labels of lowercase letters, digits and inner "-", or
+// [IPv6] with an optional :port. A host without a port needs no special
+// case: it is a valid component already.
+func isRegistryHost(c string) bool {
+	host, port := c, ""
+	if strings.HasPrefix(c, "[") {
+		end := strings.IndexByte(c, ']')
+		if end < 0 {
+			return false
+		}
+		ip := net.ParseIP(c[1:end])
+		if ip == nil || !strings.Contains(c[1:end], ":") {
+			return false
+		}
+		rest := c[end+1:]
+		if rest == "" {
+			return true
+		}
+		p, ok := strings.CutPrefix(rest, ":")
+		return ok && isPort(p)
+	}
+	host, port, ok := strings.Cut(c, ":")
+	if !ok || !isPort(port) {
+		return false
+	}
+	for _, label := range strings.Split(host, ".") {
+		if label == "" || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !isLowerAlnum(r) && r != '-' {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func isPort(s string) bool {
+	if len(s) < 1 || len(s) > 5 {
+		return false
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func checkTag(tag string) error {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"net"
 	"regexp"
 	"strings"
 	"testing"
@@ -50,7 +51,20 @@ func TestParseReference(t *testing.T) {
 		{"a._b", result{Err: `invalid separator "._"`}},
 		{"a-.b", result{Err: `invalid separator "-."`}},
 		{"a:b:c", result{Err: `invalid character ':' in name`}},
-		{"host:5000/app", result{Err: `invalid character ':' in name`}},
+		{"host:5000/app", result{Name: "host:5000/app", Tag: "latest"}},
+		{"127.0.0.1:5000/nos/web:v1", result{Name: "127.0.0.1:5000/nos/web", Tag: "v1"}},
+		{"[::1]:5000/web", result{Name: "[::1]:5000/web", Tag: "latest"}},
+		{"[::1]/web:1", result{Name: "[::1]/web", Tag: "1"}},
+		{"my-reg.example.com:443/a", result{Name: "my-reg.example.com:443/a", Tag: "latest"}},
+		{"host:5000", result{Name: "host", Tag: "5000"}},
+		{"Host:5000/app", result{Err: `name must be lowercase`}},
+		{"host:50a0/app", result{Err: `invalid character ':' in name`}},
+		{"host:/app", result{Err: `invalid character ':' in name`}},
+		{"-host:5000/app", result{Err: `invalid character ':' in name`}},
+		{"[::1]:5000", result{Err: `invalid character '[' in name`}},
+		{"[1.2.3.4]:5000/a", result{Err: `invalid character '[' in name`}},
+		{"[::1]x/a", result{Err: `invalid character '[' in name`}},
+		{"a/host:5000/app", result{Err: `invalid character ':' in name`}},
 		{"a:.v", result{Err: `tag must not start with '.'`}},
 		{"a:-v", result{Err: `tag must not start with '-'`}},
 		{"a:v/1", result{Err: `invalid character ':' in name`}},
@@ -80,12 +94,14 @@ func TestParseReference(t *testing.T) {
 // Independent definitions of valid references for FuzzParseReference.
 var (
 	nameComponent = `[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*`
-	validRef      = regexp.MustCompile(`^(` + nameComponent + `(?:/` + nameComponent + `)*)(?::([A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?$`)
+	hostLabel     = `[a-z0-9](?:[a-z0-9-]*[a-z0-9])?`
+	registryHost  = `(?:` + hostLabel + `(?:\.` + hostLabel + `)*:[0-9]{1,5}|\[([0-9A-Fa-f:.]+)\](?::[0-9]{1,5})?)/`
+	validRef      = regexp.MustCompile(`^((?:` + registryHost + `)?` + nameComponent + `(?:/` + nameComponent + `)*)(?::([A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?$`)
 )
 
 func FuzzParseReference(f *testing.F) {
 	for _, seed := range []string{
-		"hello", "hello:v1", "org/app:1.0", "a__b", "a---b:x", "A", "a:", ":a",
+		"hello", "hello:v1", "org/app:1.0", "127.0.0.1:5000/web:1", "[::1]:5000/a", "[::1]/a", "h:1/a/b:c", "[zz]:1/a", "a__b", "a---b:x", "A", "a:", ":a",
 		"a//b", "a:b:c", "sha256:0123456789abcdef", "héllo:ü", "a\x00b", "a:\n",
 		strings.Repeat("ab/", 50) + "c", "a:" + strings.Repeat("x", 200),
 	} {
@@ -95,6 +111,9 @@ func FuzzParseReference(f *testing.F) {
 		name, tag, err := ParseReference(ref)
 		m := validRef.FindStringSubmatch(ref)
 		wantOK := m != nil && len(m[1]) <= maxNameLen
+		if wantOK && m[2] != "" { // a bracketed host must be an IPv6 address
+			wantOK = net.ParseIP(m[2]) != nil && strings.Contains(m[2], ":")
+		}
 		if err != nil {
 			if !errors.Is(err, ErrInvalidReference) {
 				t.Fatalf("ParseReference(%q): error %v does not wrap ErrInvalidReference", ref, err)
