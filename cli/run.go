@@ -14,6 +14,8 @@ import (
 
 	"github.com/nosproject/nos/image"
 	"github.com/nosproject/nos/instance"
+	"github.com/nosproject/nos/store"
+	"github.com/nosproject/nos/transfer"
 )
 
 type runFlags struct {
@@ -40,6 +42,9 @@ type runFlags struct {
 	readOnly  bool
 	tmpfsSize string
 	tmpfs     []string
+	// pulling the image from its registry
+	pull     string
+	registry registryFlags
 }
 
 type healthFlags struct {
@@ -117,6 +122,8 @@ stops. --read-only keeps the root read-only. --tmpfs adds tmpfs mounts.`,
 	fl.BoolVar(&f.readOnly, "read-only", false, "keep the image's root disk read-only (default: writable, changes lost at stop)")
 	fl.StringVar(&f.tmpfsSize, "tmpfs-size", "", "cap of the writable root's changes, held in RAM, e.g. 128m (default: a quarter of the guest memory)")
 	fl.StringArrayVar(&f.tmpfs, "tmpfs", nil, "mount a tmpfs, PATH[:size=SIZE,mode=OCTAL] (repeatable)")
+	fl.StringVar(&f.pull, "pull", "missing", "pull an IMAGE that names a registry (HOST[:PORT]/NAME): missing (when not in the store), always or never")
+	f.registry.add(fl)
 	return cmd
 }
 
@@ -196,6 +203,18 @@ func (f *runFlags) options(e *env, args []string) (instance.Options, error) {
 	if f.stopT < 0 {
 		return o, fmt.Errorf("--time %d: want 0 or more seconds", f.stopT)
 	}
+	switch f.pull {
+	case "missing", "never":
+	case "always":
+		if !transfer.IsRemote(o.Image) {
+			return o, fmt.Errorf("--pull always: %s names no registry (want HOST[:PORT]/NAME[:TAG])", o.Image)
+		}
+	default:
+		return o, fmt.Errorf("--pull %q: want missing, always or never", f.pull)
+	}
+	if _, err := f.registry.config(); err != nil {
+		return o, err
+	}
 	return o, nil
 }
 
@@ -259,6 +278,9 @@ func runInstance(ctx context.Context, e *env, o instance.Options, f *runFlags) (
 	if err != nil {
 		return 0, err
 	}
+	if err := ensureImage(ctx, e, st, o.Image, f); err != nil {
+		return 0, err
+	}
 	in, note, err := instance.Create(ctx, st, is, o)
 	if err != nil {
 		return 0, err
@@ -278,6 +300,28 @@ func runInstance(ctx context.Context, e *env, o instance.Options, f *runFlags) (
 		return 0, nil
 	}
 	return foreground(ctx, e, is, in, o, f.rm)
+}
+
+// ensureImage pulls the image first when --pull says so: always, or when
+// it is missing from the store, as docker run does; but only an image
+// that names its registry, never a bare name from a default registry.
+func ensureImage(ctx context.Context, e *env, st *store.Store, ref string, f *runFlags) error {
+	if f.pull == "never" || !transfer.IsRemote(ref) {
+		return nil
+	}
+	if f.pull == "missing" {
+		_, err := st.Resolve(ctx, ref)
+		if !errors.Is(err, store.ErrNotFound) {
+			return nil // there, or an error Create reports
+		}
+		fmt.Fprintf(e.stderr, "Unable to find image '%s' locally\n", ref)
+	}
+	cfg, err := f.registry.config()
+	if err != nil {
+		return err
+	}
+	_, err = pullImage(ctx, e, e.stderr, st, cfg, ref)
+	return err
 }
 
 // foreground shows the instance's output until it stops. The first
