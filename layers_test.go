@@ -2,7 +2,8 @@ package nos_test
 
 // The layers of nos, enforced: like go-containerregistry's depcheck, this
 // test fails when a package imports one it must not know. The flow is one
-// way — source → assemble → store → bootable → instance → vmm, with cli on top — and
+// way — source → assemble → store → bootable → instance → vmm, with cli on top,
+// and transfer beside the store moving its images out and in — and
 // the contracts (image, guestapi) and low-level helpers (internal/...)
 // know none of it. guest/deps_test.go keeps the guest init itself free of
 // every host package.
@@ -44,8 +45,12 @@ var forbidden = map[string][]string{
 	"internal/lockfile": join(top, running, building, contract, []string{"store", "kernel"}),
 	"internal/home":     join(top, running, building, contract, []string{"store", "kernel"}),
 	"internal/units":    join(top, running, building, contract, []string{"store", "kernel"}),
+	"internal/registry": join(top, running, building, contract, []string{"store", "kernel", "transfer"}),
 	// The store holds images; it neither makes nor runs them.
 	"store": join(top, running, building, []string{"kernel"}),
+	// Transfers move stored images to registries and archives and back;
+	// they neither make nor run them, nor know the CLI.
+	"transfer": join(top, running, building, []string{"kernel"}),
 	// Kernels are found and built without knowing images' assembly or runs.
 	"kernel": join(top, running, building, []string{"store"}),
 	// Assembling an image knows nothing of running one.

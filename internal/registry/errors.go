@@ -38,7 +38,14 @@ func (c *Client) Explain(reg, what string, err error) error {
 		return &explained{msg: fmt.Sprintf(format, args...), kind: kind, err: err}
 	}
 	if errors.Is(err, ErrPlainHTTP) {
-		return wrap(ErrPlainHTTP, "%s: registry %s does not speak HTTPS, and plain HTTP is only for loopback registries: pass --insecure-registry %s if you trust the network", what, reg, reg)
+		c.tr.mu.Lock()
+		last := c.tr.lastNet
+		c.tr.mu.Unlock()
+		why := "does not speak HTTPS"
+		if last != nil {
+			why = fmt.Sprintf("cannot be reached over HTTPS (%v)", last)
+		}
+		return wrap(ErrPlainHTTP, "%s: registry %s %s, and plain HTTP is only for loopback registries: pass --insecure-registry %s if it speaks HTTP on a network you trust", what, reg, why, reg)
 	}
 	var te *transport.Error
 	if errors.As(err, &te) {
