@@ -15,7 +15,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -473,47 +472,7 @@ func ociImage(t *testing.T, server string) v1.Image {
 // host:port.
 func startRegistry(t *testing.T) string {
 	t.Helper()
-	bin := needProgram(t, "docker-registry")
-	dir := t.TempDir()
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	conf := filepath.Join(dir, "config.yml")
-	writeFile(t, conf, fmt.Sprintf("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n", filepath.Join(dir, "data"), addr), 0o644)
-	logf, err := os.Create(filepath.Join(dir, "registry.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "serve", conf)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting docker-registry: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		logf.Close()
-	})
-	client := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := client.Get("http://" + addr + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return addr
-			}
-		}
-		select {
-		case <-exited:
-		case <-time.After(100 * time.Millisecond):
-			if time.Now().Before(deadline) {
-				continue
-			}
-		}
-		b, _ := os.ReadFile(logf.Name())
-		t.Fatalf("docker-registry did not answer on %s: %v\n%s", addr, err, b)
-	}
+	return startRegistryWith(t, "").addr
 }
 
 func TestOCIRegistry(t *testing.T) {

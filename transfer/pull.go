@@ -137,9 +137,9 @@ func fetchBlob(ctx context.Context, st *store.Store, repo name.Repository, d oci
 	}
 	defer rc.Close()
 	// Exactly the announced size is read and hashed here, so a bad blob
-	// is reported as the store's digest mismatch, before
+	// is reported as the store's digest mismatch rather than by
 	// go-containerregistry's own check at the end of the stream.
-	p, err := st.Ingest(ctx, io.TeeReader(io.LimitReader(rc, d.Size), progress))
+	p, err := st.Ingest(ctx, io.TeeReader(&exactReader{r: rc, left: d.Size}, progress))
 	if err != nil {
 		return nil, err
 	}
@@ -148,6 +148,32 @@ func fetchBlob(ctx context.Context, st *store.Store, repo name.Repository, d oci
 		return nil, err
 	}
 	return p, nil
+}
+
+// exactReader reads n bytes and then ends, whatever error the
+// underlying reader gives with its last bytes (go-containerregistry's
+// digest check, which the caller repeats itself).
+type exactReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (e *exactReader) Read(p []byte) (int, error) {
+	if e.left <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > e.left {
+		p = p[:e.left]
+	}
+	n, err := e.r.Read(p)
+	e.left -= int64(n)
+	if e.left == 0 {
+		return n, io.EOF
+	}
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
 }
 
 // commitAndTag commits the pending blobs and tags the manifest under the

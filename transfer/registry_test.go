@@ -2,10 +2,10 @@ package transfer
 
 import (
 	"context"
-	"io"
-	"log"
 	"encoding/json"
 	"errors"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
