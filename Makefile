@@ -80,5 +80,11 @@ bench-data: build
 bench-net: build
 	NOS=$(NOS) ./scripts/bench-net.sh
 
+# Push and pull to a loopback registry vs crane and a plain HTTP copy
+# (issue 12; no VM involved).
+.PHONY: bench-registry
+bench-registry: build
+	NOS=$(NOS) ./scripts/bench-registry.sh
+
 clean:
 	rm -rf $(BIN)
