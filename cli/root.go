@@ -144,6 +144,8 @@ QEMU with a docker-like command line.`,
 		newSystemCmd(e),
 		newVolumeCmd(e),
 		newNetworkCmd(e),
+		newSignCmd(e),
+		newVerifyCmd(e),
 		newResolverCmd(e),
 		newVersionCmd(e),
 	)
