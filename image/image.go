@@ -80,7 +80,11 @@ type Config struct {
 
 	// The fields below record where the image's files came from, for its
 	// bill of materials (nos sbom); images made before they were recorded
-	// have none of them, which an SBOM reports as unknown.
+	// have none of them and Provenance 0, which an SBOM reports as unknown.
+
+	// Provenance is the version of what the build recorded of them:
+	// ProvenanceV1 for Source, Packages, Added and Kernel.ConfigHash.
+	Provenance int `json:"provenance,omitempty"`
 
 	// Source is what the image was built from, when more than its files
 	// tell (a container image's reference and digest); nil otherwise.
@@ -95,6 +99,10 @@ type Config struct {
 	// trees), in order; nil when none or when the image predates the field.
 	Added []string `json:"added,omitempty"`
 }
+
+// ProvenanceV1: the config records Source, Packages, Added and the
+// kernel's ConfigHash (each still empty when there is nothing to record).
+const ProvenanceV1 = 1
 
 // Source describes the input an image was built from.
 type Source struct {

@@ -52,7 +52,7 @@ func newGraph(inv *Inventory) *graph {
 	g := &graph{}
 	c := inv.Config
 	img := &node{id: "image", kind: kindImage, name: inv.Name + ":" + inv.Tag, version: inv.Digest,
-		purl: purl("oci", "", inv.Name, inv.Digest, packageurl.Qualifiers{{Key: "tag", Value: inv.Tag}}),
+		purl:   purl("oci", "", inv.Name, inv.Digest, packageurl.Qualifiers{{Key: "tag", Value: inv.Tag}}),
 		sha256: strings.TrimPrefix(inv.Digest, "sha256:")}
 	if len(c.Entrypoint) > 0 {
 		img.props = append(img.props, prop{"nos:entrypoint", strings.Join(c.Entrypoint, " ")})

@@ -56,10 +56,10 @@ func fakeInventory() *Inventory {
 				Deps: []Module{{Path: "golang.org/x/sys", Version: "v0.50.0", Sum: "h1:y"}}},
 		},
 		Files: map[string]File{
-			"/usr/lib/x86_64-linux-gnu/libc.so.6":             {Path: "/usr/lib/x86_64-linux-gnu/libc.so.6", SHA1: strings.Repeat("11", 20), SHA256: strings.Repeat("12", 32)},
+			"/usr/lib/x86_64-linux-gnu/libc.so.6":            {Path: "/usr/lib/x86_64-linux-gnu/libc.so.6", SHA1: strings.Repeat("11", 20), SHA256: strings.Repeat("12", 32)},
 			"/usr/lib/x86_64-linux-gnu/libpcre2-8.so.0.11.2": {Path: "/usr/lib/x86_64-linux-gnu/libpcre2-8.so.0.11.2", SHA1: strings.Repeat("21", 20), SHA256: strings.Repeat("22", 32)},
-			"/usr/local/lib/libown.so.1":                      {Path: "/usr/local/lib/libown.so.1", SHA1: strings.Repeat("31", 20), SHA256: strings.Repeat("32", 32)},
-			"/etc/web/web.conf":                               {Path: "/etc/web/web.conf", SHA1: strings.Repeat("41", 20), SHA256: strings.Repeat("42", 32)},
+			"/usr/local/lib/libown.so.1":                     {Path: "/usr/local/lib/libown.so.1", SHA1: strings.Repeat("31", 20), SHA256: strings.Repeat("32", 32)},
+			"/etc/web/web.conf":                              {Path: "/etc/web/web.conf", SHA1: strings.Repeat("41", 20), SHA256: strings.Repeat("42", 32)},
 		},
 		Added: []File{{Path: "/etc/web/web.conf", SHA1: strings.Repeat("41", 20), SHA256: strings.Repeat("42", 32)}},
 	}
