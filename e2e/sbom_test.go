@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
 )
 
 // spdxDoc is the part of an SPDX JSON document the tests read.
