@@ -64,6 +64,11 @@ var forbidden = map[string][]string{
 	// Networks (records, bridges, resolver, proxy) serve instances and
 	// know none of them, nor images or machines.
 	"network": join(top, running, building, contract, []string{"store", "kernel"}),
+	// Signatures know keys, payloads and OCI images, nothing of nos's own.
+	"signature": join(top, running, building, contract, []string{"store", "kernel", "network"}),
+	// A bill of materials reads stored images: it neither builds, runs
+	// nor pushes them.
+	"sbom": join(top, building, []string{"instance", "vmm", "network", "volume"}),
 	// Instances run images, they do not assemble them.
 	"instance": join(top, building),
 	// The guest init is checked more strictly by guest/deps_test.go.

@@ -277,6 +277,10 @@ func TestNetworkOutboundNAT(t *testing.T) {
 	}
 	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
 
+	// A subnet the namespace already routes (vout0's) is refused.
+	if r := e.nos("network", "create", "--subnet", "198.51.100.128/25", "clash"); r.code == 0 || !strings.Contains(r.stderr, "198.51.100.0/24") {
+		t.Errorf("a subnet overlapping a host route: %v", r)
+	}
 	for _, c := range [][]string{{"network", "create", "pub"}, {"network", "create", "--internal", "priv"}} {
 		if r := e.nos(c...); r.code != 0 {
 			t.Fatalf("%v: %v", c, r)
