@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -40,6 +41,7 @@ type runFlags struct {
 	readOnly  bool
 	tmpfsSize string
 	tmpfs     []string
+	labels    []string
 }
 
 type healthFlags struct {
@@ -117,6 +119,7 @@ stops. --read-only keeps the root read-only. --tmpfs adds tmpfs mounts.`,
 	fl.BoolVar(&f.readOnly, "read-only", false, "keep the image's root disk read-only (default: writable, changes lost at stop)")
 	fl.StringVar(&f.tmpfsSize, "tmpfs-size", "", "cap of the writable root's changes, held in RAM, e.g. 128m (default: a quarter of the guest memory)")
 	fl.StringArrayVar(&f.tmpfs, "tmpfs", nil, "mount a tmpfs, PATH[:size=SIZE,mode=OCTAL] (repeatable)")
+	fl.StringArrayVarP(&f.labels, "label", "l", nil, "set metadata on the instance, KEY=VALUE (repeatable; nos inspect shows it)")
 	return cmd
 }
 
@@ -171,6 +174,16 @@ func (f *runFlags) options(e *env, args []string) (instance.Options, error) {
 	}
 	if o.Env, err = parseEnvFlags(f.env); err != nil {
 		return o, err
+	}
+	for _, l := range f.labels {
+		k, v, _ := strings.Cut(l, "=")
+		if k == "" {
+			return o, fmt.Errorf("--label %q: want KEY=VALUE: %w", l, instance.ErrBadFlag)
+		}
+		if o.Labels == nil {
+			o.Labels = map[string]string{}
+		}
+		o.Labels[k] = v
 	}
 	if o.MemoryMiB, err = parseMemoryFlag(f.memory); err != nil {
 		return o, err
