@@ -59,6 +59,10 @@ var forbidden = map[string][]string{
 	// Networks (records, bridges, resolver, proxy) serve instances and
 	// know none of them, nor images or machines.
 	"network": join(top, running, building, contract, []string{"store", "kernel"}),
+	// Compose translates a file into instance options and drives instances,
+	// networks and volumes through an interface: it neither assembles
+	// images nor knows the CLI.
+	"compose": join(top, building),
 	// Instances run images, they do not assemble them.
 	"instance": join(top, building),
 	// The guest init is checked more strictly by guest/deps_test.go.
