@@ -88,6 +88,16 @@ func (e *Engine) Up(ctx context.Context, p *Plan, o UpOptions) error {
 	if err := e.checkExternal(ctx, p, services); err != nil {
 		return err
 	}
+	// Images first, as docker compose builds before it runs anything: a
+	// build that fails leaves the project as it was.
+	images := map[string][2]string{} // service → reference, digest
+	for _, s := range services {
+		ref, digest, err := e.image(ctx, s, o.Build)
+		if err != nil {
+			return fmt.Errorf("service %s: %w", s.Name, err)
+		}
+		images[s.Name] = [2]string{ref, digest}
+	}
 	if err := e.ensureNetworks(ctx, p, services); err != nil {
 		return err
 	}
@@ -105,7 +115,8 @@ func (e *Engine) Up(ctx context.Context, p *Plan, o UpOptions) error {
 				return err
 			}
 		}
-		id, err := e.upService(ctx, s, ofService(existing, s.Name), o)
+		img := images[s.Name]
+		id, err := e.upService(ctx, s, img[0], img[1], ofService(existing, s.Name), o)
 		if err != nil {
 			return fmt.Errorf("service %s: %w", s.Name, err)
 		}
@@ -183,11 +194,7 @@ func (e *Engine) orphans(ctx context.Context, p *Plan, existing []*instance.Inst
 }
 
 // upService brings one service's instance to the plan, and returns its ID.
-func (e *Engine) upService(ctx context.Context, s Service, have []*instance.Instance, o UpOptions) (string, error) {
-	ref, digest, err := e.image(ctx, s, o.Build)
-	if err != nil {
-		return "", err
-	}
+func (e *Engine) upService(ctx context.Context, s Service, ref, digest string, have []*instance.Instance, o UpOptions) (string, error) {
 	var keep *instance.Instance
 	for _, in := range have {
 		if keep == nil && in.Config.Labels[LabelHash] == s.Hash && in.Config.ImageDigest == digest && in.Config.Name == s.Options.Name {

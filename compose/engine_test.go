@@ -240,8 +240,8 @@ func TestUpOrderAndIdempotence(t *testing.T) {
 	if err := e.Up(ctx, loadPlan(t, app), UpOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"network create demo_default", "create demo-migrate-1", "start demo-migrate-1", "create demo-redis-1", "start demo-redis-1",
-		"build demo-web", "create demo-web-1", "start demo-web-1"}
+	want := []string{"build demo-web", "network create demo_default", "create demo-migrate-1", "start demo-migrate-1", "create demo-redis-1", "start demo-redis-1",
+		"create demo-web-1", "start demo-web-1"}
 	if d := cmp.Diff(want, f.takeCalls()); d != "" {
 		t.Errorf("first up (-want +got):\n%s\noutput:\n%s", d, out)
 	}
