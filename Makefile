@@ -75,5 +75,10 @@ bench-compare: deps
 bench-data: build
 	NOS=$(NOS) ./scripts/bench-data.sh
 
+# Private networks vs user-mode networking vs native (issue 11; root).
+.PHONY: bench-net
+bench-net: build
+	NOS=$(NOS) ./scripts/bench-net.sh
+
 clean:
 	rm -rf $(BIN)

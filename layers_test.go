@@ -63,6 +63,8 @@ var forbidden = map[string][]string{
 	// networks and volumes through an interface: it neither assembles
 	// images nor knows the CLI.
 	"compose": join(top, building),
+	// Signatures know keys, payloads and OCI images, nothing of nos's own.
+	"signature": join(top, running, building, contract, []string{"store", "kernel", "network"}),
 	// Instances run images, they do not assemble them.
 	"instance": join(top, building),
 	// The guest init is checked more strictly by guest/deps_test.go.

@@ -161,6 +161,8 @@ QEMU with a docker-like command line.`,
 		newVolumeCmd(e),
 		newNetworkCmd(e),
 		newComposeCmd(e),
+		newSignCmd(e),
+		newVerifyCmd(e),
 		newResolverCmd(e),
 		newVersionCmd(e),
 	)

@@ -18,25 +18,26 @@ import (
 )
 
 type runFlags struct {
-	user     string
-	capAdd   []string
-	publish  []string
-	env      []string
-	memory   string
-	cpus     int
-	name     string
-	accel    string
-	rm       bool
-	detach   bool
-	stopT    int
-	entry    string
-	restart  string
-	health   healthFlags
-	volumes  []string
-	networks []string
-	ip       string
-	aliases  []string
-	mounts   []string
+	user      string
+	capAdd    []string
+	publish   []string
+	env       []string
+	memory    string
+	cpus      int
+	name      string
+	accel     string
+	rm        bool
+	detach    bool
+	stopT     int
+	entry     string
+	restart   string
+	health    healthFlags
+	volumes   []string
+	networks  []string
+	verifyKey string
+	ip        string
+	aliases   []string
+	mounts    []string
 	// the root disk and tmpfs mounts
 	readOnly  bool
 	tmpfsSize string
@@ -103,6 +104,7 @@ stops. --read-only keeps the root read-only. --tmpfs adds tmpfs mounts.`,
 	fl.StringVarP(&f.user, "user", "u", "", "run the application as UID[:GID] instead of the image's user")
 	fl.StringArrayVar(&f.capAdd, "cap-add", nil, "capability the application keeps besides the image's, e.g. NET_BIND_SERVICE (repeatable)")
 	fl.IntVarP(&f.stopT, "time", "t", 10, "seconds a stop waits for the application before forcing the VM off")
+	fl.StringVar(&f.verifyKey, "verify-key", "", "refuse to run the image unless it carries a valid signature by this public key (cosign's PEM)")
 	fl.StringArrayVar(&f.networks, "network", nil, "join a private network (nos network create), repeatable; default: user-mode NAT; none: no NIC")
 	fl.StringVar(&f.ip, "ip", "", "the instance's IPv4 address on its first --network (default: the lowest free)")
 	fl.StringArrayVar(&f.aliases, "network-alias", nil, "another name the instance answers to on its first --network (repeatable)")
@@ -272,9 +274,24 @@ func runInstance(ctx context.Context, e *env, o instance.Options, f *runFlags) (
 	if err != nil {
 		return 0, err
 	}
+	// Signatures are checked before anything is made or boots; the
+	// instance must then be of the very manifest verified.
+	verified := ""
+	if im, err := st.Resolve(ctx, o.Image); err == nil {
+		if err := e.checkSigned(im, f.verifyKey); err != nil {
+			return 0, err
+		}
+		verified = im.Manifest.Digest.String()
+	} else if f.verifyKey != "" {
+		return 0, err
+	}
 	in, note, err := instance.Create(ctx, st, is, o)
 	if err != nil {
 		return 0, err
+	}
+	if verified != "" && in.Config.ImageDigest != verified {
+		_, _ = is.Remove(context.Background(), in.Config.ID, true)
+		return 0, fmt.Errorf("image %s changed while its signature was checked: run again", o.Image)
 	}
 	if note != "" {
 		fmt.Fprintln(e.stderr, note)

@@ -144,7 +144,7 @@ func TestPrivateNetworks(t *testing.T) {
 		t.Errorf("curl of the published port: %q, %v", out, err)
 	}
 	// inspect and network inspect agree on the address.
-	if r := e.nos("network", "inspect", "--format", "{{range .}}{{range .Containers}}{{.Name}}={{.IPv4Address}} {{end}}{{end}}", "front"); !strings.Contains(r.stdout, "server="+srvIP+"/24") {
+	if r := e.nos("network", "inspect", "--format", "{{range .Containers}}{{.Name}}={{.IPv4Address}} {{end}}", "front"); !strings.Contains(r.stdout, "server="+srvIP+"/24") {
 		t.Errorf("network inspect: %v", r)
 	}
 	// Removing the server makes its name stop resolving.
@@ -223,7 +223,7 @@ func TestNetworkBadInput(t *testing.T) {
 	if after := e.nos("network", "inspect", "taken").stdout; after != before {
 		t.Errorf("bad input changed the network:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
-	if r := e.nos("network", "ls", "--format", "{{range .}}{{.Name}} {{end}}"); strings.TrimSpace(r.stdout) != "taken" {
+	if r := e.nos("network", "ls", "--format", "{{.Name}}"); strings.TrimSpace(r.stdout) != "taken" {
 		t.Errorf("network ls after bad input: %v", r)
 	}
 	// Without privileges (a home and a nos binary of nobody's own): one
@@ -242,4 +242,55 @@ func TestNetworkBadInput(t *testing.T) {
 		t.Errorf("network create without privileges: %v: %s", err, r)
 	}
 	e.nos("rm", "-f", id)
+}
+
+// TestNetworkOutboundNAT: an instance on a network reaches a server
+// outside through the host's masquerade, and one on an --internal network
+// does not. "Outside" is a second namespace the test makes, joined to the
+// first by a veth pair (198.51.100.0/24, TEST-NET-2): nothing leaves the
+// test's namespaces.
+func TestNetworkOutboundNAT(t *testing.T) {
+	t.Parallel()
+	e := netEnv(t)
+	outer := e.netns + "-out"
+	if out, err := exec.Command("ip", "netns", "add", outer).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", outer).Run() })
+	for _, c := range [][]string{
+		{"ip", "netns", "exec", e.netns, "ip", "link", "add", "vout0", "type", "veth", "peer", "name", "vout1", "netns", outer},
+		{"ip", "netns", "exec", e.netns, "ip", "addr", "add", "198.51.100.2/24", "dev", "vout0"},
+		{"ip", "netns", "exec", e.netns, "ip", "link", "set", "vout0", "up"},
+		{"ip", "netns", "exec", outer, "ip", "addr", "add", "198.51.100.1/24", "dev", "vout1"},
+		{"ip", "netns", "exec", outer, "ip", "link", "set", "vout1", "up"},
+		{"ip", "netns", "exec", outer, "ip", "link", "set", "lo", "up"},
+	} {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v: %s", c, err, out)
+		}
+	}
+	probe := t.TempDir() + "/probe"
+	goBuild(t, probe, "amd64", "./e2e/testdata/probe")
+	srv := exec.Command("ip", "netns", "exec", outer, probe, "serve", "hello from outside")
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+
+	// A subnet the namespace already routes (vout0's) is refused.
+	if r := e.nos("network", "create", "--subnet", "198.51.100.128/25", "clash"); r.code == 0 || !strings.Contains(r.stderr, "198.51.100.0/24") {
+		t.Errorf("a subnet overlapping a host route: %v", r)
+	}
+	for _, c := range [][]string{{"network", "create", "pub"}, {"network", "create", "--internal", "priv"}} {
+		if r := e.nos(c...); r.code != 0 {
+			t.Fatalf("%v: %v", c, r)
+		}
+	}
+	out := e.runDetached("--network", "pub", "probe", "fetch-loop", "http://198.51.100.1:8080/")
+	in := e.runDetached("--network", "priv", "probe", "fetch-loop", "http://198.51.100.1:8080/")
+	e.waitLog(out, `got http://198.51.100.1:8080/ hello from outside`, 3*time.Minute)
+	logs := e.waitLog(in, `err http://198.51.100.1:8080/`, 3*time.Minute)
+	if strings.Contains(logs, "hello from outside") {
+		t.Errorf("an instance on an internal network reached the outside:\n%s", logs)
+	}
 }

@@ -390,6 +390,9 @@ func (is *Instances) Prune(ctx context.Context) ([]string, error) {
 		}
 		if gone {
 			removed = append(removed, in.Config.ID[:12])
+			if err := is.leaveNetworks(ctx, in); err != nil {
+				return removed, err
+			}
 		}
 	}
 	return removed, nil

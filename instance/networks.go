@@ -4,24 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
-	"time"
 
 	"github.com/nosproject/nos/guestapi"
 	"github.com/nosproject/nos/image"
-	"github.com/nosproject/nos/internal/home"
-	"github.com/nosproject/nos/internal/lockfile"
 	"github.com/nosproject/nos/network"
 	"github.com/nosproject/nos/network/bridge"
-	"github.com/nosproject/nos/network/netdns"
 	"github.com/nosproject/nos/network/proxy"
 	"github.com/nosproject/nos/vmm"
 )
@@ -324,137 +317,6 @@ func guestNetworks(as []NetworkAttachment) []guestapi.Network {
 	return out
 }
 
-// ResolverVerb is the hidden verb of nos that runs a network's resolver
-// (RunResolver); the CLI registers it.
-const ResolverVerb = "__dns"
-
-func resolverLock(dir, name string) string {
-	return filepath.Join(dir, name+".dns.lock")
-}
-
-// ensureResolver starts the network's resolver unless one runs: a
-// process of its own (it serves every instance on the network), which
-// ends by itself when no instance there runs.
-func (m *monitor) ensureResolver(name string) error {
-	dir := m.home.Networks()
-	if lockfile.Held(resolverLock(dir, name)) {
-		return nil
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	logf, err := os.OpenFile(filepath.Join(dir, name+".dns.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	cmd := exec.Command(exe, "--home", m.home.Root, ResolverVerb, name)
-	cmd.Env = os.Environ()
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	go func() { _ = cmd.Wait() }() // reaped here while the monitor lives
-	// Wait until it holds its lock (it binds first), so the guest's first
-	// query finds it.
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) && !lockfile.Held(resolverLock(dir, name)) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	return nil
-}
-
-// resolverIdle is how many one-second checks the resolver makes with no
-// running member before it ends.
-const resolverIdle = 3
-
-// RunResolver answers DNS on network name's gateway address for as long
-// as an instance of the network runs: A records for running members, by
-// instance name and alias; everything else goes to the host's resolvers.
-// A second resolver for the same network returns at once.
-func RunResolver(ctx context.Context, h home.Layout, name string, log *slog.Logger) error {
-	is, err := Open(h)
-	if err != nil {
-		return err
-	}
-	st, err := is.networks()
-	if err != nil {
-		return err
-	}
-	unlock, err := lockfile.TryLock(resolverLock(is.home.Networks(), name))
-	if err != nil {
-		return nil // another resolver serves it
-	}
-	defer unlock()
-	n, err := st.Get(name)
-	if err != nil {
-		return err
-	}
-	conf, _ := os.ReadFile("/etc/resolv.conf")
-	alive := func(id string) bool {
-		in, err := is.Get(id)
-		return err == nil && in.MonitorAlive
-	}
-	lookup := func(q string) ([]netip.Addr, bool) {
-		cur, err := st.Get(name)
-		if err != nil {
-			return nil, false
-		}
-		var addrs []netip.Addr
-		for _, l := range cur.Leases {
-			if !l.Active || !alive(l.Instance) {
-				continue
-			}
-			if strings.EqualFold(l.Name, q) || slices.ContainsFunc(l.Aliases, func(a string) bool { return strings.EqualFold(a, q) }) {
-				addrs = append(addrs, l.Addr)
-			}
-		}
-		return addrs, len(addrs) > 0
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		idle := 0
-		for ctx.Err() == nil {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(time.Second):
-			}
-			cur, err := st.Get(name)
-			if err != nil || cur.ID != n.ID {
-				log.Info("network removed: resolver ends", "network", name)
-				cancel()
-				return
-			}
-			if slices.ContainsFunc(cur.Leases, func(l network.Lease) bool { return l.Active && alive(l.Instance) }) {
-				idle = 0
-			} else if idle++; idle >= resolverIdle {
-				log.Info("no instance runs on the network: resolver ends", "network", name)
-				cancel()
-				return
-			}
-		}
-	}()
-	log.Info("resolver started", "network", name, "listen", netip.AddrPortFrom(n.Gateway, 53))
-	return netdns.Serve(ctx, netdns.Config{
-		Listen: netip.AddrPortFrom(n.Gateway, 53), Lookup: lookup,
-		Upstreams: netdns.Upstreams(conf), Log: log,
-	})
-}
-
-// waitResolverGone waits until network name's resolver, if one runs,
-// has noticed its network is gone and ended.
-func (is *Instances) waitResolverGone(ctx context.Context, name string) {
-	lock := resolverLock(is.home.Networks(), name)
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) && lockfile.Held(lock) && ctx.Err() == nil {
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // CreateNetwork records a private network and makes its bridge and
 // nftables table; if the host side cannot be made, nothing is kept.
 func (is *Instances) CreateNetwork(ctx context.Context, name string, o network.CreateOptions) (*network.Network, error) {
@@ -562,18 +424,11 @@ func (is *Instances) Network(ref string) (*network.Network, error) {
 // QEMU's microvm has no bus to hot-plug a NIC on, so a running instance
 // is refused.
 func (is *Instances) Connect(ctx context.Context, ref string, r NetworkRequest) error {
-	unlock, err := is.lockAll(ctx)
+	in, unlock, err := is.stoppedForNIC(ctx, ref)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	in, err := is.Get(ref)
-	if err != nil {
-		return err
-	}
-	if in.MonitorAlive {
-		return fmt.Errorf("instance %s is running: stop it first (nos stop %s); a microvm cannot hot-plug a NIC: %w", displayName(in), ref, ErrRunning)
-	}
 	if in.Config.NoNetwork {
 		return fmt.Errorf("instance %s has no network (no network stack, or --network none): %w", displayName(in), ErrBadFlag)
 	}
@@ -603,18 +458,11 @@ func (is *Instances) Connect(ctx context.Context, ref string, r NetworkRequest) 
 
 // Disconnect takes a stopped instance off a network.
 func (is *Instances) Disconnect(ctx context.Context, ref, net string) error {
-	unlock, err := is.lockAll(ctx)
+	in, unlock, err := is.stoppedForNIC(ctx, ref)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	in, err := is.Get(ref)
-	if err != nil {
-		return err
-	}
-	if in.MonitorAlive {
-		return fmt.Errorf("instance %s is running: stop it first (nos stop %s); a microvm cannot hot-unplug a NIC: %w", displayName(in), ref, ErrRunning)
-	}
 	st, err := is.networks()
 	if err != nil {
 		return err
@@ -633,4 +481,23 @@ func (is *Instances) Disconnect(ctx context.Context, ref, net string) error {
 		return err
 	}
 	return st.Release(ctx, n.Name, cfg.ID)
+}
+
+// stoppedForNIC locks the instances and returns ref's, refused while it
+// runs: QEMU's microvm has no bus to hot-plug or unplug a NIC on.
+func (is *Instances) stoppedForNIC(ctx context.Context, ref string) (*Instance, func(), error) {
+	unlock, err := is.lockAll(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	in, err := is.Get(ref)
+	if err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	if in.MonitorAlive {
+		unlock()
+		return nil, nil, fmt.Errorf("instance %s is running: stop it first (nos stop %s); a microvm cannot hot-plug or unplug a NIC: %w", displayName(in), ref, ErrRunning)
+	}
+	return in, unlock, nil
 }

@@ -46,6 +46,14 @@ func (l Layout) Instances() string { return filepath.Join(l.Root, "instances") }
 // Volumes holds the named volumes.
 func (l Layout) Volumes() string { return filepath.Join(l.Root, "volumes") }
 
+// Signatures holds the images' signatures, by manifest digest (package
+// signature), and Policy the trusted keys.
+func (l Layout) Signatures() string { return filepath.Join(l.Root, "signatures") }
+
+// Policy is the signature policy file: which keys must have signed which
+// images before they run or are pulled.
+func (l Layout) Policy() string { return filepath.Join(l.Root, "policy.json") }
+
 // Networks holds the private networks' records (package network) and
 // their resolvers' locks and logs.
 func (l Layout) Networks() string { return filepath.Join(l.Root, "networks") }

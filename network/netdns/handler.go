@@ -28,6 +28,7 @@ func Handler(cfg Config) dns.Handler {
 type handler struct {
 	ctx       context.Context // ends exchanges with upstreams
 	lookup    Lookup
+	from      func(netip.Addr, string) ([]netip.Addr, bool)
 	reverse   func(netip.Addr) []string
 	upstreams []netip.AddrPort
 	domains   [][]string // each domain's labels, the longest first
@@ -43,6 +44,7 @@ func newHandler(ctx context.Context, cfg Config) *handler {
 	h := &handler{
 		ctx:     ctx,
 		lookup:  cfg.Lookup,
+		from:    cfg.LookupFrom,
 		reverse: cfg.Reverse,
 		ttl:     cmp.Or(cfg.TTL, DefaultTTL),
 		timeout: cmp.Or(cfg.Timeout, DefaultTimeout),
@@ -73,7 +75,11 @@ func newHandler(ctx context.Context, cfg Config) *handler {
 // ServeDNS answers req, or ignores it if it is itself a reply.
 func (h *handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	_, tcp := w.RemoteAddr().(*net.TCPAddr)
-	reply := h.reply(req, tcp)
+	var client netip.Addr
+	if ap, err := netip.ParseAddrPort(w.RemoteAddr().String()); err == nil {
+		client = ap.Addr().Unmap()
+	}
+	reply := h.replyFrom(client, req, tcp)
 	if reply == nil {
 		return
 	}
@@ -85,6 +91,11 @@ func (h *handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 // reply returns the reply to req, nil for none, truncated to what the
 // client accepts over UDP unless tcp.
 func (h *handler) reply(req *dns.Msg, tcp bool) *dns.Msg {
+	return h.replyFrom(netip.Addr{}, req, tcp)
+}
+
+// replyFrom is reply for a query from client (the zero Addr if unknown).
+func (h *handler) replyFrom(client netip.Addr, req *dns.Msg, tcp bool) *dns.Msg {
 	if req.Response {
 		return nil // answering replies could start a loop
 	}
@@ -103,7 +114,7 @@ func (h *handler) reply(req *dns.Msg, tcp bool) *dns.Msg {
 		return m
 	}
 
-	m := h.answer(req)
+	m := h.answer(client, req)
 	if opt != nil && m.IsEdns0() == nil {
 		m.SetEdns0(ednsSize, false)
 	}
@@ -127,15 +138,19 @@ func (h *handler) rcode(req *dns.Msg, rcode int) *dns.Msg {
 
 // answer returns the reply to req's one question: from the members, or
 // from the upstreams.
-func (h *handler) answer(req *dns.Msg) *dns.Msg {
+func (h *handler) answer(client netip.Addr, req *dns.Msg) *dns.Msg {
 	q := req.Question[0]
 	labels, owned := h.local(q.Name)
 	if owned && len(labels) == 0 {
 		// A domain's apex exists: NXDOMAIN would deny every name under it.
 		return h.authoritative(req, dns.RcodeSuccess)
 	}
-	if local := strings.Join(labels, "."); local != "" && h.lookup != nil {
-		if addrs, ok := h.lookup(local); ok {
+	if local := strings.Join(labels, "."); local != "" && (h.lookup != nil || h.from != nil) {
+		lookup := h.lookup
+		if h.from != nil {
+			lookup = func(n string) ([]netip.Addr, bool) { return h.from(client, n) }
+		}
+		if addrs, ok := lookup(local); ok {
 			m := h.authoritative(req, dns.RcodeSuccess)
 			m.Answer = h.records(q, addrs)
 			return m

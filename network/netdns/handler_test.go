@@ -2,6 +2,7 @@ package netdns
 
 import (
 	"net"
+	"net/netip"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -148,5 +149,28 @@ func TestReverseAddr(t *testing.T) {
 		if got != want {
 			t.Errorf("reverseAddr(%q) = %q, %v; want %q", name, got, ok, want)
 		}
+	}
+}
+
+// TestLookupFromSeesTheClient: LookupFrom gets the querying address, so
+// a resolver can answer with the members of every network the client is on.
+func TestLookupFromSeesTheClient(t *testing.T) {
+	var asked netip.Addr
+	h := Handler(Config{LookupFrom: func(client netip.Addr, name string) ([]netip.Addr, bool) {
+		asked = client
+		if name == "db" && client == netip.MustParseAddr("10.90.0.2") {
+			return []netip.Addr{netip.MustParseAddr("10.90.1.5")}, true
+		}
+		return nil, false
+	}})
+	w := &recorder{}
+	req := new(dns.Msg)
+	req.SetQuestion("db.", dns.TypeA)
+	h.ServeDNS(w, req)
+	if asked != netip.MustParseAddr("10.90.0.2") || len(w.replies) != 1 || len(w.replies[0].Answer) != 1 {
+		t.Fatalf("asked %v, replies %v", asked, w.replies)
+	}
+	if a := w.replies[0].Answer[0].(*dns.A); !a.A.Equal(net.IPv4(10, 90, 1, 5)) {
+		t.Errorf("answer %v", a)
 	}
 }

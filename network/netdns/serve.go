@@ -38,6 +38,10 @@ type Config struct {
 
 	// Lookup finds members. Nil means the network has none.
 	Lookup Lookup
+	// LookupFrom, when set, is asked instead of Lookup, with the address
+	// the query came from: a member on several networks queries one
+	// resolver and must find the members of all of them.
+	LookupFrom func(client netip.Addr, name string) (addrs []netip.Addr, ok bool)
 
 	// Reverse returns the member names that addr belongs to, for PTR
 	// queries under in-addr.arpa. Nil, or no names, forwards the query.

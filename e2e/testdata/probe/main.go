@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -160,6 +161,10 @@ func main() {
 			}
 			time.Sleep(time.Second)
 		}
+	case "netbench-server": // netbench-server: a sink on :5001 and a 64-byte echo on :5002 (and "waiting")
+		netbenchServer()
+	case "netbench": // netbench HOST: 64 MiB to HOST:5001 (MB/s), then 500 64-byte round trips to HOST:5002 (median µs)
+		netbench(args[0])
 	case "share": // share RW RO OUTSIDE: what a guest can do with host directories (see shareChecks)
 		shareChecks(args[0], args[1], args[2])
 	case "fsbench": // fsbench DIR: read DIR/big.dat cold, stat every file under DIR/tree
@@ -362,4 +367,79 @@ func shareChecks(rw, ro, outside string) {
 	res("ro-write-after-remount", os.WriteFile(filepath.Join(ro, "in.txt"), []byte("changed"), 0o644))
 	res("ro-unlink-after-remount", os.Remove(filepath.Join(ro, "in.txt")))
 	readRes("ro-read", filepath.Join(ro, "in.txt"))
+}
+
+func netbenchServer() {
+	sink, err := net.Listen("tcp", ":5001")
+	check(err)
+	echo, err := net.Listen("tcp", ":5002")
+	check(err)
+	go func() {
+		for {
+			c, err := sink.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				n, _ := io.Copy(io.Discard, c)
+				fmt.Fprintf(c, "%d\n", n)
+				c.Close()
+			}()
+		}
+	}()
+	fmt.Println("waiting")
+	for {
+		c, err := echo.Accept()
+		check(err)
+		go func() {
+			defer c.Close()
+			buf := make([]byte, 64)
+			for {
+				if _, err := io.ReadFull(c, buf); err != nil {
+					return
+				}
+				if _, err := c.Write(buf); err != nil {
+					return
+				}
+			}
+		}()
+	}
+}
+
+func netbench(host string) {
+	var c net.Conn
+	var err error
+	for range 60 { // the server may still be booting
+		if c, err = net.DialTimeout("tcp", net.JoinHostPort(host, "5001"), 2*time.Second); err == nil {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	check(err)
+	buf := make([]byte, 1<<20)
+	start := time.Now()
+	for range 64 {
+		_, err := c.Write(buf)
+		check(err)
+	}
+	check(c.(*net.TCPConn).CloseWrite())
+	_, err = io.ReadAll(c) // the sink's count, after it read everything
+	check(err)
+	mbps := 64 * 1.048576 / time.Since(start).Seconds()
+	c.Close()
+	e, err := net.Dial("tcp", net.JoinHostPort(host, "5002"))
+	check(err)
+	defer e.Close()
+	msg := make([]byte, 64)
+	var rtts []time.Duration
+	for range 500 {
+		t := time.Now()
+		_, err := e.Write(msg)
+		check(err)
+		_, err = io.ReadFull(e, msg)
+		check(err)
+		rtts = append(rtts, time.Since(t))
+	}
+	slices.Sort(rtts)
+	fmt.Printf("netbench MBps=%.1f rtt_median_us=%d\n", mbps, rtts[len(rtts)/2].Microseconds())
 }

@@ -1,0 +1,104 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestSignVerifyAndRunPolicy: an image signed with a key nos made runs
+// with --verify-key; an unsigned image, one signed by another key, and
+// one whose only signature is another image's are refused before anything
+// is made (no instance, no QEMU); the policy file asks the same of nos run
+// without the flag.
+func TestSignVerifyAndRunPolicy(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.env = append(e.env, "COSIGN_PASSWORD=test-password")
+	e.build("signed", "./examples/hello")
+	e.build("unsigned", "./e2e/testdata/probe")
+	keys := t.TempDir()
+	for _, k := range []string{"a", "b"} {
+		if r := e.nos("sign", "--generate-key", "--key", filepath.Join(keys, k+".key")); r.code != 0 {
+			t.Fatalf("generate-key: %v", r)
+		}
+	}
+	if r := e.nos("sign", "--generate-key", "--key", filepath.Join(keys, "a.key")); r.code == 0 {
+		t.Errorf("generate-key overwrote a key: %v", r)
+	}
+	if r := e.nos("sign", "--key", filepath.Join(keys, "a.key"), "signed"); r.code != 0 {
+		t.Fatalf("sign: %v", r)
+	}
+	pubA, pubB := filepath.Join(keys, "a.pub"), filepath.Join(keys, "b.pub")
+	if r := e.nos("verify", "--key", pubA, "signed"); r.code != 0 {
+		t.Errorf("verify: %v", r)
+	}
+	if r := e.run("--rm", "--verify-key", pubA, "signed"); r.code != 0 || !strings.Contains(r.stdout, "Hello") {
+		t.Errorf("run --verify-key of a signed image: %v", r)
+	}
+	// A wrong password is named.
+	wrong := &nosEnv{t: t, home: e.home, env: append(envWithout("NOS_HOME"), "NOS_HOME="+e.home, "COSIGN_PASSWORD=nope")}
+	if r := wrong.nos("sign", "--key", filepath.Join(keys, "a.key"), "unsigned"); r.code == 0 || !strings.Contains(r.stderr, "wrong password") {
+		t.Errorf("sign with a wrong password: %v", r)
+	}
+	// Another image's signature, placed as this one's: refused for its digest.
+	sigDir := filepath.Join(e.home, "signatures")
+	des, _ := os.ReadDir(sigDir)
+	var signedSig string
+	for _, d := range des {
+		if strings.HasSuffix(d.Name(), ".json") {
+			signedSig = filepath.Join(sigDir, d.Name())
+		}
+	}
+	b, err := os.ReadFile(signedSig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unsignedDigest := imageDigest(t, e, "unsigned")
+	for _, c := range []struct {
+		name, key, image, want string
+		prepare                func()
+	}{
+		{"unsigned", pubA, "unsigned", "no signature", nil},
+		{"signed by another key", pubB, "signed", "not match the key", nil},
+		{"another image's signature", pubA, "unsigned", "is for sha256:", func() {
+			if err := os.WriteFile(filepath.Join(sigDir, strings.TrimPrefix(unsignedDigest, "sha256:")+".json"), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		if c.prepare != nil {
+			c.prepare()
+		}
+		r := e.run("--rm", "--verify-key", c.key, c.image)
+		if r.code == 0 || !strings.Contains(r.stderr, c.want) || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+			t.Errorf("%s: want one line with %q, got %v", c.name, c.want, r)
+		}
+		if ps := e.nos("ps", "-aq"); strings.TrimSpace(ps.stdout) != "" {
+			t.Errorf("%s: an instance was made: %v", c.name, ps)
+		}
+	}
+	// The policy file: images named un* need key a.
+	if err := os.WriteFile(filepath.Join(e.home, "policy.json"), []byte(`{"require":[{"scope":"un","key":"`+pubA+`"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(sigDir, strings.TrimPrefix(unsignedDigest, "sha256:")+".json"))
+	if r := e.run("--rm", "unsigned", "exit", "0"); r.code == 0 || !strings.Contains(r.stderr, "no signature") {
+		t.Errorf("the policy did not refuse an unsigned image: %v", r)
+	}
+	if r := e.run("--rm", "signed"); r.code != 0 {
+		t.Errorf("the policy refused an image out of its scope: %v", r)
+	}
+}
+
+// imageDigest is the manifest digest of a stored image.
+func imageDigest(t *testing.T, e *nosEnv, ref string) string {
+	t.Helper()
+	r := e.nos("inspect", "--format", "{{.Digest}}", ref)
+	d := strings.TrimSpace(r.stdout)
+	if r.code != 0 || !strings.HasPrefix(d, "sha256:") {
+		t.Fatalf("inspect %s: %v", ref, r)
+	}
+	return d
+}
