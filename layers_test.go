@@ -65,6 +65,9 @@ var forbidden = map[string][]string{
 	"compose": join(top, building),
 	// Signatures know keys, payloads and OCI images, nothing of nos's own.
 	"signature": join(top, running, building, contract, []string{"store", "kernel", "network"}),
+	// A bill of materials reads stored images: it neither builds, runs
+	// nor pushes them.
+	"sbom": join(top, building, []string{"instance", "vmm", "network", "volume"}),
 	// Instances run images, they do not assemble them.
 	"instance": join(top, building),
 	// The guest init is checked more strictly by guest/deps_test.go.

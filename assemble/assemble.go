@@ -58,6 +58,10 @@ type Options struct {
 	User string
 	// Caps are the capabilities the application keeps (none by default).
 	Caps []string
+	// Packages tells which distribution package the files taken from the
+	// host for a dynamically linked program came from (see HostPackages);
+	// nil records the files without their packages.
+	Packages PackageDB
 	// Init is the path of the nos-init binary (see FindInit).
 	Init string
 	// Created is recorded in the store's index, not in the image, so that

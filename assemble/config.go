@@ -20,6 +20,7 @@ func configFromOptions(o Options) (image.Config, error) {
 		CPUs:          o.CPUs,
 		KernelCmdline: DefaultCmdline,
 		InitAPI:       image.InitAPI,
+		Provenance:    image.ProvenanceV1,
 	}
 	if cfg.MemoryMiB == 0 {
 		cfg.MemoryMiB = image.DefaultMemoryMiB

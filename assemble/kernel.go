@@ -79,7 +79,7 @@ func findKernel(ctx context.Context, finder kernel.Finder, l Layout, needs []str
 // that the image's ports can be reached: the kernel has networking and
 // the image does not say it needs none.
 func setKernel(cfg *image.Config, k *kernel.Kernel, mods []kernel.Module, needs, asked []string) error {
-	cfg.Kernel = image.KernelInfo{Version: k.Version, Origin: k.Origin, Features: k.Features, NoNetwork: !k.HasNetwork()}
+	cfg.Kernel = image.KernelInfo{Version: k.Version, Origin: k.Origin, Features: k.Features, ConfigHash: k.ConfigHash, NoNetwork: !k.HasNetwork()}
 	cfg.Needs = asked
 	if cfg.Kernel.NoNetwork && len(cfg.ExposedPorts) > 0 {
 		return fmt.Errorf("--port %s: kernel %s has no networking; build one with `nos kernel build --features net`: %w", cfg.ExposedPorts[0], k.Version, ErrBadSource)

@@ -55,5 +55,6 @@ func (s *dynamicSource) Stage(ctx context.Context, st *staging, cfg *image.Confi
 	if len(res.LibraryDirs) > 0 && !hasEnv(cfg.Env, "LD_LIBRARY_PATH") {
 		cfg.Env = append([]string{"LD_LIBRARY_PATH=" + strings.Join(res.LibraryDirs, ":")}, cfg.Env...)
 	}
+	cfg.Packages = st.hostFileRefs(ctx, res)
 	return nil
 }

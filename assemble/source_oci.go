@@ -40,9 +40,13 @@ func (s *ociSource) Name() string {
 }
 
 func (s *ociSource) Stage(ctx context.Context, st *staging, cfg *image.Config) error {
-	c, err := s.extract(ctx, st)
+	c, fromRegistry, err := s.extract(ctx, st)
 	if err != nil {
 		return err
+	}
+	cfg.Source = &image.Source{Type: "oci", Digest: c.Digest}
+	if fromRegistry {
+		cfg.Source.Ref = s.ref
 	}
 	if len(cfg.Entrypoint) == 0 {
 		cfg.Entrypoint = c.Entrypoint
@@ -69,23 +73,24 @@ func (s *ociSource) Stage(ctx context.Context, st *staging, cfg *image.Config) e
 }
 
 // extract applies the container image's layers to the tree, keeps what
-// the extractor warns about and returns the image's configuration.
-func (s *ociSource) extract(ctx context.Context, st *staging) (oci.Config, error) {
+// the extractor warns about and returns the image's configuration and
+// whether it came from a registry.
+func (s *ociSource) extract(ctx context.Context, st *staging) (oci.Config, bool, error) {
 	im, err := oci.Open(ctx, s.ref, oci.WithTempDir(st.tmp))
 	if err != nil {
-		return oci.Config{}, fmt.Errorf("%w: %w", err, ErrBadSource)
+		return oci.Config{}, false, fmt.Errorf("%w: %w", err, ErrBadSource)
 	}
 	defer im.Close()
 	c, err := im.Config()
 	if err != nil {
-		return c, err
+		return c, false, err
 	}
 	t, err := im.Extract(ctx, st.tree.dir, oci.Limits{})
 	if err != nil {
-		return c, fmt.Errorf("%w: %w", err, ErrBadSource)
+		return c, false, fmt.Errorf("%w: %w", err, ErrBadSource)
 	}
 	for _, w := range t.Warnings {
 		st.warnf("%s: %s", s.ref, w)
 	}
-	return c, nil
+	return c, im.FromRegistry(), nil
 }

@@ -22,6 +22,7 @@ type staging struct {
 	adds    []Add
 	// user is the --user spec; a source may give a default.
 	user     string
+	packages PackageDB
 	warnings []string
 	log      *slog.Logger
 }
@@ -36,7 +37,7 @@ func newStaging(initPath, tmp string, l Layout, o Options, log *slog.Logger) (*s
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	st := &staging{tmp: tmp, archive: &initramfs.Archive{}, adds: adds, user: o.User, log: log}
+	st := &staging{tmp: tmp, archive: &initramfs.Archive{}, adds: adds, user: o.User, packages: o.Packages, log: log}
 	if err := st.addGuestRoot(initPath); err != nil {
 		return nil, fmt.Errorf("assembling initramfs: %w", err)
 	}
@@ -64,6 +65,9 @@ func (st *staging) warnf(format string, args ...any) {
 func (st *staging) stageSource(ctx context.Context, src Source, cfg *image.Config) error {
 	if err := src.Stage(ctx, st, cfg); err != nil {
 		return err
+	}
+	for _, a := range st.adds {
+		cfg.Added = append(cfg.Added, a.Guest)
 	}
 	if st.tree != nil {
 		return st.finishTree(cfg)

@@ -113,7 +113,7 @@ the container image's user) with no capabilities but those of --cap-add.`,
 
 func (f *buildFlags) options(e *env, source string, explicitFeatures bool) (assemble.Options, error) {
 	o := assemble.Options{Source: source, Args: f.args, Ports: f.ports, CPUs: f.cpus, WorkDir: f.workdir, KernelArgs: f.kernelArgs, Log: e.logger(),
-		Rootfs: f.rootfs, FromOCI: f.fromOCI, Adds: f.adds, User: f.user, Caps: f.caps}
+		Rootfs: f.rootfs, FromOCI: f.fromOCI, Adds: f.adds, User: f.user, Caps: f.caps, Packages: assemble.HostPackages()}
 	ep, err := assemble.ParseEntrypoint(f.entrypoint)
 	if err != nil {
 		return o, err

@@ -112,18 +112,23 @@ func newVersionCmd(e *env) *cobra.Command {
 		Short: "Print the nos version",
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, args []string) {
-			v := Version
 			goVersion := ""
 			if bi, ok := debug.ReadBuildInfo(); ok {
-				if v == "" {
-					v = bi.Main.Version
-				}
 				goVersion = bi.GoVersion
 			}
-			if v == "" || v == "(devel)" {
-				v = "dev"
-			}
-			fmt.Fprintf(e.stdout, "nos %s (%s)\n", v, goVersion)
+			fmt.Fprintf(e.stdout, "nos %s (%s)\n", nosVersion(), goVersion)
 		},
 	}
+}
+
+// nosVersion is Version, else the module version of the build, else "dev".
+func nosVersion() string {
+	v := Version
+	if bi, ok := debug.ReadBuildInfo(); ok && v == "" {
+		v = bi.Main.Version
+	}
+	if v == "" || v == "(devel)" {
+		v = "dev"
+	}
+	return v
 }

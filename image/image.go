@@ -77,6 +77,56 @@ type Config struct {
 	// InitAPI is the version of the host↔guest protocol the image's init
 	// speaks (see InitAPIProbes); 0 in images made before it was recorded.
 	InitAPI int `json:"initApi,omitempty"`
+
+	// The fields below record where the image's files came from, for its
+	// bill of materials (nos sbom); images made before they were recorded
+	// have none of them and Provenance 0, which an SBOM reports as unknown.
+
+	// Provenance is the version of what the build recorded of them:
+	// ProvenanceV1 for Source, Packages, Added and Kernel.ConfigHash.
+	Provenance int `json:"provenance,omitempty"`
+
+	// Source is what the image was built from, when more than its files
+	// tell (a container image's reference and digest); nil otherwise.
+	Source *Source `json:"source,omitempty"`
+	// Packages lists the files the build took from the build host for a
+	// dynamically linked program (the program, its loader and libraries),
+	// each with the distribution package it came from when the host's
+	// package database knew it. Nil when the image has no such files or
+	// predates the field.
+	Packages []PackageRef `json:"packages,omitempty"`
+	// Added lists the guest paths given with --add (files or directory
+	// trees), in order; nil when none or when the image predates the field.
+	Added []string `json:"added,omitempty"`
+}
+
+// ProvenanceV1: the config records Source, Packages, Added and the
+// kernel's ConfigHash (each still empty when there is nothing to record).
+const ProvenanceV1 = 1
+
+// Source describes the input an image was built from.
+type Source struct {
+	// Type is "oci" for a container image.
+	Type string `json:"type"`
+	// Ref is the container image's registry reference, "" for a local
+	// layout or archive (whose path says nothing about its content).
+	Ref string `json:"ref,omitempty"`
+	// Digest is the container image's manifest digest (for docker save
+	// output, its config digest).
+	Digest string `json:"digest,omitempty"`
+}
+
+// PackageRef is a file of the image and the package it came from.
+type PackageRef struct {
+	// Path is the file's guest path (the build host's path, too).
+	Path string `json:"path"`
+	// Package, Version and Arch name the Debian package (dpkg's name
+	// without an architecture qualifier, its version and architecture);
+	// empty when the build host's package database did not know the file
+	// or the host had none.
+	Package string `json:"package,omitempty"`
+	Version string `json:"version,omitempty"`
+	Arch    string `json:"arch,omitempty"`
 }
 
 // Versions of the protocol nos-init speaks on the control port.
@@ -103,6 +153,9 @@ type KernelInfo struct {
 	Digest string `json:"digest,omitempty"`
 	// Features of a nos-built kernel (nil when unknown).
 	Features []string `json:"features,omitempty"`
+	// ConfigHash digests the merged configuration fragments a nos-built
+	// kernel was configured from ("" when unknown).
+	ConfigHash string `json:"configHash,omitempty"`
 	// NoNetwork is set when the kernel has no network stack or the image
 	// declared it needs none: the runner then attaches no NIC and the init
 	// configures no network.

@@ -354,12 +354,12 @@ func (m *monitor) guestConfig(mach vmm.Machine, atts ...*volume.Attachment) *gue
 	}
 	g := &guestapi.Config{
 		Argv: m.cfg.Entrypoint, Env: m.cfg.Env, WorkingDir: m.cfg.WorkingDir, Hostname: hostname,
-		Network: guestNetwork(mach),
+		Network:  guestNetwork(mach),
 		Networks: guestNetworks(m.cfg.Networks),
-		Seed:    seed,
-		Time:    time.Now(),
-		User:    m.cfg.User,
-		Caps:    m.cfg.Caps,
+		Seed:     seed,
+		Time:     time.Now(),
+		User:     m.cfg.User,
+		Caps:     m.cfg.Caps,
 	}
 	if g.Network == nil && len(g.Networks) > 0 {
 		first := g.Networks[0] // for an older init, which reads one NIC

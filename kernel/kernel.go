@@ -34,6 +34,9 @@ type Kernel struct {
 	// kernel/config); nil when unknown, as for distribution kernels, which
 	// have them all.
 	Features []string
+	// ConfigHash digests the configuration fragments a nos-built kernel
+	// was configured from; "" when unknown.
+	ConfigHash string
 }
 
 // HasNetwork reports whether the kernel can run a network stack.

@@ -231,6 +231,10 @@ func comparePorts(a, b string) int {
 	return cmp.Compare(a, b)
 }
 
+// FromRegistry reports whether the image was pulled from a registry
+// rather than read from a local layout or archive.
+func (im *Image) FromRegistry() bool { return im.kind == srcRegistry }
+
 // Close releases what Open made (an unpacked OCI layout archive).
 func (im *Image) Close() error {
 	if im.tempDir == "" {

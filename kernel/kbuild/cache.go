@@ -99,6 +99,7 @@ func (e *Entry) Kernel() *kernel.Kernel {
 	k := &kernel.Kernel{Version: e.Version, Path: e.Path(), Vmlinux: e.VmlinuxPath(), ConfigPath: e.ConfigPath(), Origin: e.Origin}
 	if e.Origin == OriginBuilt {
 		k.Features = append([]string{}, e.Features...) // known, maybe none
+		k.ConfigHash = e.ConfigHash
 	}
 	return k
 }

@@ -145,7 +145,7 @@ func (n namedKernel) find(ctx context.Context) (*kernel.Kernel, error) {
 		return nil, fmt.Errorf("--kernel %s: %w", n.arg, err)
 	}
 	if e != nil && e.Origin == OriginBuilt {
-		k.Origin, k.Features = e.Origin, append([]string{}, e.Features...)
+		k.Origin, k.Features, k.ConfigHash = e.Origin, append([]string{}, e.Features...), e.ConfigHash
 		if k.Version == "" {
 			k.Version = e.Version
 		}
