@@ -64,6 +64,10 @@ var forbidden = map[string][]string{
 	// Networks (records, bridges, resolver, proxy) serve instances and
 	// know none of them, nor images or machines.
 	"network": join(top, running, building, contract, []string{"store", "kernel"}),
+	// Compose translates a file into instance options and drives instances,
+	// networks and volumes through an interface: it neither assembles
+	// images nor knows the CLI.
+	"compose": join(top, building),
 	// Signatures know keys, payloads and OCI images, nothing of nos's own.
 	"signature": join(top, running, building, contract, []string{"store", "kernel", "network"}),
 	// A bill of materials reads stored images: it neither builds, runs

@@ -113,7 +113,23 @@ func newRoot(e *env) *cobra.Command {
 		Long: `nos compiles an application into a minimal bootable image - a Linux kernel,
 a small pure-Go init and the application, nothing else - and runs it under
 QEMU with a docker-like command line.`,
-		SilenceUsage:  true,
+		SilenceUsage: true,
+		// Parse each parent's own flags before its subcommand: nos compose
+		// -f FILE logs -f, as docker compose has them.
+		TraverseChildren:           true,
+		SuggestionsMinimumDistance: 2,
+		// Traversing, cobra no longer refuses an unknown verb itself.
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return nil
+			}
+			msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+				msg += "; did you mean " + strings.Join(s, ", ") + "?"
+			}
+			return errors.New(msg)
+		},
+		RunE:          func(cmd *cobra.Command, args []string) error { return cmd.Help() },
 		SilenceErrors: true,
 		PersistentPreRun: func(cmd *cobra.Command, args []string) {
 			if e.home == "" {
@@ -151,6 +167,7 @@ QEMU with a docker-like command line.`,
 		newSystemCmd(e),
 		newVolumeCmd(e),
 		newNetworkCmd(e),
+		newComposeCmd(e),
 		newSignCmd(e),
 		newVerifyCmd(e),
 		newResolverCmd(e),

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -46,6 +47,7 @@ type runFlags struct {
 	// pulling the image from its registry
 	pull     string
 	registry registryFlags
+	labels   []string
 }
 
 type healthFlags struct {
@@ -126,6 +128,7 @@ stops. --read-only keeps the root read-only. --tmpfs adds tmpfs mounts.`,
 	fl.StringArrayVar(&f.tmpfs, "tmpfs", nil, "mount a tmpfs, PATH[:size=SIZE,mode=OCTAL] (repeatable)")
 	fl.StringVar(&f.pull, "pull", "missing", "pull an IMAGE that names a registry (HOST[:PORT]/NAME): missing (when not in the store), always or never")
 	f.registry.add(fl)
+	fl.StringArrayVarP(&f.labels, "label", "l", nil, "set metadata on the instance, KEY=VALUE (repeatable; nos inspect shows it)")
 	return cmd
 }
 
@@ -180,6 +183,16 @@ func (f *runFlags) options(e *env, args []string) (instance.Options, error) {
 	}
 	if o.Env, err = parseEnvFlags(f.env); err != nil {
 		return o, err
+	}
+	for _, l := range f.labels {
+		k, v, _ := strings.Cut(l, "=")
+		if k == "" {
+			return o, fmt.Errorf("--label %q: want KEY=VALUE: %w", l, instance.ErrBadFlag)
+		}
+		if o.Labels == nil {
+			o.Labels = map[string]string{}
+		}
+		o.Labels[k] = v
 	}
 	if o.MemoryMiB, err = parseMemoryFlag(f.memory); err != nil {
 		return o, err

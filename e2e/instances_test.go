@@ -26,6 +26,7 @@ type inspected struct {
 			Network string `json:"network"`
 			Addr    string `json:"addr"`
 		} `json:"networks"`
+		Labels map[string]string `json:"labels"`
 	}
 	State struct {
 		Status       string

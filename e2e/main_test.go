@@ -117,7 +117,13 @@ func (r result) String() string {
 // nos runs the nos binary to completion.
 func (e *nosEnv) nos(args ...string) result {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	return e.nosWithin(3*time.Minute, args...)
+}
+
+// nosWithin runs the nos binary to completion, killing it after timeout.
+func (e *nosEnv) nosWithin(timeout time.Duration, args ...string) result {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, nosBin, args...)
 	if e.netns != "" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -117,6 +118,7 @@ func Create(ctx context.Context, st *store.Store, is *Instances, o Options) (*In
 		Health:      o.Health,
 		AutoRemove:  o.AutoRemove,
 		StopTimeout: o.StopTimeout,
+		Labels:      maps.Clone(o.Labels),
 	}
 	cfg.WritableRoot, cfg.Tmpfs = writable, o.Tmpfs
 	if writable {

@@ -66,6 +66,10 @@ type Options struct {
 	// None: QEMU's user-mode NAT. NoNIC: no NIC at all (--network none).
 	Networks []NetworkRequest
 	NoNIC    bool
+	// Labels are free-form key=value metadata kept in the instance's
+	// config, as docker's --label: nos compose finds its instances by the
+	// com.docker.compose.* labels it sets.
+	Labels map[string]string
 }
 
 // ParseUser parses --user UID[:GID] for nos run.

@@ -100,6 +100,8 @@ type Config struct {
 	// JailUID, when not zero, is the unprivileged user (and group) the
 	// hypervisor runs as: one of nos's own, this instance's alone.
 	JailUID uint32 `json:"jailUid,omitempty"`
+	// Labels are the metadata the instance was created with (Options.Labels).
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // State is how an instance is doing; the monitor keeps it up to date.
