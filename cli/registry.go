@@ -13,6 +13,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/nosproject/nos/internal/registry"
+	"github.com/nosproject/nos/signature"
 	"github.com/nosproject/nos/store"
 	"github.com/nosproject/nos/transfer"
 )
@@ -37,8 +38,9 @@ func (f *registryFlags) config() (registry.Config, error) {
 
 func newPushCmd(e *env) *cobra.Command {
 	var rf registryFlags
+	var signKey string
 	cmd := &cobra.Command{
-		Use:   "push [--insecure-registry HOST] IMAGE [REF]",
+		Use:   "push [--insecure-registry HOST] [--sign-key KEY] IMAGE [REF]",
 		Short: "Push an image to an OCI registry",
 		Long: `Push sends the stored image IMAGE to a registry as an OCI artefact (artifact
 type application/vnd.nos.image.v1; config, kernel, initramfs and root disk
@@ -76,15 +78,17 @@ those named with --insecure-registry.`,
 				return err
 			}
 			fmt.Fprintf(e.stdout, "%s: digest: %s size: %d\n", dst, res.Digest, res.Size)
-			return nil
+			return e.pushSignatures(cmd.Context(), st, cfg, src, dst, res.Digest.String(), signKey)
 		},
 	}
 	rf.add(cmd.Flags())
+	cmd.Flags().StringVar(&signKey, "sign-key", "", "sign the manifest as pushed with this private key (cosign's format) and push the signature with it")
 	return cmd
 }
 
 func newPullCmd(e *env) *cobra.Command {
 	var rf registryFlags
+	var verifyKey string
 	cmd := &cobra.Command{
 		Use:   "pull [--insecure-registry HOST] REF",
 		Short: "Pull an image from an OCI registry",
@@ -103,21 +107,53 @@ image is refused: build a nos image from it with nos build --from-oci.`,
 			if err != nil {
 				return err
 			}
-			_, err = pullImage(cmd.Context(), e, e.stdout, st, cfg, args[0])
+			_, err = pullImage(cmd.Context(), e, e.stdout, st, cfg, args[0], verifyKey)
 			return err
 		},
 	}
 	rf.add(cmd.Flags())
+	cmd.Flags().StringVar(&verifyKey, "verify-key", "", "refuse the image unless the registry has a valid signature of it by this public key (as the policy file does)")
 	return cmd
 }
 
 // pullImage pulls ref and says on out what it did, as docker pull does.
-func pullImage(ctx context.Context, e *env, out io.Writer, st *store.Store, cfg registry.Config, ref string) (transfer.Pulled, error) {
+// The image's signatures come along; when verifyKey or the policy asks
+// for them, they are checked before anything enters the store.
+func pullImage(ctx context.Context, e *env, out io.Writer, st *store.Store, cfg registry.Config, ref, verifyKey string) (transfer.Pulled, error) {
+	o := transfer.Options{Registry: cfg}
+	dgst, err := transfer.RemoteDigest(ctx, ref, o)
+	if err != nil {
+		return transfer.Pulled{}, err
+	}
+	sigs, err := transfer.PullSignatures(ctx, ref, dgst, o)
+	if err != nil {
+		return transfer.Pulled{}, err
+	}
+	if err := e.checkRemoteSigned(ref, dgst, sigs, verifyKey); err != nil {
+		return transfer.Pulled{}, err
+	}
 	bar := newProgress(e.stderr, "pulling "+ref)
-	res, err := transfer.Pull(ctx, st, ref, transfer.Options{Registry: cfg, Progress: bar.update})
+	o.Progress = bar.update
+	res, err := transfer.Pull(ctx, st, ref, o)
 	bar.finish()
 	if err != nil {
 		return res, err
+	}
+	if res.Digest.String() != dgst {
+		// The tag moved between the check and the pull: what is in the
+		// store now is not what was verified.
+		_, _ = st.Untag(context.WithoutCancel(ctx), res.Name+":"+res.Tag)
+		return res, fmt.Errorf("pull %s: the tag moved to %s while it was pulled: pull again", ref, res.Digest)
+	}
+	if len(sigs) > 0 {
+		l, err := e.signatures()
+		if err != nil {
+			return res, err
+		}
+		if err := l.Add(ctx, dgst, sigs...); err != nil {
+			return res, err
+		}
+		fmt.Fprintf(out, "Signatures: %d\n", len(sigs))
 	}
 	fmt.Fprintf(out, "Digest: %s\n", res.Digest)
 	if res.UpToDate {
@@ -222,4 +258,76 @@ func newLogoutCmd(e *env) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// pushSignatures pushes the signatures of the manifest as pushed (dgst),
+// signing it first with signKey when given. Signatures of the image's
+// local manifest do not carry over: push adds annotations, so the pushed
+// manifest has a digest of its own, which must be signed.
+func (e *env) pushSignatures(ctx context.Context, st *store.Store, cfg registry.Config, src, dst, dgst, signKey string) error {
+	l, err := e.signatures()
+	if err != nil {
+		return err
+	}
+	if signKey != "" {
+		s, err := e.loadSigner(signKey)
+		if err != nil {
+			return err
+		}
+		repo, _, _ := strings.Cut(dst, "@")
+		if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
+			repo = repo[:i]
+		}
+		sig, err := signature.Sign(s, repo, dgst)
+		if err != nil {
+			return err
+		}
+		if err := l.Add(ctx, dgst, sig); err != nil {
+			return err
+		}
+	}
+	sigs, err := l.Get(dgst)
+	if err != nil {
+		return err
+	}
+	if len(sigs) == 0 {
+		if im, err := st.Resolve(ctx, src); err == nil && im.Manifest.Digest.String() != dgst {
+			if local, _ := l.Get(im.Manifest.Digest.String()); len(local) > 0 {
+				fmt.Fprintf(e.stderr, "note: %s's signatures are of its local manifest %s; the pushed manifest, with its annotations, is %s: sign it with nos push --sign-key KEY (or nos sign %s, then push again)\n", src, im.Manifest.Digest, dgst, dst)
+			}
+		}
+		return nil
+	}
+	if err := transfer.PushSignatures(ctx, dst, dgst, sigs, transfer.Options{Registry: cfg}); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%s: %d signature(s) pushed as %s\n", dst, len(sigs), signature.Tag(dgst))
+	return nil
+}
+
+// checkRemoteSigned refuses the image ref (manifest dgst) unless sigs
+// hold a valid signature by verifyKey and by every key the policy asks of
+// its name.
+func (e *env) checkRemoteSigned(ref, dgst string, sigs []signature.Signature, verifyKey string) error {
+	name, _, err := store.ParseReference(ref)
+	if err != nil {
+		return err
+	}
+	keys, err := e.policyKeys(name)
+	if err != nil {
+		return err
+	}
+	if verifyKey != "" {
+		keys = append(keys, verifyKey)
+	}
+	for _, k := range keys {
+		v, err := loadVerifier(k)
+		if err != nil {
+			return err
+		}
+		if err := signature.VerifyAny(v, sigs, dgst); err != nil {
+			return fmt.Errorf("pull %s refused: %w", ref, err)
+		}
+	}
+	return nil
 }

@@ -350,7 +350,7 @@ func ensureImage(ctx context.Context, e *env, st *store.Store, ref string, f *ru
 	if err != nil {
 		return err
 	}
-	_, err = pullImage(ctx, e, e.stderr, st, cfg, ref)
+	_, err = pullImage(ctx, e, e.stderr, st, cfg, ref, f.verifyKey)
 	return err
 }
 

@@ -12,6 +12,8 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	sigsig "github.com/sigstore/sigstore/pkg/signature"
+
 	"github.com/nosproject/nos/signature"
 	"github.com/nosproject/nos/store"
 )
@@ -70,17 +72,9 @@ func newSignCmd(e *env) *cobra.Command {
 			if keyPath == "" || len(args) == 0 {
 				return fmt.Errorf("want --key KEY and at least one IMAGE (or --generate-key to make a key pair): %w", errUsage)
 			}
-			b, err := os.ReadFile(keyPath)
-			if err != nil {
-				return fmt.Errorf("--key: %w", err)
-			}
-			pw, err := e.keyPassword(false)
+			s, err := e.loadSigner(keyPath)
 			if err != nil {
 				return err
-			}
-			s, err := signature.LoadSigner(b, pw)
-			if err != nil {
-				return fmt.Errorf("--key %s: %w", keyPath, err)
 			}
 			st, err := e.store()
 			if err != nil {
@@ -176,15 +170,41 @@ func newVerifyCmd(e *env) *cobra.Command {
 	return cmd
 }
 
-// verifyImage checks im's signatures against the public key at keyPath.
-func (e *env) verifyImage(im store.Image, keyPath string) error {
+// loadSigner reads the private key at keyPath, asking its password.
+func (e *env) loadSigner(keyPath string) (sigsig.Signer, error) {
 	b, err := os.ReadFile(keyPath)
 	if err != nil {
-		return fmt.Errorf("verify key: %w", err)
+		return nil, fmt.Errorf("signing key: %w", err)
+	}
+	pw, err := e.keyPassword(false)
+	if err != nil {
+		return nil, err
+	}
+	s, err := signature.LoadSigner(b, pw)
+	if err != nil {
+		return nil, fmt.Errorf("signing key %s: %w", keyPath, err)
+	}
+	return s, nil
+}
+
+// loadVerifier reads the public key at keyPath.
+func loadVerifier(keyPath string) (sigsig.Verifier, error) {
+	b, err := os.ReadFile(keyPath)
+	if err != nil {
+		return nil, fmt.Errorf("verify key: %w", err)
 	}
 	v, err := signature.LoadVerifier(b)
 	if err != nil {
-		return fmt.Errorf("verify key %s: %w", keyPath, err)
+		return nil, fmt.Errorf("verify key %s: %w", keyPath, err)
+	}
+	return v, nil
+}
+
+// verifyImage checks im's signatures against the public key at keyPath.
+func (e *env) verifyImage(im store.Image, keyPath string) error {
+	v, err := loadVerifier(keyPath)
+	if err != nil {
+		return err
 	}
 	l, err := e.signatures()
 	if err != nil {

@@ -102,3 +102,59 @@ func imageDigest(t *testing.T, e *nosEnv, ref string) string {
 	}
 	return d
 }
+
+// TestSignedImagesTravel: an image signed as it is pushed reaches another
+// store with its signature through a real registry (Debian's
+// docker-registry on loopback); that store pulls it with --verify-key and
+// boots it; an unsigned image, and the signed one checked against another
+// key, are refused by pull before anything enters the store.
+func TestSignedImagesTravel(t *testing.T) {
+	t.Parallel()
+	reg := startRegistryWith(t, "")
+	a := registryEnv(t)
+	a.env = append(a.env, "COSIGN_PASSWORD=pw")
+	a.build("hello", "./examples/hello")
+	a.build("plain", "./examples/httpserver")
+	keys := t.TempDir()
+	for _, k := range []string{"team", "other"} {
+		if r := a.nos("sign", "--generate-key", "--key", filepath.Join(keys, k+".key")); r.code != 0 {
+			t.Fatal(r)
+		}
+	}
+	signed, plain := reg.addr+"/team/hello:1", reg.addr+"/team/plain:1"
+	if r := a.nos("push", "--sign-key", filepath.Join(keys, "team.key"), "hello", signed); r.code != 0 || !strings.Contains(r.stdout, "1 signature(s) pushed") {
+		t.Fatalf("push --sign-key: %v", r)
+	}
+	if r := a.nos("push", "plain", plain); r.code != 0 {
+		t.Fatalf("push: %v", r)
+	}
+	pub, other := filepath.Join(keys, "team.pub"), filepath.Join(keys, "other.pub")
+
+	b := registryEnv(t)
+	if r := b.nos("pull", "--verify-key", pub, signed); r.code != 0 || !strings.Contains(r.stdout, "Signatures: 1") {
+		t.Fatalf("pull --verify-key of a signed image: %v", r)
+	}
+	if r := b.nos("verify", "--key", pub, signed); r.code != 0 {
+		t.Errorf("verify after pull: %v", r)
+	}
+	if r := b.run("--rm", "--verify-key", pub, signed); r.code != 0 || !strings.Contains(r.stdout, "Hello") {
+		t.Errorf("run --verify-key of the pulled image: %v", r)
+	}
+	for _, c := range []struct{ name, key, ref, want string }{
+		{"unsigned", pub, plain, "no signature"},
+		{"another key", other, signed, "not match the key"},
+	} {
+		fresh := registryEnv(t)
+		r := fresh.nos("pull", "--verify-key", c.key, c.ref)
+		if r.code == 0 || !strings.Contains(r.stderr, c.want) || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+			t.Errorf("%s: want one line with %q, got %v", c.name, c.want, r)
+		}
+		if imgs := fresh.nos("images", "-q"); strings.TrimSpace(imgs.stdout) != "" {
+			t.Errorf("%s: the refused image entered the store: %v", c.name, imgs)
+		}
+		// nos run pulls through the same check.
+		if r := fresh.run("--rm", "--verify-key", c.key, c.ref, "exit", "0"); r.code == 0 || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("%s: run of a refused image: %v", c.name, r)
+		}
+	}
+}
