@@ -13,6 +13,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/nosproject/nos/internal/registry"
+	"github.com/nosproject/nos/sbom"
 	"github.com/nosproject/nos/signature"
 	"github.com/nosproject/nos/store"
 	"github.com/nosproject/nos/transfer"
@@ -39,6 +40,7 @@ func (f *registryFlags) config() (registry.Config, error) {
 func newPushCmd(e *env) *cobra.Command {
 	var rf registryFlags
 	var signKey string
+	var withSBOM bool
 	cmd := &cobra.Command{
 		Use:   "push [--insecure-registry HOST] [--sign-key KEY] IMAGE [REF]",
 		Short: "Push an image to an OCI registry",
@@ -78,10 +80,28 @@ those named with --insecure-registry.`,
 				return err
 			}
 			fmt.Fprintf(e.stdout, "%s: digest: %s size: %d\n", dst, res.Digest, res.Size)
-			return e.pushSignatures(cmd.Context(), st, cfg, src, dst, res.Digest.String(), signKey)
+			if err := e.pushSignatures(cmd.Context(), st, cfg, src, dst, res.Digest.String(), signKey); err != nil {
+				return err
+			}
+			if !withSBOM {
+				return nil
+			}
+			// The bill of materials, of the image as pushed, as an OCI
+			// referrer of its manifest.
+			art, err := sbom.Referrer(cmd.Context(), st, dst, sbom.Options{Tool: "nos-" + nosVersion()})
+			if err != nil {
+				return fmt.Errorf("%s: the bill of materials: %w", dst, err)
+			}
+			d, err := transfer.PushReferrer(cmd.Context(), dst, art.MediaType, art.Data, art.Subject, transfer.Options{Registry: cfg})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "%s: bill of materials (%s) referring to it: %s\n", dst, art.MediaType, d)
+			return nil
 		},
 	}
 	rf.add(cmd.Flags())
+	cmd.Flags().BoolVar(&withSBOM, "sbom", true, "attach the image's bill of materials (SPDX) as an OCI referrer of the pushed manifest")
 	cmd.Flags().StringVar(&signKey, "sign-key", "", "sign the manifest as pushed with this private key (cosign's format) and push the signature with it")
 	return cmd
 }

@@ -5,6 +5,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
 // TestSignVerifyAndRunPolicy: an image signed with a key nos made runs
@@ -125,8 +128,25 @@ func TestSignedImagesTravel(t *testing.T) {
 	if r := a.nos("push", "--sign-key", filepath.Join(keys, "team.key"), "hello", signed); r.code != 0 || !strings.Contains(r.stdout, "1 signature(s) pushed") {
 		t.Fatalf("push --sign-key: %v", r)
 	}
-	if r := a.nos("push", "plain", plain); r.code != 0 {
+	if r := a.nos("push", "plain", plain); r.code != 0 || !strings.Contains(r.stdout, "bill of materials (application/spdx+json)") {
 		t.Fatalf("push: %v", r)
+	}
+	// The bill of materials is an OCI referrer of the pushed manifest.
+	ref, err := name.ParseReference(plain, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := remote.Head(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := remote.Referrers(ref.Context().Digest(desc.Digest.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, _ := idx.IndexManifest()
+	if len(im.Manifests) != 1 || im.Manifests[0].ArtifactType != "application/spdx+json" {
+		t.Errorf("referrers of the pushed image: %+v", im)
 	}
 	pub, other := filepath.Join(keys, "team.pub"), filepath.Join(keys, "other.pub")
 
