@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/nosproject/nos/internal/home"
@@ -36,6 +38,7 @@ type buildFlags struct {
 
 func newBuildCmd(e *env) *cobra.Command {
 	var f buildFlags
+	var reproduce bool
 	cmd := &cobra.Command{
 		Use:   "build [flags] SOURCE | --rootfs DIR | --from-oci REF",
 		Short: "Build a Go program, any Linux program, a root directory or a container image into an image",
@@ -88,10 +91,14 @@ the container image's user) with no capabilities but those of --cap-add.`,
 			}
 			fmt.Fprintf(e.stderr, "built %s:%s (%s, kernel %s)\n", res.Name, res.Tag, humanSize(res.Size), res.Kernel.Version)
 			fmt.Fprintln(e.stdout, res.Digest)
+			if reproduce {
+				return reproduceBuild(cmd.Context(), e, o, res.Digest)
+			}
 			return nil
 		},
 	}
 	fl := cmd.Flags()
+	fl.BoolVar(&reproduce, "reproduce", false, "build the image a second time, from the same inputs into an empty store, and fail unless the digests are the same")
 	fl.StringVarP(&f.tag, "tag", "t", "", "image name and optional tag, name[:tag] (default: the program's name, tag latest)")
 	fl.StringArrayVarP(&f.env, "env", "e", nil, "set an environment variable in the image, KEY=VALUE (repeatable)")
 	fl.StringArrayVar(&f.args, "arg", nil, "default argument for the application (repeatable, in order)")
@@ -188,4 +195,27 @@ func parseMemoryFlag(s string) (int, error) {
 		return 0, nil
 	}
 	return instance.ParseMemory(s)
+}
+
+// reproduceBuild builds o again into an empty, temporary store and
+// compares the manifest digest with want.
+func reproduceBuild(ctx context.Context, e *env, o assemble.Options, want string) error {
+	dir, err := os.MkdirTemp("", "nos-reproduce-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	st, err := store.Open(dir)
+	if err != nil {
+		return err
+	}
+	res, err := assemble.Image(ctx, st, o)
+	if err != nil {
+		return fmt.Errorf("--reproduce: the second build failed: %w", err)
+	}
+	if got := res.Digest; got != want {
+		return fmt.Errorf("--reproduce: not reproducible: the second build in an empty store is %s, the first %s", got, want)
+	}
+	fmt.Fprintf(e.stderr, "reproduced: a second build in an empty store has the same digest %s\n", want)
+	return nil
 }

@@ -178,3 +178,17 @@ func TestSignedImagesTravel(t *testing.T) {
 		}
 	}
 }
+
+// TestBuildReproduce: nos build --reproduce rebuilds a Go program and a
+// dynamic program (a root disk) in an empty store and finds the same
+// digests.
+func TestBuildReproduce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for _, src := range []string{"./examples/httpserver", needProgram(t, "true")} {
+		r := e.nos("build", "--kernel", kernelPath, "--reproduce", "-t", "rep", src)
+		if r.code != 0 || !strings.Contains(r.stderr, "reproduced: a second build in an empty store has the same digest "+strings.TrimSpace(r.stdout)) {
+			t.Errorf("build --reproduce %s: %v", src, r)
+		}
+	}
+}
