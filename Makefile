@@ -86,5 +86,10 @@ bench-net: build
 bench-registry: build
 	NOS=$(NOS) ./scripts/bench-registry.sh
 
+# nos compose up of the e2e's two-service application (issue 11; root).
+.PHONY: bench-compose
+bench-compose: build
+	NOS=$(NOS) ./scripts/bench-compose.sh
+
 clean:
 	rm -rf $(BIN)
