@@ -113,6 +113,20 @@ func (f *composeFlags) load(cmd *cobra.Command, e *env, warn bool) (*types.Proje
 }
 
 // engine opens what the backend needs.
+// run loads the project (without repeating its warnings) and the engine,
+// then does fn: the body of the verbs that act on a loaded plan.
+func (f *composeFlags) run(cmd *cobra.Command, e *env, fn func(*compose.Engine, *compose.Plan) error) error {
+	_, plan, err := f.load(cmd, e, false)
+	if err != nil {
+		return err
+	}
+	eng, err := e.composeEngine(cmd)
+	if err != nil {
+		return err
+	}
+	return fn(eng, plan)
+}
+
 func (e *env) composeEngine(cmd *cobra.Command) (*compose.Engine, error) {
 	st, err := e.store()
 	if err != nil {
@@ -180,15 +194,9 @@ func newComposeDownCmd(e *env, f *composeFlags) *cobra.Command {
 		Short: "Stop and remove the project's instances and networks (-v: and its named volumes)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, plan, err := f.load(cmd, e, false)
-			if err != nil {
-				return err
-			}
-			eng, err := e.composeEngine(cmd)
-			if err != nil {
-				return err
-			}
-			return eng.Down(cmd.Context(), plan, compose.DownOptions{Volumes: vols, RemoveOrphans: orphans})
+			return f.run(cmd, e, func(eng *compose.Engine, plan *compose.Plan) error {
+				return eng.Down(cmd.Context(), plan, compose.DownOptions{Volumes: vols, RemoveOrphans: orphans})
+			})
 		},
 	}
 	cmd.Flags().BoolVarP(&vols, "volumes", "v", false, "also remove the named volumes the file declares (not external ones)")
@@ -256,15 +264,9 @@ func newComposeLogsCmd(e *env, f *composeFlags) *cobra.Command {
 		Use:   "logs [-f] [SERVICE...]",
 		Short: "Show the services' output, each line prefixed with its service",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, plan, err := f.load(cmd, e, false)
-			if err != nil {
-				return err
-			}
-			eng, err := e.composeEngine(cmd)
-			if err != nil {
-				return err
-			}
-			return eng.Logs(cmd.Context(), plan, args, e.stdout, follow)
+			return f.run(cmd, e, func(eng *compose.Engine, plan *compose.Plan) error {
+				return eng.Logs(cmd.Context(), plan, args, e.stdout, follow)
+			})
 		},
 	}
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new output until the instances stop")
@@ -277,15 +279,9 @@ func newComposeStopCmd(e *env, f *composeFlags) *cobra.Command {
 		Use:   "stop [-t SECONDS] [SERVICE...]",
 		Short: "Stop the services' instances, dependents first",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, plan, err := f.load(cmd, e, false)
-			if err != nil {
-				return err
-			}
-			eng, err := e.composeEngine(cmd)
-			if err != nil {
-				return err
-			}
-			return eng.Stop(cmd.Context(), plan, args, composeTimeout(cmd, secs))
+			return f.run(cmd, e, func(eng *compose.Engine, plan *compose.Plan) error {
+				return eng.Stop(cmd.Context(), plan, args, composeTimeout(cmd, secs))
+			})
 		},
 	}
 	cmd.Flags().IntVarP(&secs, "timeout", "t", 10, "seconds to wait before forcing the VMs off (default: each instance's stop_grace_period)")
@@ -304,15 +300,9 @@ func newComposeStartCmd(e *env, f *composeFlags) *cobra.Command {
 		Use:   "start [SERVICE...]",
 		Short: "Start the services' stopped instances, in depends_on order",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, plan, err := f.load(cmd, e, false)
-			if err != nil {
-				return err
-			}
-			eng, err := e.composeEngine(cmd)
-			if err != nil {
-				return err
-			}
-			return eng.Start(cmd.Context(), plan, args)
+			return f.run(cmd, e, func(eng *compose.Engine, plan *compose.Plan) error {
+				return eng.Start(cmd.Context(), plan, args)
+			})
 		},
 	}
 }
@@ -323,15 +313,9 @@ func newComposeRestartCmd(e *env, f *composeFlags) *cobra.Command {
 		Use:   "restart [-t SECONDS] [SERVICE...]",
 		Short: "Stop and start the services' instances",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, plan, err := f.load(cmd, e, false)
-			if err != nil {
-				return err
-			}
-			eng, err := e.composeEngine(cmd)
-			if err != nil {
-				return err
-			}
-			return eng.Restart(cmd.Context(), plan, args, composeTimeout(cmd, secs))
+			return f.run(cmd, e, func(eng *compose.Engine, plan *compose.Plan) error {
+				return eng.Restart(cmd.Context(), plan, args, composeTimeout(cmd, secs))
+			})
 		},
 	}
 	cmd.Flags().IntVarP(&secs, "timeout", "t", 10, "seconds to wait before forcing the VMs off (default: each instance's stop_grace_period)")
