@@ -360,4 +360,3 @@ func writeWith(dst string, fill func(io.Writer) error) error {
 }
 
 func uintp(v uint) *uint { return &v }
-
