@@ -86,14 +86,44 @@ func TestLibvirt(t *testing.T) {
 		}
 	})
 
+	exportAndRun(t, e, "httpserver", dir)
+}
+
+// TestLibvirtRootDisk does the same for an image whose app is on an erofs
+// root disk, attached as a read-only virtio disk.
+func TestLibvirtRootDisk(t *testing.T) {
+	e := newEnv(t)
+	needProgram(t, "mkfs.erofs")
+	tree := t.TempDir()
+	os.MkdirAll(filepath.Join(tree, "bin"), 0o755)
+	cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(tree, "bin", "web"), "./examples/httpserver")
+	cmd.Dir = repoRoot
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	if r := e.nos("build", "--kernel", kernelPath, "-t", "treeweb", "--port", "8080", "--rootfs", tree, "--entrypoint", `["/bin/web"]`); r.code != 0 {
+		t.Fatalf("nos build --rootfs: %v", r)
+	}
+	dir := filepath.Join(readableDir(t), "treeweb")
+	exportAndRun(t, e, "treeweb", dir)
+	if _, err := os.Stat(filepath.Join(dir, "root.erofs")); err != nil {
+		t.Errorf("the export has no root disk: %v", err)
+	}
+}
+
+// exportAndRun exports img into dir with a loopback forward, and runs it
+// on libvirt: define, start, HTTP, shutdown (SIGTERM seen), undefine.
+func exportAndRun(t *testing.T, e *nosEnv, img, dir string) {
+	t.Helper()
 	port := freePort(t)
-	name := fmt.Sprintf("nos-e2e-%d", os.Getpid())
-	r := e.nos("export", "httpserver", "--format", "libvirt", "--name", name, "-p", fmt.Sprintf("127.0.0.1:%d:8080", port), "-o", dir)
+	name := fmt.Sprintf("nos-e2e-%s-%d", img, os.Getpid())
+	r := e.nos("export", img, "--format", "libvirt", "--name", name, "-p", fmt.Sprintf("127.0.0.1:%d:8080", port), "-o", dir)
 	if r.code != 0 {
 		t.Fatalf("nos export: %v", r)
 	}
 	powerButton := !strings.Contains(r.stderr, "no ACPI power button")
-	if r := e.nos("export", "httpserver", "--format", "libvirt", "-o", dir); r.code == 0 || !strings.Contains(r.stderr, "--force") {
+	if r := e.nos("export", img, "--format", "libvirt", "-o", dir); r.code == 0 || !strings.Contains(r.stderr, "--force") {
 		t.Errorf("export into an existing directory: %v", r)
 	}
 
