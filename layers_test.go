@@ -73,6 +73,9 @@ var forbidden = map[string][]string{
 	// A bill of materials reads stored images: it neither builds, runs
 	// nor pushes them.
 	"sbom": join(top, building, []string{"instance", "vmm", "network", "volume"}),
+	// Exports write stored images out for other engines: they neither
+	// assemble images nor run instances, nor print.
+	"export": join(top, []string{"assemble", "oci", "instance", "network", "volume", "compose"}),
 	// Instances run images, they do not assemble them.
 	"instance": join(top, building),
 	// The guest init is checked more strictly by guest/deps_test.go.

@@ -13,7 +13,10 @@ import (
 
 // Modules nos loads on a modular kernel: the virtio transport and the
 // devices nos machines have. What they depend on comes along.
-var wantedModules = []string{"virtio_mmio", "virtio_console", "virtio_net", "virtio_rng"}
+// virtio_pci, ACPI's power button and evdev are for the PCI machines an
+// exported image boots on (nos export --format libvirt), where the power
+// button is how the hypervisor asks the guest to stop.
+var wantedModules = []string{"virtio_mmio", "virtio_console", "virtio_net", "virtio_rng", "virtio_pci", "button", "evdev"}
 
 // rootDiskModules are what a modular kernel needs to mount a root disk,
 // put a writable overlay over it, mount volumes and host directories.

@@ -54,29 +54,51 @@ func run() error {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	ctl, err := openPort(ctx, guestapi.PortControl, os.O_RDWR)
+	standalone, err := readStandalone(guestapi.StandaloneConfig)
 	if err != nil {
 		return err
 	}
-	stdout, err := openPort(ctx, guestapi.PortStdout, os.O_WRONLY)
-	if err != nil {
-		return err
-	}
-	stderr, err := openPort(ctx, guestapi.PortStderr, os.O_WRONLY)
-	if err != nil {
-		return err
-	}
-	defer stdout.Close()
-	defer stderr.Close()
+	var (
+		host           *control
+		cfg            *guestapi.Config
+		stdout, stderr *os.File
+	)
+	if standalone != nil {
+		// No host manages this guest (nos export): its config came in the
+		// initramfs, the app's output goes to the console, and the power
+		// button reaches the app as SIGTERM, which supervise forwards.
+		logf("standalone: config from %s", guestapi.StandaloneConfig)
+		host, cfg, stdout, stderr = newControl(noHost{}), standalone, os.Stdout, os.Stderr
+		go watchPowerButton("/dev/input", 10*time.Second, func() {
+			logf("power button pressed: stopping the application")
+			_ = unix.Kill(os.Getpid(), unix.SIGTERM)
+		})
+		t.done("config")
+	} else {
+		ctl, err := openPort(ctx, guestapi.PortControl, os.O_RDWR)
+		if err != nil {
+			return err
+		}
+		stdout, err = openPort(ctx, guestapi.PortStdout, os.O_WRONLY)
+		if err != nil {
+			return err
+		}
+		stderr, err = openPort(ctx, guestapi.PortStderr, os.O_WRONLY)
+		if err != nil {
+			return err
+		}
+		defer stdout.Close()
+		defer stderr.Close()
 
-	t.done("ports")
-	host := newControl(ctl)
-	host.send(guestapi.Message{Type: guestapi.TypeReady})
-	cfg, err := host.waitConfig(ctx)
-	if err != nil {
-		return err
+		t.done("ports")
+		host = newControl(ctl)
+		host.send(guestapi.Message{Type: guestapi.TypeReady})
+		cfg, err = host.waitConfig(ctx)
+		if err != nil {
+			return err
+		}
+		t.done("config")
 	}
-	t.done("config")
 	// Errors from here on are the app's environment: report, don't run blind.
 	if err := setup(ctx, cfg); err != nil {
 		fmt.Fprintf(stderr, "nos: %v\n", err) // as start does: nos logs shows it

@@ -39,6 +39,15 @@ const (
 	PortStderr  = "nos.stderr"
 )
 
+// StandaloneConfig is where an exported image (nos export) carries its
+// Config, as JSON, in an extra initramfs appended to the image's: an init
+// that finds it there takes its config from it instead of waiting for a
+// host on the control port, sends the application's output to the
+// console and stops the application (SIGTERM) when the machine's power
+// button is pressed. It is a file, not the kernel command line, for the
+// reason above: environment variables may be secrets.
+const StandaloneConfig = "/etc/nos/standalone.json"
+
 // Message types.
 const (
 	TypeReady   = "ready"

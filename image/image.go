@@ -141,8 +141,12 @@ const (
 	// InitAPINetworks: the init configures several NICs (Networks), found
 	// by MAC address.
 	InitAPINetworks = 4
+	// InitAPIStandalone: the init runs without a host when its config is
+	// in the initramfs (guestapi.StandaloneConfig), and stops the
+	// application on the power button.
+	InitAPIStandalone = 5
 	// InitAPI is what the nos-init of this nos speaks.
-	InitAPI = InitAPINetworks
+	InitAPI = InitAPIStandalone
 )
 
 // KernelInfo identifies the kernel an image carries.

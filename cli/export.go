@@ -1,0 +1,131 @@
+package cli
+
+import (
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nosproject/nos/bootable"
+	"github.com/nosproject/nos/export"
+	"github.com/nosproject/nos/instance"
+	"github.com/nosproject/nos/vmm"
+)
+
+// domainName is what libvirt and a hostname both accept.
+var domainName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,62}$`)
+
+func newExportCmd(e *env) *cobra.Command {
+	var (
+		format, name, accel, out string
+		publish                  []string
+		force                    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "export IMAGE --format libvirt [--name N] [--accel kvm|tcg] [-p [IP:]HOST:GUEST ...] -o DIR [--force]",
+		Short: "Write an image out for another engine (libvirt)",
+		Long: `Export writes IMAGE into DIR for an engine other than nos: with --format
+libvirt, a domain XML (domain.xml) and the files it names - the kernel, an
+initrd (the image's initramfs followed by a small one holding the guest's
+config) and the root disk when the image has one - for direct kernel boot
+on a q35 machine with virtio-pci devices, QEMU user-mode networking (the
+guest at 10.0.2.15) and the serial console in DIR/console.log.
+
+No nos host runs beside an exported guest: its init takes the image's
+command, environment and user, the domain name as hostname and the network
+from the initrd, sends the app's output to the console, and turns the ACPI
+power button (virsh shutdown) into SIGTERM for the app. Images on nos's own
+kernels have no power button: they stop when the app ends, or by virsh
+destroy.
+
+The files are readable by all: libvirt's system daemon runs QEMU as its
+own user. DIR must not exist unless --force; a failed export leaves nothing
+under DIR.`,
+		Example: `  nos export web --format libvirt -p 127.0.0.1:8080:8080 -o /srv/vm/web
+  virsh -c qemu:///system define /srv/vm/web/domain.xml && virsh -c qemu:///system start web`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if format != "libvirt" {
+				return fmt.Errorf("--format %q: unknown format; want libvirt (raw, qcow2, vmdk, vhd, gce, aws and kubevirt are not done yet)", format)
+			}
+			if out == "" {
+				return fmt.Errorf("no output directory: use -o DIR")
+			}
+			if accel != vmm.AccelKVM && accel != vmm.AccelTCG {
+				return fmt.Errorf("--accel %q: want kvm or tcg", accel)
+			}
+			var fwds []vmm.Forward
+			for _, p := range publish {
+				f, err := instance.ParsePublish(p)
+				if err != nil {
+					return err
+				}
+				fwds = append(fwds, f)
+			}
+			dir, err := filepath.Abs(out)
+			if err != nil {
+				return err
+			}
+			st, err := e.store()
+			if err != nil {
+				return err
+			}
+			im, err := bootable.Load(cmd.Context(), st, args[0])
+			if err != nil {
+				return err
+			}
+			if name == "" {
+				name = defaultDomainName(im.Ref.Name)
+			}
+			if !domainName.MatchString(name) {
+				return fmt.Errorf("--name %q: want letters, digits and '-', at most 63, as a hostname", name)
+			}
+			if len(fwds) > 0 && im.Config.Kernel.NoNetwork {
+				return fmt.Errorf("-p %s: the image's kernel has no networking", publish[0])
+			}
+			if err := export.CheckBootable(im); err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			l, err := e.layout()
+			if err != nil {
+				return err
+			}
+			kernel, err := im.Kernel(cmd.Context(), l.UnpackedKernels())
+			if err != nil {
+				return err
+			}
+			opts := export.Libvirt{Name: name, Accel: accel, Forwards: fwds, Dir: dir}
+			if err := export.WriteLibvirt(cmd.Context(), im, kernel, opts, force); err != nil {
+				return err
+			}
+			if !export.PowerButton(im) {
+				fmt.Fprintf(e.stderr, "nos: note: the image's kernel (%s) has no ACPI power button: virsh shutdown cannot stop it; it stops when the app ends, or with virsh destroy\n", im.Config.Kernel.Version)
+			}
+			fmt.Fprintln(e.stdout, filepath.Join(dir, export.DomainFile))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&format, "format", "", "what to write: libvirt")
+	f.StringVar(&name, "name", "", "the domain's name and the guest's hostname (default: the image's name)")
+	f.StringVar(&accel, "accel", vmm.AccelTCG, "domain type: kvm, or tcg (software emulation, libvirt's type 'qemu')")
+	f.StringArrayVarP(&publish, "publish", "p", nil, "publish a guest port on the host, [IP:]HOST:GUEST[/udp] (repeatable)")
+	f.StringVarP(&out, "output", "o", "", "the directory to write (must not exist)")
+	f.BoolVar(&force, "force", false, "replace DIR if it exists")
+	return cmd
+}
+
+// defaultDomainName turns an image name (registry.example/team/web) into a
+// domain name (web).
+func defaultDomainName(image string) string {
+	n := image[strings.LastIndex(image, "/")+1:]
+	n = strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' {
+			return r
+		}
+		return '-'
+	}, n)
+	return strings.Trim(n, "-")
+}
