@@ -28,6 +28,7 @@ require (
 	golang.org/x/crypto v0.54.0
 	golang.org/x/sys v0.50.0
 	golang.org/x/term v0.45.0
+	libvirt.org/go/libvirtxml v1.12008.0
 )
 
 require (
@@ -124,5 +125,4 @@ require (
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20251213004720-97cd9d5aeac2 // indirect
 	google.golang.org/grpc v1.77.0 // indirect
 	google.golang.org/protobuf v1.36.11 // indirect
-	libvirt.org/go/libvirtxml v1.12008.0 // indirect
 )
