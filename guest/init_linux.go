@@ -47,17 +47,17 @@ func run() error {
 	}
 	t.done("mounts")
 	cmdline, _ := os.ReadFile("/proc/cmdline")
-	if err := loadModules(string(cmdline)); err != nil {
+	standalone, err := readStandalone(guestapi.StandaloneConfig)
+	if err != nil {
+		return err
+	}
+	if err := loadModules(string(cmdline), standalone != nil); err != nil {
 		return err
 	}
 	t.done("modules")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	standalone, err := readStandalone(guestapi.StandaloneConfig)
-	if err != nil {
-		return err
-	}
 	var (
 		host           *control
 		cfg            *guestapi.Config

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/nosproject/nos/image"
@@ -13,10 +14,11 @@ import (
 )
 
 // loadModules loads, in order, the modules listed in the image's order
-// file. Parameters for a module come from the kernel command line in the
+// file; those only a standalone guest needs (image.StandaloneModules) are
+// skipped unless standalone. Parameters for a module come from the kernel command line in the
 // form module.param=value, as modprobe would pass them (QEMU's microvm puts
 // virtio_mmio.device=… there when ACPI is off).
-func loadModules(cmdline string) error {
+func loadModules(cmdline string, standalone bool) error {
 	f, err := os.Open(image.ModuleOrderPath)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil // module-free kernel
@@ -28,7 +30,7 @@ func loadModules(cmdline string) error {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		rel := strings.TrimSpace(sc.Text())
-		if rel == "" {
+		if rel == "" || (!standalone && slices.Contains(image.StandaloneModules, moduleName(rel))) {
 			continue
 		}
 		if err := loadModule(filepath.Join(image.ModuleDir, rel), moduleParams(cmdline, moduleName(rel))); err != nil {
