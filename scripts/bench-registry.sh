@@ -7,6 +7,7 @@
 # Every push goes to a new repository (all blobs uploaded), every pull
 # into a new store. Prints one line per run and the medians; BENCHMARKS.md
 # has them.   NOS=bin/nos RUNS=7 scripts/bench-registry.sh
+# (NOS_PUSH_FLAGS=--sbom=false: push without the bill of materials.)
 set -eu
 NOS=$(readlink -f "${NOS:-bin/nos}")
 RUNS=${RUNS:-7}
@@ -55,7 +56,8 @@ blobs=$(NOS_HOME=$work/a "$NOS" inspect --format '{{.Manifest.Config.Digest}}{{r
 echo "image: example HTTP server, $size bytes; registry $reg; crane $ver; $RUNS runs"
 
 for i in $(seq "$RUNS"); do
-	t0=$(now); NOS_HOME=$work/a "$NOS" push web "$reg/nos/web$i:1" >/dev/null; t1=$(now)
+	# shellcheck disable=SC2086
+	t0=$(now); NOS_HOME=$work/a "$NOS" push ${NOS_PUSH_FLAGS:-} web "$reg/nos/web$i:1" >/dev/null; t1=$(now)
 	home "$work/b$i"
 	NOS_HOME=$work/b$i "$NOS" pull "$reg/nos/web$i:1" >/dev/null; t2=$(now)
 	"$crane" push "$work/layout" "$reg/crane/web$i:1" >/dev/null 2>&1; t3=$(now)

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/nosproject/nos/image"
 	"github.com/nosproject/nos/store"
@@ -90,15 +92,35 @@ func Pull(ctx context.Context, st *store.Store, ref string, o Options) (Pulled, 
 	}()
 	progress := &counter{fn: o.Progress, total: total}
 	progress.report()
-	for _, d := range need {
-		p, err := fetchBlob(ctx, st, r.Context(), d, progress, ropts)
-		if err != nil {
-			if errors.Is(err, store.ErrDigestMismatch) {
-				return out, fmt.Errorf("%s: %w", what, err)
+	// The blobs come in parallel (a few at a time), each into a pending
+	// file checked against its digest; the first failure cancels the rest.
+	fetched := make([]*store.Pending, len(need))
+	g, gctx := errgroup.WithContext(ctx) // the first error (kept) cancels the others
+	g.SetLimit(parallelBlobs)
+	for i, d := range need {
+		g.Go(func() error {
+			p, err := fetchBlob(gctx, st, r.Context(), d, progress, c.Options(gctx))
+			if err != nil {
+				return err
 			}
-			return out, c.Explain(reg, what, err)
+			fetched[i] = p
+			return nil
+		})
+	}
+	err = g.Wait()
+	for _, p := range fetched {
+		if p != nil {
+			pending = append(pending, p)
 		}
-		pending = append(pending, p)
+	}
+	if err != nil {
+		if errors.Is(err, store.ErrDigestMismatch) {
+			return out, fmt.Errorf("%s: %w", what, err)
+		}
+		return out, c.Explain(reg, what, err)
+	}
+	for i, d := range need {
+		p := fetched[i]
 		out.Blobs++
 		out.Bytes += p.Size
 		if d.Digest == man.Config.Digest {
@@ -211,19 +233,31 @@ func containsDigest(ds []ocispec.Descriptor, d digest.Digest) bool {
 	return false
 }
 
-// counter reports bytes as they are written to it.
+// parallelBlobs is how many blobs a pull fetches at once.
+const parallelBlobs = 4
+
+// counter reports bytes as they are written to it, from any goroutine.
 type counter struct {
 	fn          func(done, total int64)
+	mu          sync.Mutex
 	done, total int64
 }
 
 func (c *counter) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.done += int64(len(p))
-	c.report()
+	c.reportLocked()
 	return len(p), nil
 }
 
 func (c *counter) report() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reportLocked()
+}
+
+func (c *counter) reportLocked() {
 	if c.fn != nil {
 		c.fn(c.done, c.total)
 	}
