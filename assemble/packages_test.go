@@ -129,15 +129,15 @@ func TestHostFileRefs(t *testing.T) {
 	}
 }
 
-// TestDpkgOwners asks the host's dpkg, when it has one, about its libc.
+// TestDpkgOwners asks the host's dpkg about its libc.
 func TestDpkgOwners(t *testing.T) {
 	db := HostPackages()
 	if db == nil {
-		t.Skip("no dpkg on this host")
+		t.Fatal("no dpkg on this host: the build records Debian packages with it; run the tests on Debian (.ci/run)")
 	}
 	out, err := exec.Command("dpkg-query", "-W", "-f", "${Version}", "libc6").Output()
 	if err != nil {
-		t.Skipf("libc6 not installed: %v", err)
+		t.Fatalf("dpkg-query -W libc6: %v (a Debian host has libc6)", err)
 	}
 	got, err := db.Owners(context.Background(), []string{"/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libc.so.6", "/no/such/file"})
 	if err != nil {

@@ -29,7 +29,7 @@ func needLibvirtd(t *testing.T) {
 		return
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("libvirtd is not running and starting it needs root: sudo libvirtd -d (or systemctl start libvirtd)")
+		t.Fatal("libvirtd is not running and starting it needs root: sudo libvirtd -d (or systemctl start libvirtd)")
 	}
 	for _, d := range []string{"virtlogd", "libvirtd"} {
 		if out, err := exec.Command(needProgram(t, d), "-d").CombinedOutput(); err != nil {
