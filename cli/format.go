@@ -9,6 +9,17 @@ import (
 	"text/template"
 )
 
+// printInspected prints what an inspect verb found: an indented JSON
+// array, as docker inspect does, or each item with --format.
+func printInspected(w io.Writer, format string, items any) error {
+	if format != "" && format != "json" {
+		return printFormatted(w, format, items)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(items)
+}
+
 // printFormatted prints each item with --format: "json" for one JSON object
 // per line, otherwise a Go template applied to each item, as docker does.
 func printFormatted(w io.Writer, format string, items any) error {

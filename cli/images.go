@@ -193,12 +193,7 @@ ports, exit code, restart count and start/finish times.`,
 				}
 				out = append(out, v)
 			}
-			if format != "" && format != "json" {
-				return printFormatted(e.stdout, format, out)
-			}
-			enc := json.NewEncoder(e.stdout)
-			enc.SetIndent("", "  ")
-			return enc.Encode(out)
+			return printInspected(e.stdout, format, out)
 		},
 	}
 	cmd.Flags().StringVarP(&format, "format", "f", "", "format each result with a Go template, e.g. '{{.State.ExitCode}}'")

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -125,12 +124,7 @@ func newNetworkCmd(e *env) *cobra.Command {
 				}
 				rows = append(rows, makeNetworkRow(n))
 			}
-			if iformat != "" {
-				return printFormatted(e.stdout, iformat, rows)
-			}
-			enc := json.NewEncoder(e.stdout)
-			enc.SetIndent("", "  ")
-			return enc.Encode(rows)
+			return printInspected(e.stdout, iformat, rows)
 		},
 	}
 	inspect.Flags().StringVarP(&iformat, "format", "f", "", "Go template or json")

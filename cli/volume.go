@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -109,12 +108,7 @@ func newVolumeCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if iformat != "" {
-				return printFormatted(e.stdout, iformat, rows)
-			}
-			enc := json.NewEncoder(e.stdout)
-			enc.SetIndent("", "  ")
-			return enc.Encode(rows)
+			return printInspected(e.stdout, iformat, rows)
 		},
 	}
 	inspect.Flags().StringVarP(&iformat, "format", "f", "", "Go template or json")
