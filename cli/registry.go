@@ -333,21 +333,9 @@ func (e *env) checkRemoteSigned(ref, dgst string, sigs []signature.Signature, ve
 	if err != nil {
 		return err
 	}
-	keys, err := e.policyKeys(name)
+	keys, err := e.requiredKeys(name, verifyKey)
 	if err != nil {
 		return err
 	}
-	if verifyKey != "" {
-		keys = append(keys, verifyKey)
-	}
-	for _, k := range keys {
-		v, err := loadVerifier(k)
-		if err != nil {
-			return err
-		}
-		if err := signature.VerifyAny(v, sigs, dgst); err != nil {
-			return fmt.Errorf("pull %s refused: %w", ref, err)
-		}
-	}
-	return nil
+	return requireSignatures(keys, sigs, dgst, "pull "+ref)
 }

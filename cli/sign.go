@@ -200,24 +200,18 @@ func loadVerifier(keyPath string) (sigsig.Verifier, error) {
 	return v, nil
 }
 
-// verifyImage checks im's signatures against the public key at keyPath.
-func (e *env) verifyImage(im store.Image, keyPath string) error {
-	v, err := loadVerifier(keyPath)
-	if err != nil {
-		return err
-	}
+// verifyImage checks im's local signatures against each public key.
+func (e *env) verifyImage(im store.Image, keys ...string) error {
 	l, err := e.signatures()
 	if err != nil {
 		return err
 	}
-	sigs, err := l.Get(im.Manifest.Digest.String())
+	dgst := im.Manifest.Digest.String()
+	sigs, err := l.Get(dgst)
 	if err != nil {
 		return err
 	}
-	if err := signature.VerifyAny(v, sigs, im.Manifest.Digest.String()); err != nil {
-		return fmt.Errorf("%s:%s refused: %w", im.Name, im.Tag, err)
-	}
-	return nil
+	return requireSignatures(keys, sigs, dgst, im.Name+":"+im.Tag)
 }
 
 // policy is $NOS_HOME/policy.json: images whose name starts with a
@@ -266,16 +260,36 @@ func (e *env) policyKeys(name string) ([]string, error) {
 // checkSigned refuses im unless it is signed by verifyKey (if given) and
 // by every key the policy asks of its name.
 func (e *env) checkSigned(im store.Image, verifyKey string) error {
-	keys, err := e.policyKeys(im.Name)
-	if err != nil {
+	keys, err := e.requiredKeys(im.Name, verifyKey)
+	if err != nil || len(keys) == 0 {
 		return err
+	}
+	return e.verifyImage(im, keys...)
+}
+
+// requiredKeys are the public keys an image named name must be signed
+// by: the policy's for that name, and verifyKey when given.
+func (e *env) requiredKeys(name, verifyKey string) ([]string, error) {
+	keys, err := e.policyKeys(name)
+	if err != nil {
+		return nil, err
 	}
 	if verifyKey != "" {
 		keys = append(keys, verifyKey)
 	}
+	return keys, nil
+}
+
+// requireSignatures refuses the manifest dgst (of the image what) unless
+// sigs hold a valid signature by each of keys.
+func requireSignatures(keys []string, sigs []signature.Signature, dgst, what string) error {
 	for _, k := range keys {
-		if err := e.verifyImage(im, k); err != nil {
+		v, err := loadVerifier(k)
+		if err != nil {
 			return err
+		}
+		if err := signature.VerifyAny(v, sigs, dgst); err != nil {
+			return fmt.Errorf("%s refused: %w", what, err)
 		}
 	}
 	return nil

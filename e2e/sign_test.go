@@ -58,7 +58,7 @@ func TestSignVerifyAndRunPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	unsignedDigest := imageDigest(t, e, "unsigned")
+	unsignedDigest := e.imageDigest("unsigned")
 	for _, c := range []struct {
 		name, key, image, want string
 		prepare                func()
@@ -93,17 +93,6 @@ func TestSignVerifyAndRunPolicy(t *testing.T) {
 	if r := e.run("--rm", "signed"); r.code != 0 {
 		t.Errorf("the policy refused an image out of its scope: %v", r)
 	}
-}
-
-// imageDigest is the manifest digest of a stored image.
-func imageDigest(t *testing.T, e *nosEnv, ref string) string {
-	t.Helper()
-	r := e.nos("inspect", "--format", "{{.Digest}}", ref)
-	d := strings.TrimSpace(r.stdout)
-	if r.code != 0 || !strings.HasPrefix(d, "sha256:") {
-		t.Fatalf("inspect %s: %v", ref, r)
-	}
-	return d
 }
 
 // TestSignedImagesTravel: an image signed as it is pushed reaches another
