@@ -111,7 +111,7 @@ func NormalizeNetworks(rs []NetworkRequest) (out []NetworkRequest, none bool, er
 			out = append(out, r)
 		}
 	}
-	if none && (len(rs) > 1) {
+	if none && len(rs) > 1 {
 		return nil, false, fmt.Errorf("--network none takes no other network: %w", ErrBadFlag)
 	}
 	if len(out) > 0 && len(out) < len(rs) {
