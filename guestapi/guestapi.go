@@ -88,10 +88,14 @@ type Probe struct {
 // Config is what the init needs to start the application.
 type Config struct {
 	// Argv is the full command: entrypoint followed by arguments.
-	Argv       []string `json:"argv"`
-	Env        []string `json:"env,omitempty"`
-	WorkingDir string   `json:"workingDir,omitempty"`
-	Hostname   string   `json:"hostname,omitempty"`
+	Argv []string `json:"argv"`
+	// EntrypointLen is how many of Argv's first words are the image's
+	// entrypoint; the rest are its arguments, which a standalone guest's
+	// user-data may replace (see UserData).
+	EntrypointLen int      `json:"entrypointLen,omitempty"`
+	Env           []string `json:"env,omitempty"`
+	WorkingDir    string   `json:"workingDir,omitempty"`
+	Hostname      string   `json:"hostname,omitempty"`
 	// Network is the first NIC's configuration, for inits that know only
 	// one (older images); Networks, when set, has every NIC, the first
 	// being Network.
@@ -128,6 +132,10 @@ type Root struct {
 	// layer is a tmpfs, as a container's writable layer: the application
 	// can change any file, and every change is lost when the VM stops.
 	Writable bool `json:"writable,omitempty"`
+	// PartLabel, when set, names the root by its GPT partition name (what
+	// the kernel reports as PARTNAME): an exported disk's root partition,
+	// whatever the disk's bus (virtio-blk, SCSI, NVMe) calls it.
+	PartLabel string `json:"partLabel,omitempty"`
 	// TmpfsSize caps the writable layer, in bytes; 0 is
 	// DefaultRootTmpfsPercent of the guest's memory.
 	TmpfsSize int64 `json:"tmpfsSize,omitempty"`
@@ -182,6 +190,12 @@ type Network struct {
 	Address string   `json:"address"` // CIDR, e.g. "10.0.2.15/24"
 	Gateway string   `json:"gateway,omitempty"`
 	DNS     []string `json:"dns,omitempty"`
+	// DHCP, when set, takes the address, gateway and DNS servers from a
+	// DHCP server on the NIC (a cloud's, or QEMU's user-mode network's)
+	// instead of Address, Gateway and DNS: an exported disk's guest has
+	// no nos host that knows its address. Interface and MAC still name
+	// the NIC; with neither, it is the first one that appears.
+	DHCP bool `json:"dhcp,omitempty"`
 }
 
 // Exit codes the init reports when the application could not run, as

@@ -141,6 +141,28 @@ func TestMergeConflict(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "fragments a and c disagree: CONFIG_X=y vs # CONFIG_X is not set") {
 		t.Errorf("err = %v", err)
 	}
+	// A feature may turn on what the base turns off, not the reverse, and
+	// two features still may not disagree.
+	m, err := Merge([]Fragment{
+		{Name: BaseName, Data: []byte("# CONFIG_INPUT is not set\nCONFIG_PCI=y\n")},
+		{Name: "cloud", Data: []byte("CONFIG_INPUT=y\n")},
+	})
+	if v, _ := m.Get("CONFIG_INPUT"); err != nil || v != "y" {
+		t.Errorf("base off, feature on: %v, CONFIG_INPUT=%q", err, v)
+	}
+	if _, err := Merge([]Fragment{
+		{Name: BaseName, Data: []byte("CONFIG_PCI=y\n")},
+		{Name: "cloud", Data: []byte("# CONFIG_PCI is not set\n")},
+	}); err == nil {
+		t.Error("a feature turned off what the base turns on")
+	}
+	if _, err := Merge([]Fragment{
+		{Name: BaseName, Data: []byte("# CONFIG_INPUT is not set\n")},
+		{Name: "a", Data: []byte("CONFIG_INPUT=y\n")},
+		{Name: "b", Data: []byte("# CONFIG_INPUT is not set\n")},
+	}); err == nil || !strings.Contains(err.Error(), "fragments a and b disagree") {
+		t.Errorf("two features disagreeing: %v", err)
+	}
 	_, err = Merge([]Fragment{{Name: "bad", Data: []byte("CONFIG_X=y\nnonsense\n")}})
 	if err == nil || !strings.Contains(err.Error(), "fragment bad: line 2") {
 		t.Errorf("err = %v", err)

@@ -80,7 +80,10 @@ func Fragments(features []string) ([]Fragment, error) {
 }
 
 // Merge parses the fragments and combines them into one configuration. Two
-// fragments giving one option different values is an error naming both.
+// fragments giving one option different values is an error naming both,
+// with one exception: what the base fragment turns off, a feature may turn
+// on (the base leaves out, say, the input layer, which only the cloud
+// feature's power button needs).
 func Merge(frags []Fragment) (*Config, error) {
 	merged := &Config{}
 	from := make(map[string]string) // option -> fragment that set it
@@ -90,13 +93,17 @@ func Merge(frags []Fragment) (*Config, error) {
 			return nil, fmt.Errorf("fragment %s: %w", f.Name, err)
 		}
 		for _, o := range c.Options() {
-			if v, ok := merged.Get(o.Name); ok && v != o.Value {
+			v, ok := merged.Get(o.Name)
+			switch {
+			case !ok:
+				from[o.Name] = f.Name
+			case v == o.Value:
+			case v == Off && from[o.Name] == BaseName && f.Name != BaseName:
+				from[o.Name] = f.Name
+			default:
 				return nil, fmt.Errorf("fragments %s and %s disagree: %s vs %s", from[o.Name], f.Name, Option{o.Name, v}, o)
 			}
 			merged.Set(o.Name, o.Value)
-			if from[o.Name] == "" {
-				from[o.Name] = f.Name
-			}
 		}
 	}
 	return merged, nil
