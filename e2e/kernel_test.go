@@ -233,7 +233,7 @@ func TestKernelBuildBadInput(t *testing.T) {
 		{[]string{"--source", notTree}, "is not a Linux kernel source tree (no Kconfig)"},
 		{[]string{"--source", filepath.Join(notTree, "missing")}, "no such file or directory"},
 		{[]string{"--source", garbage}, "extracting " + garbage},
-		{[]string{"--features", "net,gpu"}, `unknown kernel feature "gpu" (known: blk, net, vsock)`},
+		{[]string{"--features", "net,gpu"}, `unknown kernel feature "gpu" (known: blk, cloud, net, vsock)`},
 		{[]string{"--jobs", "-2"}, "--jobs -2"},
 	}
 	for _, c := range cases {
