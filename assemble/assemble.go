@@ -208,6 +208,9 @@ func storeImage(ctx context.Context, st *store.Store, cfg image.Config, k *kerne
 		return nil, err
 	}
 	ref.Layers = append([]store.LayerFile{kl}, packed...)
+	if efi := efiKernelLayer(k); efi != nil {
+		ref.Layers = append(ref.Layers, *efi)
+	}
 	img, err := st.WriteImage(ctx, ref)
 	if err != nil {
 		return nil, err

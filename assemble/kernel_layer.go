@@ -40,6 +40,18 @@ func kernelLayer(k *kernel.Kernel, tmp string) (store.LayerFile, string, error) 
 	return store.LayerFile{Path: gz, MediaType: image.MediaTypeKernelGzip}, d, nil
 }
 
+// efiKernelLayer is the layer of the kernel's UEFI boot image, for disk
+// exports (image.MediaTypeKernelEFI): when the image boots the ELF
+// vmlinux under nos and the boot image beside it is a PE file (a kernel
+// built with the EFI stub: nos's cloud feature). nil otherwise: a kernel
+// stored as its boot image needs no second copy.
+func efiKernelLayer(k *kernel.Kernel) *store.LayerFile {
+	if k.Vmlinux == "" || k.Path == k.Vmlinux || !fsutil.IsEFI(k.Path) {
+		return nil
+	}
+	return &store.LayerFile{Path: k.Path, MediaType: image.MediaTypeKernelEFI}
+}
+
 // gzipFile compresses src into dst and returns the digest of src. No name
 // and no time go in the gzip header: the same kernel always gives the same
 // blob.

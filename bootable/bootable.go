@@ -25,6 +25,9 @@ type Image struct {
 	Initrd     string
 	// RootDisk is the root filesystem image, "" when there is none.
 	RootDisk string
+	// EFIKernel is the kernel's UEFI boot image (image.MediaTypeKernelEFI),
+	// "" when the image has none.
+	EFIKernel string
 }
 
 // Load resolves ref in the store and checks that it is a nos image.
@@ -54,6 +57,8 @@ func Load(ctx context.Context, st *store.Store, ref string) (*Image, error) {
 			im.Initrd = st.BlobPath(l.Digest)
 		case image.MediaTypeRootErofs:
 			im.RootDisk = st.BlobPath(l.Digest)
+		case image.MediaTypeKernelEFI:
+			im.EFIKernel = st.BlobPath(l.Digest)
 		}
 	}
 	if im.KernelBlob == "" || im.Initrd == "" {

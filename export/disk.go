@@ -160,7 +160,9 @@ func DiskGuestConfig(im *bootable.Image, name string) *guestapi.Config {
 	return g
 }
 
-// WriteDisk exports im as a bootable UEFI disk in d.Format at d.Output:
+// WriteDisk exports im as a bootable UEFI disk in d.Format at d.Output
+// (kernelPath is the image's kernel as a file, used when the image has no
+// separate UEFI boot image, bootable.Image.EFIKernel):
 // a GPT disk whose EFI system partition holds a Unified Kernel Image
 // (systemd's stub, the image's kernel, its command line, and its
 // initramfs followed by the standalone config) as \EFI\BOOT\BOOTX64.EFI,
@@ -222,6 +224,9 @@ func imageUKI(ctx context.Context, im *bootable.Image, kernelPath string, cfg *g
 	stub, err := ReadUKIStub()
 	if err != nil {
 		return nil, err
+	}
+	if im.EFIKernel != "" {
+		kernelPath = im.EFIKernel
 	}
 	kernel, err := os.ReadFile(kernelPath)
 	if err != nil {

@@ -23,6 +23,11 @@ const (
 	// unpacks once per host.
 	MediaTypeKernelGzip = "application/vnd.nos.kernel.v1+gzip"
 	MediaTypeInitramfs  = "application/vnd.nos.initramfs.v1.cpio+gzip"
+	// MediaTypeKernelEFI is the kernel's UEFI boot image (a bzImage with
+	// the EFI stub) beside the ELF vmlinux the image boots under nos:
+	// disk exports put it in their Unified Kernel Image. Images on a
+	// kernel nos built with the cloud feature carry it.
+	MediaTypeKernelEFI = "application/vnd.nos.kernel.efi.v1"
 	// MediaTypeRootErofs is a read-only root filesystem image (erofs) the
 	// guest mounts as its root.
 	MediaTypeRootErofs = "application/vnd.nos.rootfs.v1.erofs"

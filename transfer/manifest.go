@@ -51,6 +51,7 @@ var knownLayers = map[string]bool{
 	image.MediaTypeKernelGzip: true,
 	image.MediaTypeInitramfs:  true,
 	image.MediaTypeRootErofs:  true,
+	image.MediaTypeKernelEFI:  true,
 }
 
 // hint is what to do with a container image instead.

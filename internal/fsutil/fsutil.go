@@ -43,6 +43,24 @@ func IsELF(path string) bool {
 	return err == nil && string(magic[:]) == "\x7fELF"
 }
 
+// IsEFI reports whether path is a PE image, as a bzImage built with the
+// EFI stub is: the "MZ" header pointing at a "PE\0\0" signature.
+func IsEFI(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var h [0x40]byte
+	if _, err := io.ReadFull(f, h[:]); err != nil || h[0] != 'M' || h[1] != 'Z' {
+		return false
+	}
+	off := int64(h[0x3c]) | int64(h[0x3d])<<8 | int64(h[0x3e])<<16 | int64(h[0x3f])<<24
+	var sig [4]byte
+	_, err = f.ReadAt(sig[:], off)
+	return err == nil && string(sig[:]) == "PE\x00\x00"
+}
+
 // WriteJSON replaces path atomically with v as indented JSON: a temporary
 // file in the same directory, fsynced, then renamed over path. Readers see
 // the old content or the new, never a part.
