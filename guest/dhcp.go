@@ -105,6 +105,16 @@ func retryAfter(left time.Duration) time.Duration {
 	return min(d, max(left, 0))
 }
 
+// hasDefaultRoute reports whether a lease gave the default route.
+func hasDefaultRoute(lc *leaseConfig) bool {
+	for _, r := range lc.Routes {
+		if ones, _ := r.Dst.Mask.Size(); ones == 0 && r.Gateway != nil {
+			return true
+		}
+	}
+	return false
+}
+
 func (lc *leaseConfig) String() string {
 	var b strings.Builder
 	ones, _ := lc.Addr.Mask.Size()

@@ -26,12 +26,6 @@ func Main() {
 	select {} // PID 1 must not exit: the kernel would panic
 }
 
-// logf writes the init's own diagnostics to the console, which the host
-// keeps in the instance's console log, apart from the application's output.
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "nos-init: "+format+"\n", args...)
-}
-
 // kernelBoot is how long the kernel ran before the init started: the
 // boot-time clock (CLOCK_BOOTTIME starts with the kernel) read first thing.
 var kernelBoot time.Duration

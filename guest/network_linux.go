@@ -162,15 +162,6 @@ func firstNIC(links []netlink.Link) netlink.Link {
 	return first
 }
 
-// hasDefaultRoute reports whether a lease gave the default route.
-func hasDefaultRoute(lc *leaseConfig) bool {
-	for _, r := range lc.Routes {
-		if ones, _ := r.Dst.Mask.Size(); ones == 0 && r.Gateway != nil {
-			return true
-		}
-	}
-	return false
-}
 
 func writeResolvConf(dns []string) error { return writeResolv(dns, "") }
 

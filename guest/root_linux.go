@@ -201,15 +201,16 @@ func partitionByLabel(sysBlock, label string) (string, bool) {
 			continue
 		}
 		var devname, partname string
+		named := false // a disk, or a partition of an MBR table, has no PARTNAME
 		for _, line := range strings.Split(string(b), "\n") {
 			if v, ok := strings.CutPrefix(line, "DEVNAME="); ok {
 				devname = v
 			}
 			if v, ok := strings.CutPrefix(line, "PARTNAME="); ok {
-				partname = v
+				partname, named = v, true
 			}
 		}
-		if partname == label {
+		if named && partname == label {
 			return cmp.Or(devname, de.Name()), true
 		}
 	}
