@@ -50,15 +50,17 @@ func (e *nosEnv) withCloudKernel() {
 // export writes.
 type cloudImage struct {
 	kernel, initrd string
+	rootDisk       string // the erofs root, "" when the app is in the initramfs
 	cmdline        string
 	cfg            guestapi.Config
 }
 
-// buildCloudImage builds ./examples/httpserver for a cloud and loads it.
-func buildCloudImage(t *testing.T, e *nosEnv) *cloudImage {
+// buildCloudImage builds an image with the cloud kernel (nos build
+// args…, then -t name) and loads it.
+func buildCloudImage(t *testing.T, e *nosEnv, name string, args ...string) *cloudImage {
 	t.Helper()
-	e.withCloudKernel()
-	if r := e.nos("build", "--features", strings.Join(cloudFeatures, ","), "-t", "cloudweb", "--port", "8080", "./examples/httpserver"); r.code != 0 {
+	args = append([]string{"build", "--features", strings.Join(cloudFeatures, ","), "-t", name}, args...)
+	if r := e.nos(args...); r.code != 0 {
 		t.Fatalf("nos build: %v", r)
 	}
 	l := home.Layout{Root: e.home}
@@ -67,7 +69,7 @@ func buildCloudImage(t *testing.T, e *nosEnv) *cloudImage {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	im, err := bootable.Load(ctx, st, "cloudweb")
+	im, err := bootable.Load(ctx, st, name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +81,7 @@ func buildCloudImage(t *testing.T, e *nosEnv) *cloudImage {
 		t.Fatal(err)
 	}
 	c := im.Config
-	return &cloudImage{kernel: k, initrd: im.Initrd, cmdline: c.KernelCmdline, cfg: guestapi.Config{
+	return &cloudImage{kernel: k, initrd: im.Initrd, rootDisk: im.RootDisk, cmdline: c.KernelCmdline, cfg: guestapi.Config{
 		Argv:          append(slices.Clone(c.Entrypoint), c.Args...),
 		EntrypointLen: len(c.Entrypoint),
 		Env:           c.Env,
@@ -174,6 +176,10 @@ func bootCloud(t *testing.T, img *cloudImage, cfg guestapi.Config, appPort int, 
 	b := &cloudBoot{console: filepath.Join(dir, "console.log"), port: freePort(t)}
 	netdev := fmt.Sprintf("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:%d", b.port, appPort)
 	if f != nil {
+		// QEMU forwards only addresses inside its network: one that
+		// holds both services' (metaNet), which its DHCP server then
+		// hands out addresses of.
+		netdev += ",net=" + metaNet + ",host=" + metaGateway + ",dns=168.0.0.3,dhcpstart=" + metaGuest
 		netdev += fmt.Sprintf(",guestfwd=tcp:169.254.169.254:80-cmd:%s - TCP:127.0.0.1:%d", socat, f.mdPort)
 		netdev += fmt.Sprintf(",guestfwd=tcp:168.63.129.16:80-cmd:%s - TCP:127.0.0.1:%d", socat, f.wPort)
 	}
@@ -237,6 +243,16 @@ func wantIn(t *testing.T, what, s string, wants ...string) {
 	}
 }
 
+// The user-mode network of the guests that reach a fake metadata service:
+// the smallest that holds 169.254.169.254 and Azure's 168.63.129.16, as
+// QEMU's guestfwd needs. It is QEMU's own, with restrict=on: nothing in
+// it reaches the host's network.
+const (
+	metaNet     = "168.0.0.0/7"
+	metaGateway = "168.0.0.2"
+	metaGuest   = "168.0.0.15"
+)
+
 // Azure's chassis asset tag, as its VMs' DMI tables carry it.
 const azureAssetTag = "7783-7084-3265-9085-8269-3286-77"
 
@@ -247,7 +263,8 @@ const azureAssetTag = "7783-7084-3265-9085-8269-3286-77"
 // user-data's environment, arguments and hostname.
 func TestCloudGuest(t *testing.T) {
 	e := newEnv(t)
-	img := buildCloudImage(t, e)
+	e.withCloudKernel()
+	img := buildCloudImage(t, e, "cloudweb", "--port", "8080", "./examples/httpserver")
 
 	t.Run("aws", func(t *testing.T) {
 		const token = "e2e-token"
@@ -259,7 +276,7 @@ func TestCloudGuest(t *testing.T) {
 		b := bootCloud(t, img, img.cfg, 8080, f, []string{"type=1,manufacturer=Amazon EC2,product=m5.large"})
 		body := b.get(t)
 		wantIn(t, "the app's answer", body, "hello from aws user-data", "host: aws-web")
-		wantIn(t, "the console", b.log(), "nos-init: platform: aws", "nos-init: dhcp: eth0: 10.0.2.15/24, route 0.0.0.0/0 via 10.0.2.2")
+		wantIn(t, "the console", b.log(), "nos-init: platform: aws", "nos-init: dhcp: eth0: "+metaGuest+"/7")
 	})
 
 	t.Run("gce", func(t *testing.T) {
@@ -311,21 +328,84 @@ func TestCloudGuest(t *testing.T) {
 			"<GoalStateIncarnation>1</GoalStateIncarnation>", "<State>Ready</State>")
 	})
 
-	t.Run("nocloud", func(t *testing.T) {
-		genisoimage := needProgram(t, "genisoimage")
-		dir := t.TempDir()
-		os.WriteFile(filepath.Join(dir, "user-data"), []byte("#nos-config\n"+`{"env":["GREETING=hello from nocloud"]}`), 0o644)
-		os.WriteFile(filepath.Join(dir, "meta-data"), []byte("instance-id: iid-e2e\nlocal-hostname: nocloud-web\n"), 0o644)
-		iso := filepath.Join(dir, "cidata.iso")
-		cmd := exec.Command(genisoimage, "-quiet", "-output", iso, "-volid", "cidata", "-joliet", "-rock", "user-data", "meta-data")
-		cmd.Dir = dir
+	t.Run("nocloud and root by partition label", func(t *testing.T) {
+		// The app on an erofs root, in a GPT partition named nos-root on
+		// a SCSI disk, as an exported disk has it; the cidata disk is a
+		// virtio one, as KubeVirt attaches it.
+		tree := t.TempDir()
+		os.MkdirAll(filepath.Join(tree, "bin"), 0o755)
+		cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(tree, "bin", "web"), "./examples/httpserver")
+		cmd.Dir = repoRoot
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("genisoimage: %v\n%s", err, out)
+			t.Fatalf("go build: %v\n%s", err, out)
 		}
+		needProgram(t, "mkfs.erofs")
+		rimg := buildCloudImage(t, e, "cloudtree", "--port", "8080", "--rootfs", tree, "--entrypoint", `["/bin/web"]`)
+		if rimg.rootDisk == "" {
+			t.Fatal("the image has no root disk")
+		}
+		cfg := rimg.cfg
+		cfg.Root = &guestapi.Root{PartLabel: "nos-root", FSType: "erofs", Writable: true}
+		disk := gptDisk(t, rimg.rootDisk, "nos-root")
+		iso := cidataISO(t, "#nos-config\n"+`{"env":["GREETING=hello from nocloud"]}`, "instance-id: iid-e2e\nlocal-hostname: nocloud-web\n")
 		// No platform, no metadata service: the disk alone configures it.
-		b := bootCloud(t, img, img.cfg, 8080, nil, nil,
+		b := bootCloud(t, rimg, cfg, 8080, nil, nil,
+			"-device", "virtio-scsi-pci,id=scsi0",
+			"-drive", "file="+disk+",if=none,id=root,format=raw,readonly=on", "-device", "scsi-hd,drive=root,bus=scsi0.0",
 			"-drive", "file="+iso+",if=virtio,format=raw,readonly=on")
 		wantIn(t, "the app's answer", b.get(t), "hello from nocloud", "host: nocloud-web")
-		wantIn(t, "the console", b.log(), "nos-init: platform: none", `instance-id "iid-e2e"`)
+		wantIn(t, "the console", b.log(), "nos-init: platform: none", `instance-id "iid-e2e"`, `nos-init: root: partition "nos-root" is /dev/sda`)
 	})
+}
+
+// cidataISO makes a NoCloud disk as cloud-localds does, with Debian's
+// genisoimage.
+func cidataISO(t *testing.T, userData, metaData string) string {
+	t.Helper()
+	genisoimage := needProgram(t, "genisoimage")
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "user-data"), []byte(userData), 0o644)
+	os.WriteFile(filepath.Join(dir, "meta-data"), []byte(metaData), 0o644)
+	iso := filepath.Join(dir, "cidata.iso")
+	cmd := exec.Command(genisoimage, "-quiet", "-output", iso, "-volid", "cidata", "-joliet", "-rock", "user-data", "meta-data")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("genisoimage: %v\n%s", err, out)
+	}
+	return iso
+}
+
+// gptDisk makes a GPT disk (with sfdisk) whose one partition, named
+// label, holds the filesystem image fs.
+func gptDisk(t *testing.T, fs, label string) string {
+	t.Helper()
+	sfdisk := needProgram(t, "sfdisk")
+	b, err := os.ReadFile(fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const start = 1 << 20
+	sectors := (len(b) + 511) / 512
+	disk := filepath.Join(t.TempDir(), "disk.img")
+	if err := os.WriteFile(disk, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(disk, int64(start+sectors*512+start)); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(sfdisk, "--quiet", disk)
+	cmd.Stdin = strings.NewReader(fmt.Sprintf("label: gpt\nstart=%d, size=%d, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=%s\n", start/512, sectors, label))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sfdisk: %v\n%s", err, out)
+	}
+	f, err := os.OpenFile(disk, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(b, start); err != nil {
+		t.Fatal(err)
+	}
+	return disk
 }
