@@ -279,6 +279,19 @@ func TestCloudGuest(t *testing.T) {
 		wantIn(t, "the console", b.log(), "nos-init: platform: aws", "nos-init: dhcp: eth0: "+metaGuest+"/7")
 	})
 
+	t.Run("bad user-data", func(t *testing.T) {
+		// The app runs as built, the console says why; no hostname from
+		// the platform (404): the image's name stays.
+		const token = "e2e-token"
+		f := startFakeCloud(t, map[string]cloudAnswer{
+			"PUT /latest/api/token": {"X-aws-ec2-metadata-token-ttl-seconds", "300", token},
+			"GET /latest/user-data": {"X-aws-ec2-metadata-token", token, `{"env":["NOEQUALS"],"hostname":"bad"}`},
+		})
+		b := bootCloud(t, img, img.cfg, 8080, f, []string{"type=1,manufacturer=Amazon EC2"})
+		wantIn(t, "the app's answer", b.get(t), "Hello from a nos VM", "host: cloudweb")
+		wantIn(t, "the console", b.log(), "nos-init: ERROR: user-data from aws metadata is ignored, the application runs as built", `"NOEQUALS"`)
+	})
+
 	t.Run("gce", func(t *testing.T) {
 		// No hostname in the user-data: the platform's is used; args
 		// move the app to another port.
