@@ -46,7 +46,8 @@ var defaultMetadataClient = metadataClient{Metadata: metadataAddr, Wire: azureWi
 var errNotFound = errors.New("not found")
 
 // fetch does req with retries: a metadata service may not answer in the
-// first moments after the lease, or answer 5xx while it starts. 404 and
+// first moments after the lease, or answer 5xx, 410 (Azure's IMDS while
+// the VM is provisioned) or 429 (too many requests) meanwhile. 404 and
 // other 4xx are answers, not retried. It returns the body of a 200.
 func fetch(ctx context.Context, addr netip.AddrPort, req httpRequest) ([]byte, error) {
 	var err error
@@ -69,7 +70,7 @@ func fetch(ctx context.Context, addr netip.AddrPort, req httpRequest) ([]byte, e
 			return rep.Body, nil
 		case rep.Status == 404:
 			return nil, fmt.Errorf("%s %s: %w", req.Method, req.Path, errNotFound)
-		case rep.Status >= 500:
+		case rep.Status >= 500 || rep.Status == 410 || rep.Status == 429:
 			err = fmt.Errorf("%s %s: HTTP %d", req.Method, req.Path, rep.Status)
 			continue
 		default:
