@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nosproject/nos/internal/home"
-	"github.com/nosproject/nos/kernel/kbuild"
 )
 
 // Debian's OVMF (package ovmf): UEFI firmware for q35, without Secure
@@ -26,28 +24,6 @@ const (
 	ovmfCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
 	ovmfVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
 )
-
-// CloudFeatures are the features of the kernel disk exports need.
-var cloudFeatures = []string{"blk", "cloud", "net"}
-
-// withCloudKernel copies the kernel nos built with the cloud feature (make
-// test-deps builds it) into e's nos home, where nos build --features
-// blk,cloud,net finds it.
-func (e *nosEnv) withCloudKernel() *kbuild.Entry {
-	e.t.Helper()
-	l, err := home.Default()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	k, err := kbuild.Cache{Dir: l.BuiltKernels()}.Match(cloudFeatures)
-	if err != nil || !slices.Equal(k.Features, cloudFeatures) {
-		e.t.Fatalf("disk exports boot nos's kernel with the cloud feature: %v; run `nos kernel build --features blk,cloud,net` (make test-deps)", err)
-	}
-	if err := copyDir(k.Dir(), filepath.Join(home.Layout{Root: e.home}.BuiltKernels(), k.ID)); err != nil {
-		e.t.Fatal(err)
-	}
-	return k
-}
 
 // buildCloudImages builds the example HTTP app on the cloud kernel twice:
 // in an initramfs ("web") and on an erofs root disk ("treeweb").

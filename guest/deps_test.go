@@ -7,8 +7,9 @@ import (
 )
 
 // TestInitDependencies keeps the guest init small: it may link only the
-// standard library, x/sys, netlink and nos's contract packages — never the
-// CLI, the store, the builder or anything else of the host side.
+// standard library, x/sys, netlink, the DHCP client and nos's contract
+// packages — never the CLI, the store, the builder or anything else of the
+// host side.
 func TestInitDependencies(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", "github.com/nosproject/nos/cmd/nos-init").Output()
 	if err != nil {
@@ -22,6 +23,20 @@ func TestInitDependencies(t *testing.T) {
 		"golang.org/x/sys/",
 		"github.com/vishvananda/netlink",
 		"github.com/vishvananda/netns",
+		// The DHCP client of an exported disk's guest (dhcp_linux.go):
+		// insomniacslk/dhcp's dhcpv4 and nclient4, and what they import —
+		// mdlayher/packet and socket for the raw socket an unconfigured
+		// NIC needs, x/net/bpf for its filter, x/sync/errgroup, u-root/uio
+		// (which brings lz4 with it) and josharian/native for the packet
+		// codec.
+		"github.com/insomniacslk/dhcp/",
+		"github.com/mdlayher/packet",
+		"github.com/mdlayher/socket",
+		"golang.org/x/net/bpf",
+		"golang.org/x/sync/errgroup",
+		"github.com/u-root/uio/",
+		"github.com/pierrec/lz4/v4",
+		"github.com/josharian/native",
 		"vendor/", // the standard library's vendored packages
 	}
 	for _, pkg := range strings.Fields(string(out)) {

@@ -26,12 +26,6 @@ func Main() {
 	select {} // PID 1 must not exit: the kernel would panic
 }
 
-// logf writes the init's own diagnostics to the console, which the host
-// keeps in the instance's console log, apart from the application's output.
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "nos-init: "+format+"\n", args...)
-}
-
 // kernelBoot is how long the kernel ran before the init started: the
 // boot-time clock (CLOCK_BOOTTIME starts with the kernel) read first thing.
 var kernelBoot time.Duration
@@ -100,7 +94,7 @@ func run() error {
 		t.done("config")
 	}
 	// Errors from here on are the app's environment: report, don't run blind.
-	if err := setup(ctx, cfg); err != nil {
+	if err := setup(ctx, cfg, standalone != nil); err != nil {
 		fmt.Fprintf(stderr, "nos: %v\n", err) // as start does: nos logs shows it
 		host.send(guestapi.Message{Type: guestapi.TypeError, Error: err.Error()})
 		host.send(guestapi.Message{Type: guestapi.TypeExit, Code: guestapi.ExitCannotExecute})
@@ -118,7 +112,10 @@ func run() error {
 	return nil
 }
 
-func setup(ctx context.Context, cfg *guestapi.Config) error {
+// setup prepares the application's environment. A standalone guest then
+// configures itself from its platform (configureStandalone), which needs
+// the network up and may change the hostname, arguments and environment.
+func setup(ctx context.Context, cfg *guestapi.Config, standalone bool) error {
 	if err := setClock(cfg.Time); err != nil {
 		logf("%v", err) // a wrong clock is not worth refusing to run
 	}
@@ -129,7 +126,14 @@ func setup(ctx context.Context, cfg *guestapi.Config) error {
 		return err
 	}
 	if cfg.Root != nil {
-		if cfg.Root.Serial != "" {
+		if cfg.Root.PartLabel != "" {
+			dev, err := deviceByPartLabel(cfg.Root.PartLabel)
+			if err != nil {
+				return err
+			}
+			logf("root: partition %q is %s", cfg.Root.PartLabel, dev)
+			cfg.Root.Device = dev
+		} else if cfg.Root.Serial != "" {
 			dev, err := deviceBySerial(cfg.Root.Serial)
 			if err != nil {
 				return err
@@ -148,6 +152,18 @@ func setup(ctx context.Context, cfg *guestapi.Config) error {
 	}
 	if err := setupNetwork(ctx, cfg); err != nil {
 		return err
+	}
+	if standalone {
+		name := cfg.Hostname
+		configureStandalone(cfg)
+		if cfg.Hostname != name {
+			if err := setHostname(cfg.Hostname); err != nil {
+				return err
+			}
+			if err := writeHosts(cfg.Hostname); err != nil {
+				return err
+			}
+		}
 	}
 	return dropCaps(cfg.Caps)
 }

@@ -18,8 +18,9 @@ import (
 
 // setupNetwork brings up lo and each NIC the runner configured, with its
 // address; the first with a gateway gets the default route, the first
-// with DNS servers writes resolv.conf. No DHCP: the runner knows the
-// addresses, so nothing waits on the network.
+// with DNS servers writes resolv.conf. A nos runner knows the addresses,
+// so nothing waits on the network; a NIC marked DHCP (an exported disk's,
+// which no runner manages) takes them from a DHCP server instead.
 func setupNetwork(ctx context.Context, cfg *guestapi.Config) error {
 	if err := writeHosts(cfg.Hostname); err != nil {
 		return err
@@ -44,6 +45,18 @@ func setupNetwork(ctx context.Context, cfg *guestapi.Config) error {
 		link, err := waitLink(ctx, n)
 		if err != nil {
 			return err
+		}
+		if n.DHCP {
+			lc, err := dhcpLink(link, !routed, !resolv)
+			if err != nil {
+				// The application still runs: on a cloud, its console
+				// log is where one finds out why it is unreachable.
+				logf("%v; %s stays without an address", err, link.Attrs().Name)
+				continue
+			}
+			routed = routed || hasDefaultRoute(lc)
+			resolv = resolv || len(lc.DNS) > 0
+			continue
 		}
 		addr, err := netlink.ParseAddr(n.Address)
 		if err != nil {
@@ -88,7 +101,8 @@ func upLoopback() error {
 }
 
 // waitLink waits for the network driver to register the interface: the
-// one with n's MAC address when given, else the one named n.Interface.
+// one with n's MAC address when given, else the one named n.Interface,
+// else (a DHCP NIC named neither way) the first Ethernet device.
 func waitLink(ctx context.Context, n guestapi.Network) (netlink.Link, error) {
 	var mac net.HardwareAddr
 	if n.MAC != "" {
@@ -104,19 +118,25 @@ func waitLink(ctx context.Context, n guestapi.Network) (netlink.Link, error) {
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("interface %s did not appear: %w", cmp.Or(n.MAC, n.Interface), err)
+			return nil, fmt.Errorf("interface %s did not appear: %w", cmp.Or(n.MAC, n.Interface, "(the first NIC)"), err)
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
 }
 
 func findLink(name string, mac net.HardwareAddr) (netlink.Link, error) {
-	if mac == nil {
+	if mac == nil && name != "" {
 		return netlink.LinkByName(name)
 	}
 	links, err := netlink.LinkList()
 	if err != nil {
 		return nil, err
+	}
+	if mac == nil {
+		if l := firstNIC(links); l != nil {
+			return l, nil
+		}
+		return nil, errors.New("no Ethernet interface")
 	}
 	for _, l := range links {
 		if bytes.Equal(l.Attrs().HardwareAddr, mac) {
@@ -126,11 +146,35 @@ func findLink(name string, mac net.HardwareAddr) (netlink.Link, error) {
 	return nil, errors.New("no interface has that address")
 }
 
-func writeResolvConf(dns []string) error {
+// firstNIC is the Ethernet device with the lowest index: the first the
+// kernel registered, not a loopback or tunnel device.
+func firstNIC(links []netlink.Link) netlink.Link {
+	var first netlink.Link
+	for _, l := range links {
+		a := l.Attrs()
+		if l.Type() != "device" || a.EncapType != "ether" || len(a.HardwareAddr) != 6 {
+			continue
+		}
+		if first == nil || a.Index < first.Attrs().Index {
+			first = l
+		}
+	}
+	return first
+}
+
+
+func writeResolvConf(dns []string) error { return writeResolv(dns, "") }
+
+// writeResolv writes resolv.conf: the name servers and, when set, the
+// search domain.
+func writeResolv(dns []string, search string) error {
 	if len(dns) == 0 {
 		return nil
 	}
 	var b strings.Builder
+	if search != "" && !strings.ContainsAny(search, " \t\n") {
+		fmt.Fprintf(&b, "search %s\n", search)
+	}
 	for _, s := range dns {
 		fmt.Fprintf(&b, "nameserver %s\n", s)
 	}

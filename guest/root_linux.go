@@ -1,10 +1,13 @@
 package guest
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/nosproject/nos/guestapi"
 	"golang.org/x/sys/unix"
@@ -166,4 +169,50 @@ func freeInitramfs() {
 		}
 		_ = os.RemoveAll(p)
 	}
+}
+
+// partLabelWait bounds the wait for a root partition named by label:
+// NVMe and SCSI disks may probe seconds after the init starts.
+const partLabelWait = 30 * time.Second
+
+// deviceByPartLabel waits for the partition whose GPT name is label and
+// returns its device node.
+func deviceByPartLabel(label string) (string, error) {
+	deadline := time.Now().Add(partLabelWait)
+	for {
+		if name, ok := partitionByLabel("/sys/class/block", label); ok {
+			return "/dev/" + name, nil
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("no partition named %q appeared within %v: does the kernel have the disk's driver (virtio-blk, virtio-scsi, NVMe) and GPT partitions?", label, partLabelWait)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// partitionByLabel finds, among the block devices in sysBlock
+// (/sys/class/block), the one whose uevent says PARTNAME=label, and
+// returns its DEVNAME (else its directory's name).
+func partitionByLabel(sysBlock, label string) (string, bool) {
+	des, _ := os.ReadDir(sysBlock)
+	for _, de := range des {
+		b, err := os.ReadFile(filepath.Join(sysBlock, de.Name(), "uevent"))
+		if err != nil {
+			continue
+		}
+		var devname, partname string
+		named := false // a disk, or a partition of an MBR table, has no PARTNAME
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "DEVNAME="); ok {
+				devname = v
+			}
+			if v, ok := strings.CutPrefix(line, "PARTNAME="); ok {
+				partname, named = v, true
+			}
+		}
+		if named && partname == label {
+			return cmp.Or(devname, de.Name()), true
+		}
+	}
+	return "", false
 }

@@ -150,12 +150,13 @@ const (
 	// in the initramfs (guestapi.StandaloneConfig), and stops the
 	// application on the power button.
 	InitAPIStandalone = 5
-	// InitAPIDisk: the init boots from an exported disk: its address by
-	// DHCP, settings from the platform's metadata or a NoCloud disk, the
-	// root by its partition label.
+	// InitAPIDisk: the init boots from an exported disk: a DHCP network
+	// (guestapi.Network.DHCP), the platform's metadata and user-data
+	// (guestapi.UserData), the root found by partition label
+	// (guestapi.Root.PartLabel).
 	InitAPIDisk = 6
 	// InitAPI is what the nos-init of this nos speaks.
-	InitAPI = InitAPIStandalone
+	InitAPI = InitAPIDisk
 )
 
 // KernelInfo identifies the kernel an image carries.
