@@ -22,10 +22,12 @@ func newExportCmd(e *env) *cobra.Command {
 		format, name, accel, out string
 		publish                  []string
 		force                    bool
+		kv                       kubevirtFlags
 	)
 	cmd := &cobra.Command{
-		Use:   "export IMAGE --format libvirt [--name N] [--accel kvm|tcg] [-p [IP:]HOST:GUEST ...] -o DIR [--force]",
-		Short: "Write an image out for another engine (libvirt)",
+		Use: `export IMAGE --format libvirt [--name N] [--accel kvm|tcg] [-p [IP:]HOST:GUEST ...] -o DIR [--force]
+  nos export IMAGE --format kubevirt --push REF [--name N] [--kernel-boot] [--health-http PATH | --health-tcp PORT] [-o FILE [--force]]`,
+		Short: "Write an image out for another engine (libvirt, KubeVirt)",
 		Long: `Export writes IMAGE into DIR for an engine other than nos: with --format
 libvirt, a domain XML (domain.xml) and the files it names - the kernel, an
 initrd (the image's initramfs followed by a small one holding the guest's
@@ -42,13 +44,19 @@ destroy.
 
 The files are readable by all: libvirt's system daemon runs QEMU as its
 own user. DIR must not exist unless --force; a failed export leaves nothing
-under DIR.`,
+under DIR.
+`+kubevirtHelp,
 		Example: `  nos export web --format libvirt -p 127.0.0.1:8080:8080 -o /srv/vm/web
-  virsh -c qemu:///system define /srv/vm/web/domain.xml && virsh -c qemu:///system start web`,
+  virsh -c qemu:///system define /srv/vm/web/domain.xml && virsh -c qemu:///system start web
+  nos export web --format kubevirt --push registry.example/team/web:1.0 --health-http /healthz -o web.yaml
+  kubectl apply -f web.yaml`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if format == "kubevirt" {
+				return exportKubeVirt(cmd, e, args[0], name, out, force, kv)
+			}
 			if format != "libvirt" {
-				return fmt.Errorf("--format %q: unknown format; want libvirt (raw, qcow2, vmdk, vhd, gce, aws and kubevirt are not done yet)", format)
+				return fmt.Errorf("--format %q: unknown format; want libvirt or kubevirt (raw, qcow2, vmdk, vhd, gce and aws are not done yet)", format)
 			}
 			if out == "" {
 				return fmt.Errorf("no output directory: use -o DIR")
@@ -108,12 +116,13 @@ under DIR.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&format, "format", "", "what to write: libvirt")
+	f.StringVar(&format, "format", "", "what to write: libvirt or kubevirt")
 	f.StringVar(&name, "name", "", "the domain's name and the guest's hostname (default: the image's name)")
 	f.StringVar(&accel, "accel", vmm.AccelTCG, "domain type: kvm, or tcg (software emulation, libvirt's type 'qemu')")
 	f.StringArrayVarP(&publish, "publish", "p", nil, "publish a guest port on the host, [IP:]HOST:GUEST[/udp] (repeatable)")
-	f.StringVarP(&out, "output", "o", "", "the directory to write (must not exist)")
-	f.BoolVar(&force, "force", false, "replace DIR if it exists")
+	f.StringVarP(&out, "output", "o", "", "the directory to write (must not exist); with kubevirt, the manifest's file (default: standard output)")
+	f.BoolVar(&force, "force", false, "replace DIR (FILE) if it exists")
+	kv.add(f)
 	return cmd
 }
 
