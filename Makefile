@@ -21,12 +21,13 @@ deps: build
 	NOS=$(NOS) ./scripts/deps.sh
 
 # What the tests need beyond deps: nos's own kernels (the e2e tests boot
-# them): without networking, with networking, and with networking and
-# block devices (root disks), and the Debian packages of the software the
+# them): without networking, with networking, with networking and block
+# devices (root disks), and for UEFI disk exports (cloud), and the Debian packages of the software the
 # tests run as nos images (mkfs.erofs makes their root disks).
 test-deps: deps
 	$(NOS) kernel build --features none
 	$(NOS) kernel build --features net,blk
+	$(NOS) kernel build --features blk,cloud,net
 	$(NOS) kernel build
 	NOS=$(NOS) ./scripts/test-packages.sh
 

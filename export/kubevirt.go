@@ -107,32 +107,6 @@ func UserData(im *bootable.Image) (string, error) {
 	return s, nil
 }
 
-// KernelBootConfig is the standalone config (guestapi.StandaloneConfig)
-// in the kernel-boot image's initrd: the image's command, environment and
-// user, name as hostname (KubeVirt's NoCloud meta-data and nos user-data
-// may change them), a NIC configured by DHCP (KubeVirt's masquerade
-// network serves it) and, for an image with a root disk, the root
-// partition of the disk the VM attaches.
-func KernelBootConfig(im *bootable.Image, name string) *guestapi.Config {
-	c := im.Config
-	g := &guestapi.Config{
-		Argv:          append(slices.Clone(c.Entrypoint), c.Args...),
-		EntrypointLen: len(c.Entrypoint),
-		Env:           c.Env,
-		WorkingDir:    c.WorkingDir,
-		Hostname:      name,
-		User:          c.User,
-		Caps:          c.Caps,
-	}
-	if !c.Kernel.NoNetwork {
-		g.Network = &guestapi.Network{DHCP: true}
-	}
-	if c.RootFS != "" {
-		g.Root = &guestapi.Root{FSType: c.RootFS, PartLabel: RootPartLabel, Writable: true}
-	}
-	return g
-}
-
 // VirtualMachine describes im as a KubeVirt VirtualMachine. It is a pure
 // function of its inputs (golden files test it).
 //
@@ -419,11 +393,12 @@ func KernelBootTag(cfg registry.Config, ref string) (string, error) {
 }
 
 // CheckKubeVirt refuses what would make a KubeVirt export fail after it
-// did the expensive part: an image that cannot boot standalone, no
+// did the expensive part: an image that cannot boot from an exported
+// disk (CheckDiskBootable: both images run the disk's guest), no
 // registry reference or a bad one, a name Kubernetes refuses, an
 // existing output file without Force.
 func CheckKubeVirt(im *bootable.Image, o KubeVirtExport) error {
-	if err := CheckBootable(im); err != nil {
+	if err := CheckDiskBootable(im); err != nil {
 		return err
 	}
 	if o.Push == "" {
@@ -442,20 +417,19 @@ func CheckKubeVirt(im *bootable.Image, o KubeVirtExport) error {
 	}
 	if o.Output != "" && !o.Force {
 		if _, err := os.Lstat(o.Output); err == nil {
-			return fmt.Errorf("%s: %w", o.Output, ErrFileExists)
+			return fmt.Errorf("%s: %w", o.Output, ErrExistsFile)
 		}
 	}
 	return nil
 }
 
-// ErrFileExists: the output file exists and Force was not given.
-var ErrFileExists = errors.New("output file exists (use --force to replace it)")
-
 // WriteKubeVirt exports im for KubeVirt, qcow2 being its disk (WriteDisk,
 // format qcow2): it pushes the containerDisk (ContainerDiskImage) to
 // o.Push and the kernel-boot image (KernelBootImage: kernelPath and an
-// initrd holding KernelBootConfig) to KernelBootTag(o.Push), then writes
-// the manifest (KubeVirtManifest), naming both by digest. The manifest is
+// initrd) to KernelBootTag(o.Push), then writes
+// the manifest (KubeVirtManifest), naming both by digest. The
+// kernel-boot initrd holds the disk's standalone config (DiskGuestConfig):
+// both boots give the guest the same start. The manifest is
 // written only once both pushes are complete, and into a temporary file
 // renamed into place: a failed export leaves no manifest, and no
 // manifest names an image that is not wholly in the registry.
@@ -475,7 +449,7 @@ func WriteKubeVirt(ctx context.Context, im *bootable.Image, kernelPath, qcow2 st
 		return nil, fmt.Errorf("the containerDisk image: %w", err)
 	}
 	initrd := filepath.Join(tmp, "initrd")
-	if err := writeInitrd(ctx, initrd, im.Initrd, KernelBootConfig(im, o.Name)); err != nil {
+	if err := writeInitrd(ctx, initrd, im.Initrd, DiskGuestConfig(im, o.Name)); err != nil {
 		return nil, err
 	}
 	kbImg, err := KernelBootImage(ctx, tmp, kernelPath, initrd)
@@ -539,7 +513,7 @@ func replaceFile(dst string, b []byte, force bool) (err error) {
 		// Link fails on an existing dst, where rename would replace it.
 		if err := os.Link(f.Name(), dst); err != nil {
 			if errors.Is(err, os.ErrExist) {
-				return fmt.Errorf("%s: %w", dst, ErrFileExists)
+				return fmt.Errorf("%s: %w", dst, ErrExistsFile)
 			}
 			return fmt.Errorf("export: %w", err)
 		}

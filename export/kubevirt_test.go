@@ -28,6 +28,7 @@ import (
 
 	"github.com/nosproject/nos/bootable"
 	"github.com/nosproject/nos/guestapi"
+	"github.com/nosproject/nos/image"
 	"github.com/nosproject/nos/internal/registry"
 	"github.com/nosproject/nos/transfer"
 )
@@ -39,13 +40,30 @@ const (
 
 func kubevirtImage(rootFS bool) *bootable.Image {
 	im := testImage(rootFS)
+	cloudImage(im)
 	im.Config.ExposedPorts = []string{"8080/tcp", "53/udp"}
 	im.Config.Env = append(im.Config.Env, "GREETING=hello world")
 	return im
 }
 
+// cloudImage makes im one on nos's cloud kernel, with an init that boots
+// from an exported disk.
+func cloudImage(im *bootable.Image) {
+	im.Config.Kernel = image.KernelInfo{Version: "6.1.192-nos", Origin: "built", Features: []string{"blk", "cloud", "net"}}
+	im.Config.Modules = nil
+	im.Config.KernelCmdline = "console=ttyS0 panic=-1"
+	im.Config.InitAPI = image.InitAPIDisk
+}
+
+func cloudFiles(t *testing.T, rootFS bool) (*bootable.Image, string) {
+	im, kernel := fakeFiles(t, rootFS)
+	cloudImage(im)
+	return im, kernel
+}
+
 func TestKubeVirtGolden(t *testing.T) {
 	noNet := testImage(false)
+	cloudImage(noNet)
 	noNet.Config.Kernel.NoNetwork = true
 	noNet.Config.Args = nil
 	for _, tc := range []struct {
@@ -90,7 +108,7 @@ func TestKubeVirtGolden(t *testing.T) {
 			if err != nil {
 				t.Fatalf("user-data %q: %v", ud.UserData, err)
 			}
-			cfg := KernelBootConfig(tc.im, tc.k.Name)
+			cfg := DiskGuestConfig(tc.im, tc.k.Name)
 			before := *cfg
 			before.Argv = slices.Clone(cfg.Argv)
 			u.Apply(cfg)
@@ -170,9 +188,16 @@ func TestKubeVirtBadInput(t *testing.T) {
 		t.Errorf("--push by digest: err = %v, want ErrBadOption", err)
 	}
 	old := kubevirtImage(false)
-	old.Config.InitAPI = 4
-	if err := CheckKubeVirt(old, KubeVirtExport{KubeVirt: KubeVirt{Name: "web"}, Push: "127.0.0.1:5000/web"}); !errors.Is(err, ErrCannotBoot) {
-		t.Errorf("an image that cannot boot standalone: err = %v, want ErrCannotBoot", err)
+	old.Config.InitAPI = image.InitAPIStandalone
+	ok := KubeVirtExport{KubeVirt: KubeVirt{Name: "web"}, Push: "127.0.0.1:5000/web"}
+	if err := CheckKubeVirt(old, ok); !errors.Is(err, ErrCannotBoot) {
+		t.Errorf("an init that cannot boot from a disk: err = %v, want ErrCannotBoot", err)
+	}
+	if err := CheckKubeVirt(testImage(false), ok); !errors.Is(err, ErrNoCloudKernel) {
+		t.Errorf("the distribution kernel: err = %v, want ErrNoCloudKernel", err)
+	}
+	if err := CheckKubeVirt(im, ok); err != nil {
+		t.Errorf("a good export refused: %v", err)
 	}
 }
 
@@ -199,7 +224,7 @@ func testRegistry(t *testing.T) string {
 }
 
 func TestWriteKubeVirtPushes(t *testing.T) {
-	im, kernel := fakeFiles(t, false)
+	im, kernel := cloudFiles(t, false)
 	im.Config.ExposedPorts = []string{"8080/tcp"}
 	qcow2 := filepath.Join(t.TempDir(), "disk.qcow2")
 	os.WriteFile(qcow2, []byte("QFI\xfb a small stand-in for a disk"), 0o600)
@@ -272,8 +297,8 @@ func TestWriteKubeVirtPushes(t *testing.T) {
 	// is pushed.
 	o.Force = false
 	o.Push = reg + "/other:1"
-	if _, err := WriteKubeVirt(context.Background(), im, kernel, qcow2, o); !errors.Is(err, ErrFileExists) {
-		t.Errorf("export over an existing manifest: err = %v, want ErrFileExists", err)
+	if _, err := WriteKubeVirt(context.Background(), im, kernel, qcow2, o); !errors.Is(err, ErrExistsFile) {
+		t.Errorf("export over an existing manifest: err = %v, want ErrExistsFile", err)
 	}
 	if _, err := remote.Head(mustRef(t, o.Push)); err == nil {
 		t.Errorf("a refused export pushed %s", o.Push)
@@ -281,7 +306,7 @@ func TestWriteKubeVirtPushes(t *testing.T) {
 }
 
 func TestWriteKubeVirtFailedPush(t *testing.T) {
-	im, kernel := fakeFiles(t, false)
+	im, kernel := cloudFiles(t, false)
 	qcow2 := filepath.Join(t.TempDir(), "disk.qcow2")
 	os.WriteFile(qcow2, []byte("disk"), 0o600)
 	s := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
@@ -315,7 +340,7 @@ func TestWriteKubeVirtFailedPush(t *testing.T) {
 }
 
 func TestWriteKubeVirtStdout(t *testing.T) {
-	im, kernel := fakeFiles(t, true)
+	im, kernel := cloudFiles(t, true)
 	qcow2 := filepath.Join(t.TempDir(), "disk.qcow2")
 	os.WriteFile(qcow2, []byte("disk"), 0o600)
 	var out bytes.Buffer

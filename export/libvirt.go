@@ -3,7 +3,6 @@ package export
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,7 +15,6 @@ import (
 	"github.com/nosproject/nos/bootable"
 	"github.com/nosproject/nos/guestapi"
 	"github.com/nosproject/nos/image"
-	"github.com/nosproject/nos/initramfs"
 	"github.com/nosproject/nos/vmm"
 )
 
@@ -303,21 +301,7 @@ func WriteLibvirt(ctx context.Context, im *bootable.Image, kernelPath string, l 
 // holding cfg at guestapi.StandaloneConfig: the kernel unpacks
 // concatenated archives in order, so the guest sees both.
 func writeInitrd(ctx context.Context, dst, base string, cfg *guestapi.Config) error {
-	b, err := json.Marshal(cfg)
-	if err != nil {
-		return err
-	}
-	var a initramfs.Archive
-	if err := a.AddFile(guestapi.StandaloneConfig, 0o600, b); err != nil {
-		return err
-	}
-	return writeWith(dst, func(w io.Writer) error {
-		if err := copyInto(ctx, w, base); err != nil {
-			return err
-		}
-		_, err := a.WriteTo(w)
-		return err
-	})
+	return writeWith(dst, func(w io.Writer) error { return writeInitrdTo(ctx, w, base, cfg) })
 }
 
 func copyFile(ctx context.Context, dst, src string) error {

@@ -145,6 +145,10 @@ const (
 	// in the initramfs (guestapi.StandaloneConfig), and stops the
 	// application on the power button.
 	InitAPIStandalone = 5
+	// InitAPIDisk: the init boots from an exported disk: its address by
+	// DHCP, settings from the platform's metadata or a NoCloud disk, the
+	// root by its partition label.
+	InitAPIDisk = 6
 	// InitAPI is what the nos-init of this nos speaks.
 	InitAPI = InitAPIStandalone
 )
