@@ -62,7 +62,7 @@ destroy.
 The files are readable by all: libvirt's system daemon runs QEMU as its
 own user. DIR must not exist unless --force; a failed export leaves nothing
 under DIR.
-`+kubevirtHelp,
+` + kubevirtHelp,
 		Example: `  nos export web --format qcow2 -o web.qcow2
   nos export web --format gce -o web.tar.gz
   nos export web --format libvirt -p 127.0.0.1:8080:8080 -o /srv/vm/web
