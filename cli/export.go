@@ -23,10 +23,12 @@ func newExportCmd(e *env) *cobra.Command {
 		format, name, accel, out string
 		publish                  []string
 		force                    bool
+		kv                       kubevirtFlags
 	)
 	cmd := &cobra.Command{
-		Use:   "export IMAGE --format libvirt|raw|qcow2|vmdk|vhd|gce|aws [--name N] -o DIR|FILE [--force]",
-		Short: "Write an image out for another engine: libvirt, or a UEFI disk for clouds",
+		Use: `export IMAGE --format libvirt|raw|qcow2|vmdk|vhd|gce|aws [--name N] -o DIR|FILE [--force]
+  nos export IMAGE --format kubevirt --push REF [--name N] [--kernel-boot] [--health-http PATH | --health-tcp PORT] [-o FILE [--force]]`,
+		Short: "Write an image out for another engine: libvirt, KubeVirt, or a UEFI disk for clouds",
 		Long: `Export writes IMAGE for an engine other than nos.
 
 With --format raw, qcow2, vmdk, vhd, gce or aws it writes FILE, a GPT disk
@@ -53,17 +55,20 @@ guest at 10.0.2.15) and the serial console in DIR/console.log.
 No nos host runs beside an exported guest: its init takes the image's
 command, environment and user, the domain name as hostname and the network
 from the initrd, sends the app's output to the console, and turns the ACPI
-power button (virsh shutdown) into SIGTERM for the app. Images on nos's own
-kernels have no power button: they stop when the app ends, or by virsh
-destroy.
+power button (virsh shutdown) into SIGTERM for the app. Images on nos's
+kernels without the cloud feature have no power button: they stop when the
+app ends, or by virsh destroy.
 
 The files are readable by all: libvirt's system daemon runs QEMU as its
 own user. DIR must not exist unless --force; a failed export leaves nothing
-under DIR.`,
+under DIR.
+` + kubevirtHelp,
 		Example: `  nos export web --format qcow2 -o web.qcow2
   nos export web --format gce -o web.tar.gz
   nos export web --format libvirt -p 127.0.0.1:8080:8080 -o /srv/vm/web
-  virsh -c qemu:///system define /srv/vm/web/domain.xml && virsh -c qemu:///system start web`,
+  virsh -c qemu:///system define /srv/vm/web/domain.xml && virsh -c qemu:///system start web
+  nos export web --format kubevirt --push registry.example/team/web:1.0 --health-http /healthz -o web.yaml
+  kubectl apply -f web.yaml`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if export.IsDiskFormat(format) {
@@ -72,8 +77,11 @@ under DIR.`,
 				}
 				return exportDisk(cmd, e, args[0], format, name, out, force)
 			}
+			if format == "kubevirt" {
+				return exportKubeVirt(cmd, e, args[0], name, out, force, kv)
+			}
 			if format != "libvirt" {
-				return fmt.Errorf("--format %q: unknown format; want libvirt, %s (kubevirt is not done yet)", format, strings.Join(export.DiskFormats(), ", "))
+				return fmt.Errorf("--format %q: unknown format; want libvirt, kubevirt, %s", format, strings.Join(export.DiskFormats(), ", "))
 			}
 			if out == "" {
 				return fmt.Errorf("no output directory: use -o DIR")
@@ -133,12 +141,13 @@ under DIR.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&format, "format", "", "what to write: libvirt, raw, qcow2, vmdk, vhd, gce or aws")
+	f.StringVar(&format, "format", "", "what to write: libvirt, kubevirt, raw, qcow2, vmdk, vhd, gce or aws")
 	f.StringVar(&name, "name", "", "the domain's name and the guest's hostname (default: the image's name)")
 	f.StringVar(&accel, "accel", vmm.AccelTCG, "domain type: kvm, or tcg (software emulation, libvirt's type 'qemu')")
 	f.StringArrayVarP(&publish, "publish", "p", nil, "publish a guest port on the host, [IP:]HOST:GUEST[/udp] (repeatable)")
-	f.StringVarP(&out, "output", "o", "", "the directory (libvirt) or file (disk formats) to write; must not exist")
+	f.StringVarP(&out, "output", "o", "", "the directory (libvirt) or file (disk formats; kubevirt's manifest, standard output without it) to write; must not exist")
 	f.BoolVar(&force, "force", false, "replace the output if it exists")
+	kv.add(f)
 	return cmd
 }
 

@@ -23,7 +23,7 @@ var (
 	// ErrExists: the output directory exists and Force was not given.
 	ErrExists = errors.New("output directory exists (use --force to replace it)")
 	// ErrCannotBoot: the image cannot boot as a libvirt domain.
-	ErrCannotBoot = errors.New("image cannot boot under libvirt")
+	ErrCannotBoot = errors.New("image cannot boot outside nos")
 	// ErrBadOption: an option is out of range.
 	ErrBadOption = errors.New("invalid export option")
 )
@@ -220,16 +220,18 @@ func CheckBootable(im *bootable.Image) error {
 
 // PowerButton reports whether the image's kernel can see the ACPI power
 // button, which is how `virsh shutdown` asks a guest to stop. nos's own
-// kernels have no input layer (kernel/config: CONFIG_INPUT is not set):
-// their guests stop only when the app ends, or by `virsh destroy`.
+// kernels have no input layer (kernel/config: CONFIG_INPUT is not set)
+// unless built with the cloud feature: without it, their guests stop
+// only when the app ends, or by `virsh destroy`.
 func PowerButton(im *bootable.Image) bool {
 	if len(im.Config.Modules) > 0 {
 		return hasModule(im.Config.Modules, "button") && hasModule(im.Config.Modules, "evdev")
 	}
-	// A module-free kernel nos built: features are known, and none has
-	// the input layer. Anything else (an imported monolithic kernel) is
-	// unknown; assume a distribution kernel's ACPI.
-	return im.Config.Kernel.Features == nil
+	// A module-free kernel nos built: features are known, and only cloud
+	// has the input layer. Anything else (an imported monolithic kernel)
+	// is unknown; assume a distribution kernel's ACPI.
+	fs := im.Config.Kernel.Features
+	return fs == nil || slices.Contains(fs, CloudFeature)
 }
 
 // hasModule reports whether the image loads the module; a modular kernel
