@@ -72,6 +72,12 @@ bench-compare: deps
 	$(GO) run ./bench -compare -runs 10
 
 # Volumes and host directories, from inside the guest vs the host (issue 10).
+# Disk exports: sizes, export time, q35+OVMF boot vs microvm, minimum
+# memory on q35 (issue 13).
+.PHONY: bench-export
+bench-export: build
+	NOS=$(NOS) ./scripts/bench-export.sh
+
 .PHONY: bench-data
 bench-data: build
 	NOS=$(NOS) ./scripts/bench-data.sh

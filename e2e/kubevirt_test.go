@@ -119,7 +119,7 @@ func TestKubeVirt(t *testing.T) {
 	if err != nil || !strings.HasSuffix(diskRef, "@"+tagged.Digest.String()) {
 		t.Errorf("%s is %v (%v), the manifest names %s", push, tagged, err, diskRef)
 	}
-	if info := qemuImgInfo(t, disk); info.Format != "qcow2" {
+	if info := qemuImgInfo(t, disk, ""); info.Format != "qcow2" {
 		t.Errorf("the containerDisk's file is %s, want qcow2", info.Format)
 	}
 

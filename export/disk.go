@@ -587,7 +587,24 @@ func fixVMDKCID(path string) error {
 // in it, and the same image would never give the same bytes.
 type vhdFixed struct{}
 
-func (vhdFixed) diskSize(n int64) int64 { return alignUp64(n, mib) }
+// diskSize is the first whole number of MiB, from n up, that the footer's
+// CHS geometry describes exactly: Azure reads the footer's current size,
+// which must be whole MiB; QEMU (and older Microsoft tools) read the
+// geometry, and a VHD they would see as smaller than it is loses its
+// backup GPT. At most 255 MiB more for the largest disks; 17 MiB at most
+// for a small one. Past 127 GiB, CHS cannot describe a disk and every
+// reader takes the footer's size.
+func (vhdFixed) diskSize(n int64) int64 {
+	for size := alignUp64(n, mib); ; size += mib {
+		if size >= 65535*16*255*512 {
+			return size // past what CHS can say: every reader takes the footer's size
+		}
+		c, h, s := vhdGeometry(size)
+		if int64(c)*int64(h)*int64(s)*512 == size {
+			return size
+		}
+	}
+}
 
 func (vhdFixed) write(_ context.Context, raw, dst string) error {
 	f, err := os.OpenFile(raw, os.O_RDWR|os.O_APPEND, 0)

@@ -188,3 +188,16 @@ func TestVHDFooter(t *testing.T) {
 		t.Errorf("geometry %d/%d/%d exceeds the disk", c, h, s)
 	}
 }
+
+// TestVHDSize: the size a VHD gets is whole MiB and exactly its geometry,
+// never much more than asked.
+func TestVHDSize(t *testing.T) {
+	for _, n := range []int64{1, 66 * mib, 66*mib + 1, 200 * mib, 3 * gib, 40 * gib, 200 * gib} {
+		got := vhdFixed{}.diskSize(n)
+		c, h, s := vhdGeometry(got)
+		exact := int64(c)*int64(h)*int64(s)*512 == got || got >= 65535*16*255*512
+		if got < n || got%mib != 0 || !exact || got-n > 256*mib {
+			t.Errorf("diskSize(%d) = %d (CHS %d/%d/%d)", n, got, c, h, s)
+		}
+	}
+}
