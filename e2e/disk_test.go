@@ -15,7 +15,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
 )
 
 // Debian's OVMF (package ovmf): UEFI firmware for q35, without Secure

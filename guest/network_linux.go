@@ -162,7 +162,6 @@ func firstNIC(links []netlink.Link) netlink.Link {
 	return first
 }
 
-
 func writeResolvConf(dns []string) error { return writeResolv(dns, "") }
 
 // writeResolv writes resolv.conf: the name servers and, when set, the
