@@ -152,7 +152,8 @@ func DiskGuestConfig(im *bootable.Image, name string) *guestapi.Config {
 		Caps:          c.Caps,
 	}
 	if !c.Kernel.NoNetwork {
-		g.Network = &guestapi.Network{Interface: "eth0", DHCP: true}
+		// No name: the first NIC that appears, whatever its driver.
+		g.Network = &guestapi.Network{DHCP: true}
 	}
 	if c.RootFS != "" {
 		g.Root = &guestapi.Root{PartLabel: RootPartLabel, FSType: c.RootFS, Writable: true}
