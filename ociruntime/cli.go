@@ -63,12 +63,17 @@ func (e usageError) Error() string { return e.msg }
 // ErrUnsupported is wrapped by the commands nos-runtime refuses.
 var ErrUnsupported = errors.New("not supported by nos-runtime")
 
+// Stdio are the runtime's standard descriptors: the supervisor keeps
+// them, and the app's output goes to Out and Err.
+type Stdio struct{ In, Out, Err *os.File }
+
 // Main runs the runtime's command line (args without argv[0]) and returns
 // the exit code.
-func Main(args []string, stdout, stderr io.Writer) int {
+func Main(args []string, stdio Stdio) int {
 	if len(args) > 2 && args[0] == superviseVerb {
-		return supervise(args[1], args[2], os.NewFile(3, "ready"))
+		return supervise(args[1], args[2], os.NewFile(3, "ready"), stdio)
 	}
+	stdout, stderr := io.Writer(stdio.Out), io.Writer(stdio.Err)
 	g, rest, err := parseGlobals(args)
 	if err != nil {
 		return report(g, stderr, err)
@@ -80,7 +85,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if len(rest) == 0 {
 		return report(g, stderr, usageError{"no command: want create, start, state, kill, delete, features"})
 	}
-	if err := run(g, rest[0], rest[1:], stdout, stderr); err != nil {
+	if err := run(g, rest[0], rest[1:], stdio, stdout); err != nil {
 		return report(g, stderr, err)
 	}
 	return 0
@@ -146,11 +151,11 @@ func logLine(format, level, msg string, t time.Time) []byte {
 	return fmt.Appendf(nil, "time=%q level=%s msg=%q\n", t.UTC().Format(time.RFC3339Nano), level, msg)
 }
 
-func run(g globals, cmd string, args []string, stdout, stderr io.Writer) error {
+func run(g globals, cmd string, args []string, stdio Stdio, stdout io.Writer) error {
 	st := store{g.root}
 	switch cmd {
 	case "create":
-		return cmdCreate(g, st, args)
+		return cmdCreate(g, st, args, stdio)
 	case "start":
 		id, err := oneID("start", args)
 		if err != nil {
@@ -243,7 +248,7 @@ func normalizeLong(args []string, names ...string) []string {
 	return out
 }
 
-func cmdCreate(g globals, st store, args []string) error {
+func cmdCreate(g globals, st store, args []string, stdio Stdio) error {
 	c, err := parseCreate(args)
 	if err != nil {
 		return err
@@ -318,7 +323,7 @@ func cmdCreate(g globals, st store, args []string) error {
 	if err := st.write(rec); err != nil {
 		return err
 	}
-	pid, err := startSupervisor(g.root, c.id)
+	pid, err := startSupervisor(g.root, c.id, stdio)
 	if err != nil {
 		return err
 	}
@@ -335,7 +340,7 @@ func cmdCreate(g globals, st store, args []string) error {
 // startSupervisor runs the supervisor as a child that keeps this
 // process's standard descriptors, in a session of its own, and waits for
 // it to be ready.
-func startSupervisor(root, id string) (int, error) {
+func startSupervisor(root, id string, stdio Stdio) (int, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return 0, err
@@ -349,9 +354,9 @@ func startSupervisor(root, id string) (int, error) {
 		Path:        exe,
 		Args:        []string{Name, superviseVerb, root, id},
 		Dir:         "/",
-		Stdin:       os.Stdin,
-		Stdout:      os.Stdout,
-		Stderr:      os.Stderr,
+		Stdin:       stdio.In,
+		Stdout:      stdio.Out,
+		Stderr:      stdio.Err,
 		ExtraFiles:  []*os.File{w},
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
 	}

@@ -152,20 +152,20 @@ func TestStateJSON(t *testing.T) {
 func TestNotExist(t *testing.T) {
 	st := store{t.TempDir()}
 	for _, args := range [][]string{{"state", "nope"}, {"start", "nope"}, {"kill", "nope", "KILL"}, {"delete", "nope"}} {
-		err := run(globals{root: st.root}, args[0], args[1:], &bytes.Buffer{}, &bytes.Buffer{})
+		err := run(globals{root: st.root}, args[0], args[1:], Stdio{}, &bytes.Buffer{})
 		if err == nil || !strings.Contains(err.Error(), "does not exist") || !errors.Is(err, ErrNotExist) {
 			t.Errorf("%v: %v; want an error saying it does not exist", args, err)
 		}
 	}
 	// delete --force of an unknown container succeeds, as runc's does.
-	if err := run(globals{root: st.root}, "delete", []string{"--force", "nope"}, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
+	if err := run(globals{root: st.root}, "delete", []string{"--force", "nope"}, Stdio{}, &bytes.Buffer{}); err != nil {
 		t.Errorf("delete --force nope: %v", err)
 	}
 }
 
 func TestRefused(t *testing.T) {
 	for _, c := range []string{"pause", "resume", "update", "checkpoint", "exec"} {
-		err := run(globals{root: t.TempDir()}, c, []string{"x"}, &bytes.Buffer{}, &bytes.Buffer{})
+		err := run(globals{root: t.TempDir()}, c, []string{"x"}, Stdio{}, &bytes.Buffer{})
 		if !errors.Is(err, ErrUnsupported) {
 			t.Errorf("%s: %v", c, err)
 		}
@@ -176,10 +176,13 @@ func TestRefused(t *testing.T) {
 // JSON line that containerd's shim parses.
 func TestErrorLog(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "log.json")
-	var stderr bytes.Buffer
-	code := Main([]string{"--root", t.TempDir(), "--log", log, "--log-format", "json", "state", "missing"}, &bytes.Buffer{}, &stderr)
-	if code != 1 || !strings.Contains(stderr.String(), "does not exist") {
-		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+	errf, err := os.CreateTemp(t.TempDir(), "stderr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := Main([]string{"--root", t.TempDir(), "--log", log, "--log-format", "json", "state", "missing"}, Stdio{Out: errf, Err: errf})
+	if se, _ := os.ReadFile(errf.Name()); code != 1 || !strings.Contains(string(se), "does not exist") {
+		t.Fatalf("exit %d, stderr %q", code, se)
 	}
 	b, err := os.ReadFile(log)
 	if err != nil {
@@ -193,8 +196,8 @@ func TestErrorLog(t *testing.T) {
 
 func TestFeatures(t *testing.T) {
 	var out bytes.Buffer
-	if code := Main([]string{"features"}, &out, &bytes.Buffer{}); code != 0 {
-		t.Fatal(code)
+	if err := run(globals{}, "features", nil, Stdio{}, &out); err != nil {
+		t.Fatal(err)
 	}
 	var f struct{ OCIVersionMin, OCIVersionMax string }
 	if err := json.Unmarshal(out.Bytes(), &f); err != nil || f.OCIVersionMin != "1.0.0" || f.OCIVersionMax != specs.Version {

@@ -67,12 +67,13 @@ type supervisor struct {
 	started bool
 	vm      *vmm.VM
 	end     chan int // the exit code, once
+	stdio   Stdio
 }
 
 // supervise is the supervisor's body; ready (descriptor 3) hears "ok" or
 // an error once the socket is up. It returns the exit code.
-func supervise(root, id string, ready *os.File) int {
-	s := &supervisor{st: store{root}, id: id, dir: store{root}.dir(id), end: make(chan int, 1)}
+func supervise(root, id string, ready *os.File, stdio Stdio) int {
+	s := &supervisor{st: store{root}, id: id, dir: store{root}.dir(id), end: make(chan int, 1), stdio: stdio}
 	fail := func(err error) int {
 		fmt.Fprintf(ready, "%v\n", err)
 		ready.Close()
@@ -181,7 +182,7 @@ func (s *supervisor) start() error {
 	vm, err := s.boot()
 	if err != nil {
 		s.log.Error("boot failed", "err", err)
-		fmt.Fprintf(os.Stderr, "nos-runtime: %v\n", err)
+		fmt.Fprintf(s.stdio.Err, "nos-runtime: %v\n", err)
 		s.finish(vmm.ExitGuestError)
 		return err
 	}
@@ -195,7 +196,7 @@ func (s *supervisor) start() error {
 		o := vm.Wait()
 		s.log.Info("VM ended", "exit", o.ExitCode, "crash", o.Crash, "forced", o.Forced)
 		if o.Crash != "" {
-			fmt.Fprintf(os.Stderr, "nos-runtime: the VM ended without the app's exit code: %s\n", o.Crash)
+			fmt.Fprintf(s.stdio.Err, "nos-runtime: the VM ended without the app's exit code: %s\n", o.Crash)
 		}
 		s.finish(o.ExitCode)
 	}()
@@ -245,7 +246,7 @@ func (s *supervisor) boot() (*vmm.VM, error) {
 		Channels:   vmm.GuestChannels(),
 		Shares:     []vmm.Share{{Tag: rootTag, Source: p.RootFS, ReadOnly: p.ReadOnly}},
 	}
-	return vmm.Boot(context.Background(), qemu.Driver{}, m, vmm.Guest{Config: guestConfig(p, s.id), Stdout: os.Stdout, Stderr: os.Stderr})
+	return vmm.Boot(context.Background(), qemu.Driver{}, m, vmm.Guest{Config: guestConfig(p, s.id), Stdout: s.stdio.Out, Stderr: s.stdio.Err})
 }
 
 // guestConfig is what nos-init gets: the plan's process in the shared root.

@@ -23,7 +23,7 @@ func main() {
 	// Called as nos-runtime (a link to nos, or the supervisor it starts),
 	// nos is an OCI runtime with runc's command line.
 	if filepath.Base(os.Args[0]) == ociruntime.Name {
-		os.Exit(ociruntime.Main(os.Args[1:], os.Stdout, os.Stderr))
+		os.Exit(ociruntime.Main(os.Args[1:], ociruntime.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := cli.Execute(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
