@@ -11,11 +11,13 @@ all: build
 # nos-init is static and linux/amd64 whatever the host: it runs in the guest.
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/nos ./cmd/nos
+	ln -sf nos $(BIN)/nos-runtime
 	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags='-s -w -buildid=' -o $(BIN)/nos-init ./cmd/nos-init
 
 install:
 	CGO_ENABLED=0 $(GO) install -trimpath ./cmd/nos
 	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) install -trimpath -ldflags='-s -w -buildid=' ./cmd/nos-init
+	ln -sf nos "$$($(GO) env GOPATH)/bin/nos-runtime"
 
 deps: build
 	NOS=$(NOS) ./scripts/deps.sh

@@ -78,6 +78,10 @@ var forbidden = map[string][]string{
 	"export": join(top, []string{"assemble", "oci", "instance", "network", "volume", "compose"}),
 	// Instances run images, they do not assemble them.
 	"instance": join(top, building),
+	// nos-runtime runs OCI bundles as machines: it knows neither the CLI
+	// nor exports, compose or transfers (it borrows instance's kernel
+	// command line, which brings instance's own dependencies).
+	"ociruntime": join(top, []string{"compose", "export", "transfer"}),
 	// The guest init is checked more strictly by guest/deps_test.go.
 	"guest": join(top, running, building, []string{"store", "kernel"}),
 }

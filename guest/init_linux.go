@@ -126,7 +126,9 @@ func setup(ctx context.Context, cfg *guestapi.Config, standalone bool) error {
 		return err
 	}
 	if cfg.Root != nil {
-		if cfg.Root.PartLabel != "" {
+		if cfg.Root.Tag != "" {
+			// a shared directory: no device to find
+		} else if cfg.Root.PartLabel != "" {
 			dev, err := deviceByPartLabel(cfg.Root.PartLabel)
 			if err != nil {
 				return err

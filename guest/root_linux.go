@@ -35,6 +35,13 @@ const (
 // The upper and work directories are made in the tmpfs between the last
 // two mounts.
 func rootMounts(r *guestapi.Root) []mount {
+	if r.Tag != "" {
+		m := mount{Source: r.Tag, Target: newRoot, FSType: "virtiofs", Flags: unix.MS_NODEV, Mode: 0o755}
+		if !r.Writable {
+			m.Flags |= unix.MS_RDONLY
+		}
+		return []mount{m}
+	}
 	ro := mount{Source: r.Device, Target: newRoot, FSType: r.FSType, Flags: unix.MS_RDONLY | unix.MS_NODEV, Mode: 0o755}
 	if !r.Writable {
 		return []mount{ro}
@@ -68,8 +75,10 @@ func tmpfsData(mode uint32, size int64, percent int) string {
 // away, so the new root is moved over it, and the initramfs's files are
 // deleted first to give their memory back.
 func switchRoot(r *guestapi.Root) error {
-	if err := waitDevice(r.Device); err != nil {
-		return err
+	if r.Tag == "" {
+		if err := waitDevice(r.Device); err != nil {
+			return err
+		}
 	}
 	for _, m := range rootMounts(r) {
 		if err := os.MkdirAll(m.Target, m.Mode); err != nil {
@@ -81,6 +90,10 @@ func switchRoot(r *guestapi.Root) error {
 			return errors.New("the kernel has no overlayfs, which a writable root needs: build the image again on a kernel built by this nos (`nos kernel build --features net,blk`), or run it with --read-only")
 		case err != nil && m.Target == overlayDir:
 			return fmt.Errorf("mounting the writable root's tmpfs (%s): %w", m.Data, err)
+		case err != nil && m.FSType == "virtiofs" && errors.Is(err, unix.ENODEV):
+			return errors.New("the kernel has no virtiofs, which a shared root needs: use a kernel built by this nos with `nos kernel build --features net,blk`")
+		case err != nil && m.FSType == "virtiofs":
+			return fmt.Errorf("mounting the shared root (virtiofs tag %s): %w", r.Tag, err)
 		case err != nil && m.FSType == "overlay":
 			return fmt.Errorf("mounting the writable root's overlay (%s): %w", m.Data, err)
 		case err != nil:
@@ -94,6 +107,13 @@ func switchRoot(r *guestapi.Root) error {
 	}
 	for _, m := range movedMounts {
 		target := newRoot + m
+		if r.Tag != "" && r.Writable {
+			// A container's rootfs need not have the mount points (runc
+			// makes them too); a read-only one must.
+			if err := os.MkdirAll(target, 0o755); err != nil {
+				return fmt.Errorf("making %s in the shared root: %w", m, err)
+			}
+		}
 		if fi, err := os.Stat(target); err != nil || !fi.IsDir() {
 			return fmt.Errorf("the image's root filesystem has no %s directory", m)
 		}

@@ -32,6 +32,12 @@ func TestRootMounts(t *testing.T) {
 			{Source: "overlay", Target: "/newroot", FSType: "overlay", Flags: unix.MS_NODEV, Mode: 0o755,
 				Data: "lowerdir=/lower,upperdir=/overlay/upper,workdir=/overlay/work"},
 		}},
+		{"shared, writable", guestapi.Root{Tag: "nos-root", Writable: true}, []mount{
+			{Source: "nos-root", Target: "/newroot", FSType: "virtiofs", Flags: unix.MS_NODEV, Mode: 0o755},
+		}},
+		{"shared, read-only", guestapi.Root{Tag: "nos-root"}, []mount{
+			{Source: "nos-root", Target: "/newroot", FSType: "virtiofs", Flags: ro, Mode: 0o755},
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -139,6 +139,14 @@ type Root struct {
 	// TmpfsSize caps the writable layer, in bytes; 0 is
 	// DefaultRootTmpfsPercent of the guest's memory.
 	TmpfsSize int64 `json:"tmpfsSize,omitempty"`
+	// Tag, when set, makes the root a host directory shared over virtiofs
+	// with this tag (an OCI bundle's rootfs) rather than a block device:
+	// Device, Serial and PartLabel are then unused, and Writable mounts
+	// the share itself read-write (changes land in the host directory, as
+	// a container's do) instead of putting an overlay over it. The mount
+	// points the init moves into the root (/dev, /proc, /sys, /run, /tmp)
+	// are made in it when missing.
+	Tag string `json:"tag,omitempty"`
 }
 
 // DefaultRootTmpfsPercent is the default cap of a writable root's upper

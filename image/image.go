@@ -155,8 +155,12 @@ const (
 	// (guestapi.UserData), the root found by partition label
 	// (guestapi.Root.PartLabel).
 	InitAPIDisk = 6
+	// InitAPISharedRoot: the init takes its root from a host directory
+	// shared over virtiofs (guestapi.Root.Tag), as nos-runtime runs an OCI
+	// bundle's rootfs.
+	InitAPISharedRoot = 7
 	// InitAPI is what the nos-init of this nos speaks.
-	InitAPI = InitAPIDisk
+	InitAPI = InitAPISharedRoot
 )
 
 // KernelInfo identifies the kernel an image carries.

@@ -179,3 +179,8 @@ func checkHostPort(f vmm.Forward) error {
 	}
 	return c.Close()
 }
+
+// KernelCmdline is cmdline for callers outside the package (nos-runtime,
+// which boots guests without an instance): base with what the host adds
+// under accel.
+func KernelCmdline(base, accel string) string { return cmdline(base, accel) }

@@ -1,0 +1,46 @@
+// Command ocihello is the container of nos-runtime's integration tests:
+// a static program in an OCI bundle's rootfs, which nos-runtime runs as
+// a microVM.
+//
+//	ocihello info          print what the container sees, one KEY=VALUE a line
+//	ocihello exit N        exit with code N
+//	ocihello wait          print "waiting", then wait for SIGTERM; print "got SIGTERM" and exit 0
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Println("hello from a nos microVM")
+		return
+	}
+	switch os.Args[1] {
+	case "info":
+		host, _ := os.Hostname()
+		cwd, _ := os.Getwd()
+		fmt.Printf("hostname=%s\nuid=%d\ngid=%d\ncwd=%s\nFOO=%s\nargs=%q\n", host, os.Getuid(), os.Getgid(), cwd, os.Getenv("FOO"), os.Args[2:])
+		b, err := os.ReadFile("/etc/marker")
+		fmt.Printf("marker=%s err=%v\n", b, err)
+		// The root is the bundle's rootfs, shared read-write: the host sees this.
+		fmt.Printf("write=%v\n", os.WriteFile("/written-by-guest", []byte("hi"), 0o644))
+		fmt.Fprintln(os.Stderr, "to stderr")
+	case "exit":
+		n, _ := strconv.Atoi(os.Args[2])
+		os.Exit(n)
+	case "wait":
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, syscall.SIGTERM)
+		fmt.Println("waiting")
+		<-c
+		fmt.Println("got SIGTERM")
+	default:
+		fmt.Fprintln(os.Stderr, "unknown mode", os.Args[1])
+		os.Exit(2)
+	}
+}

@@ -1,0 +1,261 @@
+package ociruntime
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/nosproject/nos/guestapi"
+	"github.com/nosproject/nos/image"
+)
+
+// ErrBadConfig marks a bundle whose config.json nos-runtime refuses.
+var ErrBadConfig = errors.New("invalid bundle config")
+
+// maxConfigSize bounds config.json: real ones are a few KiB.
+const maxConfigSize = 4 << 20
+
+// MinMemoryMiB is the floor of a VM's memory: a container memory limit
+// below it (the app's own budget) still gets a VM the kernel and the init
+// fit in.
+const MinMemoryMiB = 64
+
+// Plan is what a bundle becomes: the VM nos-runtime boots and what its
+// init runs. It is a pure function of config.json, the bundle's path and
+// the host's CPU count (MakePlan).
+type Plan struct {
+	// RootFS is the absolute host directory shared as the guest's root.
+	RootFS   string `json:"rootfs"`
+	ReadOnly bool   `json:"readOnly,omitempty"`
+
+	Argv      []string      `json:"argv"`
+	Env       []string      `json:"env,omitempty"`
+	Cwd       string        `json:"cwd"`
+	User      guestapi.User `json:"user"`
+	Hostname  string        `json:"hostname,omitempty"`
+	Caps      []string      `json:"caps,omitempty"`
+	MemoryMiB int           `json:"memoryMiB"`
+	CPUs      int           `json:"cpus"`
+	// Notes say what of config.json the VM does not honour (yet).
+	Notes []string `json:"notes,omitempty"`
+}
+
+// ParseConfig decodes config.json with the runtime-spec types. Unknown
+// properties are ignored, as the spec requires of runtimes ("Extensibility"
+// in config.md); a property of the wrong type, trailing data, or an
+// oversized file is an error.
+func ParseConfig(b []byte) (*specs.Spec, error) {
+	if len(b) > maxConfigSize {
+		return nil, fmt.Errorf("config.json is %d bytes, over the %d nos-runtime reads: %w", len(b), maxConfigSize, ErrBadConfig)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	var s specs.Spec
+	if err := dec.Decode(&s); err != nil {
+		return nil, fmt.Errorf("config.json: %v: %w", err, ErrBadConfig)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("config.json: data after the JSON object: %w", ErrBadConfig)
+	}
+	if err := Validate(&s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// LoadBundle reads and validates bundle/config.json.
+func LoadBundle(bundle string) (*specs.Spec, error) {
+	f, err := os.Open(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", bundle, err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", bundle, err)
+	}
+	return ParseConfig(b)
+}
+
+func bad(format string, a ...any) error {
+	return fmt.Errorf("config.json: "+format+": %w", append(a, ErrBadConfig)...)
+}
+
+// Validate checks what the spec requires and what nos-runtime needs to
+// run the bundle: a 1.x ociVersion, a root path, a process with
+// arguments, an absolute cwd, KEY=VALUE environment entries, no NUL
+// bytes anywhere they reach the guest, sane resources. terminal=true is
+// refused for now: the guest has no console for the app yet.
+func Validate(s *specs.Spec) error {
+	if s.Version == "" {
+		return bad("no ociVersion")
+	}
+	if !strings.HasPrefix(s.Version, "1.") {
+		return bad("ociVersion %q: nos-runtime reads 1.x", s.Version)
+	}
+	if s.Root == nil || s.Root.Path == "" {
+		return bad("no root.path")
+	}
+	if strings.ContainsRune(s.Root.Path, 0) {
+		return bad("root.path has a NUL byte")
+	}
+	p := s.Process
+	if p == nil {
+		return bad("no process: create needs one")
+	}
+	if len(p.Args) == 0 || p.Args[0] == "" {
+		return bad("process.args is empty")
+	}
+	if p.CommandLine != "" {
+		return bad("process.commandLine is for Windows")
+	}
+	for _, a := range p.Args {
+		if strings.ContainsRune(a, 0) {
+			return bad("process.args has a NUL byte")
+		}
+	}
+	if p.Terminal {
+		return bad("process.terminal is true: nos-runtime runs containers without a terminal for now (run without -t)")
+	}
+	if p.Cwd == "" || !strings.HasPrefix(p.Cwd, "/") || strings.ContainsRune(p.Cwd, 0) {
+		return bad("process.cwd %q must be an absolute path", p.Cwd)
+	}
+	for _, e := range p.Env {
+		k, _, ok := strings.Cut(e, "=")
+		if !ok || k == "" || strings.ContainsRune(e, 0) {
+			return bad("process.env entry %q is not KEY=VALUE", e)
+		}
+	}
+	if len(s.Hostname) > 64 || strings.ContainsAny(s.Hostname, "/\x00 \t\n") {
+		return bad("hostname %q is not a host name", s.Hostname)
+	}
+	if s.Linux != nil && s.Linux.Resources != nil {
+		r := s.Linux.Resources
+		if m := r.Memory; m != nil && m.Limit != nil && *m.Limit < -1 {
+			return bad("linux.resources.memory.limit %d is negative", *m.Limit)
+		}
+		if c := r.CPU; c != nil && c.Quota != nil && *c.Quota > 0 {
+			if c.Period == nil || *c.Period == 0 {
+				// the kernel's default period
+			} else if *c.Period > 1_000_000 {
+				return bad("linux.resources.cpu.period %d is over 1s", *c.Period)
+			}
+		}
+	}
+	for _, m := range s.Mounts {
+		if !strings.HasPrefix(m.Destination, "/") {
+			return bad("mount destination %q is not absolute", m.Destination)
+		}
+	}
+	return nil
+}
+
+// standardMounts are the mounts every engine asks for that a nos guest
+// has anyway, made by its init: not worth a note.
+var standardMounts = []string{"/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/sys/fs/cgroup", "/run", "/tmp"}
+
+// defaultCFSPeriod is the kernel's CFS period when config.json gives a
+// quota without one.
+const defaultCFSPeriod = 100_000
+
+// MakePlan turns a validated spec into the VM to boot. bundle is the
+// bundle's absolute directory; hostCPUs caps the vCPUs.
+func MakePlan(s *specs.Spec, bundle string, hostCPUs int) (Plan, error) {
+	if err := Validate(s); err != nil {
+		return Plan{}, err
+	}
+	root := s.Root.Path
+	if !filepath.IsAbs(root) {
+		root = filepath.Join(bundle, root)
+	}
+	p := Plan{
+		RootFS:    filepath.Clean(root),
+		ReadOnly:  s.Root.Readonly,
+		Argv:      slices.Clone(s.Process.Args),
+		Env:       slices.Clone(s.Process.Env),
+		Cwd:       s.Process.Cwd,
+		User:      guestapi.User{UID: s.Process.User.UID, GID: s.Process.User.GID},
+		Hostname:  s.Hostname,
+		MemoryMiB: image.DefaultMemoryMiB,
+		CPUs:      image.DefaultCPUs,
+	}
+	for _, g := range s.Process.User.AdditionalGids {
+		if g != p.User.GID && !slices.Contains(p.User.Groups, g) {
+			p.User.Groups = append(p.User.Groups, g)
+		}
+	}
+	if s.Process.User.Username != "" {
+		p.Notes = append(p.Notes, "process.user.username is ignored: the numeric uid and gid are used")
+	}
+	if c := s.Process.Capabilities; c != nil {
+		set := c.Bounding
+		if set == nil {
+			set = c.Effective
+		}
+		for _, name := range set {
+			if !knownCap(name) {
+				p.Notes = append(p.Notes, fmt.Sprintf("capability %s is unknown to the guest: dropped", name))
+				continue
+			}
+			p.Caps = append(p.Caps, name)
+		}
+		p.Caps = slices.Compact(slices.Sorted(slices.Values(p.Caps)))
+	}
+	if l := s.Linux; l != nil && l.Resources != nil {
+		if m := l.Resources.Memory; m != nil && m.Limit != nil && *m.Limit > 0 {
+			mib := int(min((*m.Limit+(1<<20)-1)>>20, 1<<22))
+			p.MemoryMiB = max(mib, MinMemoryMiB)
+			if mib < MinMemoryMiB {
+				p.Notes = append(p.Notes, fmt.Sprintf("memory limit %d MiB raised to the VM floor of %d MiB", mib, MinMemoryMiB))
+			}
+		}
+		if c := l.Resources.CPU; c != nil && c.Quota != nil && *c.Quota > 0 {
+			period := uint64(defaultCFSPeriod)
+			if c.Period != nil && *c.Period > 0 {
+				period = *c.Period
+			}
+			n := int(math.Ceil(float64(*c.Quota) / float64(period)))
+			p.CPUs = max(1, min(n, max(hostCPUs, 1)))
+		}
+	}
+	for _, m := range s.Mounts {
+		if slices.Contains(standardMounts, m.Destination) {
+			continue
+		}
+		p.Notes = append(p.Notes, fmt.Sprintf("mount %s (%s) is not made in the guest yet", m.Destination, m.Type))
+	}
+	if s.Linux != nil {
+		for _, ns := range s.Linux.Namespaces {
+			if ns.Type == specs.NetworkNamespace && ns.Path != "" {
+				p.Notes = append(p.Notes, "the network namespace "+ns.Path+" is not joined yet: the guest has no NIC")
+			}
+		}
+	}
+	if h := s.Hooks; h != nil && len(h.Prestart)+len(h.CreateRuntime)+len(h.CreateContainer)+len(h.StartContainer)+len(h.Poststart)+len(h.Poststop) > 0 {
+		p.Notes = append(p.Notes, "hooks are not run")
+	}
+	return p, nil
+}
+
+// knownCap reports whether the guest's init knows the capability (its
+// names are the kernel's, CAP_CHOWN to CAP_CHECKPOINT_RESTORE).
+func knownCap(name string) bool {
+	return slices.Contains(capNames, strings.TrimPrefix(strings.ToUpper(name), "CAP_"))
+}
+
+var capNames = []string{
+	"CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
+	"LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
+	"SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
+	"SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
+	"MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF",
+	"CHECKPOINT_RESTORE",
+}

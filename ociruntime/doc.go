@@ -1,0 +1,54 @@
+// Package ociruntime is nos-runtime: an OCI runtime with runc's command
+// line that runs a container bundle as a nos microVM, so that podman
+// (through conmon), containerd's runc shim and docker can run containers
+// as VMs.
+//
+// One binary: nos answers to argv[0] "nos-runtime" (install a symlink,
+// `ln -s nos /usr/local/bin/nos-runtime`, and give engines its path).
+// Keeping one program means one thing to install and upgrade, the same
+// nos-init lookup as nos build (beside the executable), and the helpers
+// nos re-executes itself as (virtiofs's read-only share helper, the
+// runtime's supervisor) work unchanged.
+//
+// Commands: create, start, state, kill, delete, features, list, with
+// runc's global flags --root (default /run/nos-runtime; for a non-root
+// user $XDG_RUNTIME_DIR/nos-runtime), --log, --log-format text|json
+// (errors are also appended there, as JSON lines
+// {"level":"error","msg":…,"time":…} that containerd's shim reads back),
+// --debug, --version, and --systemd-cgroup, which is accepted and
+// ignored: the VM's memory and vCPUs come from config.json and QEMU is
+// not put in the engine's cgroup yet. pause, resume, update, checkpoint,
+// restore, exec and ps are refused with an error saying so. An unknown
+// id is an error containing "does not exist", which podman and
+// containerd match.
+//
+// How a bundle runs:
+//
+//   - create parses config.json with the runtime-spec types and validates
+//     it (ParseConfig, Validate), turns it into a Plan (MakePlan: the
+//     rootfs, process args, env, cwd, uid/gid, hostname, capabilities;
+//     linux.resources.memory.limit becomes the VM's memory, with a floor
+//     of MinMemoryMiB, and the CPU quota its vCPUs), finds the guest
+//     kernel (NOS_RUNTIME_KERNEL, else nos's built kernel with the blk and
+//     net features) and nos-init (NOS_RUNTIME_INIT, else as nos build finds
+//     it), makes the guest's initramfs (nos-init alone, cached in the
+//     root), and starts the supervisor; its pid goes to --pid-file.
+//   - The supervisor (see supervisor.go) is a child of create in a
+//     session of its own that keeps create's stdin, stdout and stderr
+//     (conmon's pipes): the app's output goes there. It lives as long as
+//     the workload and exits with the app's exit code. It serves start and
+//     kill on a unix socket in ROOT/ID.
+//   - start boots the VM: QEMU microvm with the bundle's rootfs shared by
+//     virtiofsd as the guest's root (read-write unless root.readonly),
+//     where nos-init runs the process. The VM boots at start, not at
+//     create: create stays fast and an engine that creates without
+//     starting holds no VM.
+//   - kill SIGNAL goes to the app through nos-init; KILL forces the VM
+//     off (exit 137). delete removes the state; QEMU and virtiofsd run
+//     under Pdeathsig and die with the supervisor.
+//
+// Not yet: a terminal (process.terminal, --console-socket), stdin, exec,
+// bind mounts other than the standard ones (noted, not made), hooks, and
+// networking: the container's network namespace is not joined, so the
+// guest has no NIC.
+package ociruntime

@@ -1,0 +1,274 @@
+package ociruntime
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nosproject/nos/guestapi"
+	"github.com/nosproject/nos/vmm"
+	"github.com/nosproject/nos/vmm/qemu"
+)
+
+// The supervisor is the process whose pid create writes to --pid-file: a
+// child of create (so of conmon or containerd's shim, which reap it) that
+// lives as long as the workload and exits with the app's exit code (128+N
+// when signal N ended it, 137 when the VM was forced off). It inherits
+// create's standard descriptors and hands the app's output to them. It
+// serves start and kill on a unix socket in the state directory, boots
+// the VM at start, keeps state.json true, and leaves nothing behind when
+// it ends: QEMU and virtiofsd die with it (they run under Pdeathsig).
+
+// superviseVerb is the hidden command the supervisor runs as.
+const superviseVerb = "__supervise"
+
+// rootTag is the virtiofs tag of the guest's root.
+const rootTag = "nos-root"
+
+// launch is what create decided and the supervisor boots: plan.json.
+type launch struct {
+	Plan    Plan   `json:"plan"`
+	Kernel  string `json:"kernel"`
+	Initrd  string `json:"initrd"`
+	Accel   string `json:"accel"`
+	Cmdline string `json:"cmdline"`
+}
+
+// request is one line on the supervisor's socket; reply answers it.
+type request struct {
+	Op     string `json:"op"` // "start" or "kill"
+	Signal int    `json:"signal,omitempty"`
+}
+
+type reply struct {
+	Error string `json:"error,omitempty"`
+}
+
+type supervisor struct {
+	st  store
+	id  string
+	dir string
+	l   launch
+	log *slog.Logger
+
+	mu      sync.Mutex
+	rec     *record
+	started bool
+	vm      *vmm.VM
+	end     chan int // the exit code, once
+	stdio   Stdio
+}
+
+// supervise is the supervisor's body; ready (descriptor 3) hears "ok" or
+// an error once the socket is up. It returns the exit code.
+func supervise(root, id string, ready *os.File, stdio Stdio) int {
+	s := &supervisor{st: store{root}, id: id, dir: store{root}.dir(id), end: make(chan int, 1), stdio: stdio}
+	fail := func(err error) int {
+		fmt.Fprintf(ready, "%v\n", err)
+		ready.Close()
+		return 1
+	}
+	logf, err := os.OpenFile(filepath.Join(s.dir, logFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return fail(err)
+	}
+	defer logf.Close()
+	s.log = slog.New(slog.NewTextHandler(logf, nil))
+	if err := readJSONFile(filepath.Join(s.dir, planFile), &s.l); err != nil {
+		return fail(err)
+	}
+	if s.rec, err = s.st.read(id); err != nil {
+		return fail(err)
+	}
+	sock := socketPath(s.dir)
+	_ = os.Remove(sock)
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		return fail(fmt.Errorf("supervisor socket: %w", err))
+	}
+	defer os.Remove(sock)
+	defer ln.Close()
+
+	// Signals to the supervisor itself go to the app, as they would to a
+	// container's init; a broken stdout pipe must not kill it.
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
+	signal.Ignore(syscall.SIGPIPE)
+	go func() {
+		for sig := range sigs {
+			s.log.Info("signal to the supervisor: forwarded", "signal", sig.String())
+			_ = s.kill(sig.(syscall.Signal))
+		}
+	}()
+
+	start, _ := startTime(os.Getpid())
+	s.mu.Lock()
+	s.rec.Pid, s.rec.PidStart, s.rec.Status = os.Getpid(), start, "created"
+	err = s.st.write(s.rec)
+	s.mu.Unlock()
+	if err != nil {
+		return fail(err)
+	}
+	go s.serve(ln)
+	s.log.Info("supervisor up", "pid", os.Getpid(), "plan", s.l.Plan)
+	fmt.Fprintln(ready, "ok")
+	ready.Close()
+
+	code := <-s.end
+	s.mu.Lock()
+	s.rec.Status, s.rec.ExitCode, s.rec.Finished = "stopped", &code, time.Now().UTC()
+	if err := s.st.write(s.rec); err != nil {
+		s.log.Error("state write", "err", err)
+	}
+	s.mu.Unlock()
+	s.log.Info("supervisor exiting", "exit", code)
+	return code
+}
+
+func (s *supervisor) serve(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+			var req request
+			if err := json.NewDecoder(bufio.NewReader(c)).Decode(&req); err != nil {
+				return
+			}
+			var rep reply
+			var err error
+			switch req.Op {
+			case "start":
+				err = s.start()
+			case "kill":
+				err = s.kill(syscall.Signal(req.Signal))
+			default:
+				err = fmt.Errorf("unknown request %q", req.Op)
+			}
+			if err != nil {
+				rep.Error = err.Error()
+			}
+			_ = json.NewEncoder(c).Encode(rep)
+		}()
+	}
+}
+
+// start boots the VM; it returns once QEMU runs.
+func (s *supervisor) start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return errors.New("the container was started already")
+	}
+	if s.rec.Status != "created" {
+		return fmt.Errorf("the container is %s, not created", s.rec.Status)
+	}
+	s.started = true
+	began := time.Now()
+	vm, err := s.boot()
+	if err != nil {
+		s.log.Error("boot failed", "err", err)
+		fmt.Fprintf(s.stdio.Err, "nos-runtime: %v\n", err)
+		s.finish(vmm.ExitGuestError)
+		return err
+	}
+	s.vm = vm
+	s.rec.Status, s.rec.Started = "running", time.Now().UTC()
+	if err := s.st.write(s.rec); err != nil {
+		s.log.Error("state write", "err", err)
+	}
+	s.log.Info("VM started", "pid", vm.PID(), "took", time.Since(began).Round(time.Millisecond))
+	go func() {
+		o := vm.Wait()
+		s.log.Info("VM ended", "exit", o.ExitCode, "crash", o.Crash, "forced", o.Forced)
+		if o.Crash != "" {
+			fmt.Fprintf(s.stdio.Err, "nos-runtime: the VM ended without the app's exit code: %s\n", o.Crash)
+		}
+		s.finish(o.ExitCode)
+	}()
+	return nil
+}
+
+func (s *supervisor) finish(code int) {
+	select {
+	case s.end <- code:
+	default:
+	}
+}
+
+// kill delivers sig: to the app through nos-init while the VM runs
+// (SIGKILL forces the VM off), else it ends the created container.
+func (s *supervisor) kill(sig syscall.Signal) error {
+	s.mu.Lock()
+	vm, started := s.vm, s.started
+	s.mu.Unlock()
+	switch {
+	case vm != nil && sig == syscall.SIGKILL:
+		vm.Kill()
+	case vm != nil:
+		vm.Signal(sig)
+	case !started:
+		// Nothing runs yet: the container ends as if its init died of sig.
+		if sig != 0 {
+			s.finish(128 + int(sig))
+		}
+	default:
+		return errors.New("the container is not running")
+	}
+	return nil
+}
+
+// boot starts the VM of the plan. Called with s.mu held.
+func (s *supervisor) boot() (*vmm.VM, error) {
+	p := s.l.Plan
+	m := vmm.Machine{
+		Accel:      s.l.Accel,
+		MemoryMiB:  p.MemoryMiB,
+		CPUs:       p.CPUs,
+		Kernel:     s.l.Kernel,
+		Initrd:     s.l.Initrd,
+		Cmdline:    s.l.Cmdline,
+		ConsoleLog: filepath.Join(s.dir, consoleFile),
+		Channels:   vmm.GuestChannels(),
+		Shares:     []vmm.Share{{Tag: rootTag, Source: p.RootFS, ReadOnly: p.ReadOnly}},
+	}
+	return vmm.Boot(context.Background(), qemu.Driver{}, m, vmm.Guest{Config: guestConfig(p, s.id), Stdout: s.stdio.Out, Stderr: s.stdio.Err})
+}
+
+// guestConfig is what nos-init gets: the plan's process in the shared root.
+func guestConfig(p Plan, id string) *guestapi.Config {
+	seed := make([]byte, 64)
+	_, _ = rand.Read(seed)
+	hostname := p.Hostname
+	if hostname == "" {
+		hostname = id[:min(len(id), 12)]
+	}
+	u := p.User
+	return &guestapi.Config{
+		Argv: p.Argv, Env: p.Env, WorkingDir: p.Cwd, Hostname: hostname,
+		Seed: seed, Time: time.Now(), User: &u, Caps: p.Caps,
+		Root: &guestapi.Root{Tag: rootTag, FSType: "virtiofs", Writable: !p.ReadOnly},
+	}
+}
+
+func readJSONFile(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
