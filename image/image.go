@@ -82,6 +82,9 @@ type Config struct {
 	// InitAPI is the version of the host↔guest protocol the image's init
 	// speaks (see InitAPIProbes); 0 in images made before it was recorded.
 	InitAPI int `json:"initApi,omitempty"`
+	// NoExec: nos exec is refused for instances of the image (nos build
+	// --no-exec); its init refuses too.
+	NoExec bool `json:"noExec,omitempty"`
 
 	// The fields below record where the image's files came from, for its
 	// bill of materials (nos sbom); images made before they were recorded
@@ -155,8 +158,13 @@ const (
 	// (guestapi.UserData), the root found by partition label
 	// (guestapi.Root.PartLabel).
 	InitAPIDisk = 6
+	// InitAPIInteractive: the init has the interactive streams on
+	// guestapi.PortIO: the application's stdin and terminal
+	// (guestapi.Config.Stdin, TTY) and processes started beside it
+	// (guestapi.TypeExec).
+	InitAPIInteractive = 7
 	// InitAPI is what the nos-init of this nos speaks.
-	InitAPI = InitAPIDisk
+	InitAPI = InitAPIInteractive
 )
 
 // KernelInfo identifies the kernel an image carries.
