@@ -70,6 +70,11 @@ type Options struct {
 	// config, as docker's --label: nos compose finds its instances by the
 	// com.docker.compose.* labels it sets.
 	Labels map[string]string
+	// Stdin keeps the application's stdin open for attach (nos run -i);
+	// TTY runs it on a terminal of Rows × Cols (nos run -t).
+	Stdin      bool
+	TTY        bool
+	Rows, Cols uint16
 }
 
 // ParseUser parses --user UID[:GID] for nos run.
