@@ -42,11 +42,11 @@ func TestInteractiveExec(t *testing.T) {
 		code int
 		out  string
 	}{
-		{[]string{"interact", "exit", "0"}, 0, "exiting 0"},
-		{[]string{"interact", "exit", "3"}, 3, "exiting 3"},
-		{[]string{"/bin/interact", "winsize"}, 1, "no terminal"},
+		{[]string{id, "/app/interact", "exit", "0"}, 0, "exiting 0"},
+		{[]string{id, "/app/interact", "exit", "3"}, 3, "exiting 3"},
+		{[]string{"-e", "PATH=/app", id, "interact", "winsize"}, 1, "no terminal"},
 	} {
-		r := e.nos(append([]string{"exec", id}, c.args...)...)
+		r := e.nos(append([]string{"exec"}, c.args...)...)
 		if r.code != c.code || !strings.Contains(r.stdout, c.out) {
 			t.Errorf("exec %v: want exit %d and %q, got %v", c.args, c.code, c.out, r)
 		}
@@ -55,11 +55,11 @@ func TestInteractiveExec(t *testing.T) {
 	if r.code != 127 || !strings.Contains(r.stderr, "nos: ") || !strings.Contains(r.stderr, "not found") {
 		t.Errorf("exec of a missing program: want 127 and a nos: error, got %v", r)
 	}
-	r = e.nosInput("piped into exec\n", "exec", "-i", "-e", "X=1", id, "interact", "cat")
+	r = e.nosInput("piped into exec\n", "exec", "-i", id, "/app/interact", "cat")
 	if r.code != 0 || !strings.Contains(r.stdout, "piped into exec\n") || !strings.Contains(r.stdout, "EOF after 16 bytes") {
 		t.Errorf("exec -i cat: got %v", r)
 	}
-	r = e.nos("exec", "-t", id, "interact", "winsize")
+	r = e.nos("exec", "-t", id, "/app/interact", "winsize")
 	if r.code != 0 || !strings.Contains(r.stdout, "tty ") {
 		t.Errorf("exec -t winsize: want a terminal, got %v", r)
 	}
@@ -75,7 +75,7 @@ func TestInteractiveNoExec(t *testing.T) {
 	e.build("sealed", "./e2e/testdata/interact", "--no-exec")
 	id := e.runDetached("sealed", "sleep")
 	waitFor(t, "the app", 3*time.Minute, func() bool { return strings.Contains(e.logs(id), "sleeping") })
-	r := e.nos("exec", id, "interact", "exit", "0")
+	r := e.nos("exec", id, "/app/interact", "exit", "0")
 	if r.code == 0 || strings.Contains(r.stdout, "exiting") || !strings.HasPrefix(r.stderr, "nos: ") || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "--no-exec") {
 		t.Fatalf("exec in a --no-exec image: want a one-line nos: error, got %v", r)
 	}
