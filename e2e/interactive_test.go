@@ -230,3 +230,36 @@ func TestInteractiveTTY(t *testing.T) {
 		t.Fatalf("attach: exit %d:\n%s", code, a.out.String())
 	}
 }
+
+// TestInteractivePythonREPL: nos run -it gives python3 a working REPL:
+// lines are evaluated, Ctrl-C interrupts a loop through the terminal
+// (the app gets SIGINT, not nos), Ctrl-D ends it.
+func TestInteractivePythonREPL(t *testing.T) {
+	python := needProgram(t, "/usr/bin/python3")
+	needProgram(t, "mkfs.erofs")
+	out, err := command(t, time.Minute, python, "-c", "import sysconfig; print(sysconfig.get_path('stdlib'))")
+	stdlib := strings.TrimSpace(out)
+	if err != nil || stdlib == "" {
+		t.Fatalf("finding python3's standard library: %v %q", err, out)
+	}
+	e := newEnv(t)
+	e.withBlkKernel()
+	e.buildTree("-t", "py", "--add", stdlib, "--entrypoint", `["/usr/bin/python3"]`, python)
+
+	p := e.onPTY(24, 80, "run", "--rm", "-it", "--accel", accel, "py")
+	p.waitOutput(">>> ", 3*time.Minute)
+	p.master.Write([]byte("print(6*7)\r"))
+	p.waitOutput("42\r\n>>> ", time.Minute)
+	p.master.Write([]byte("import os; os.get_terminal_size()\r"))
+	p.waitOutput("columns=80, lines=24", time.Minute)
+	p.master.Write([]byte("while True: pass\r\r"))
+	time.Sleep(2 * time.Second)
+	p.master.Write([]byte{0x03})
+	p.waitOutput("KeyboardInterrupt\r\n>>> ", time.Minute)
+	p.master.Write([]byte{0x04})
+	// CPython 3.11 ends by SIGINT (130) once a KeyboardInterrupt reached
+	// its REPL, on a host's terminal too.
+	if code := p.wait(time.Minute); code != 0 && code != 130 {
+		t.Fatalf("python REPL after Ctrl-D: exit %d:\n%s", code, p.out.String())
+	}
+}
