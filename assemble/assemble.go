@@ -58,6 +58,8 @@ type Options struct {
 	User string
 	// Caps are the capabilities the application keeps (none by default).
 	Caps []string
+	// NoExec refuses nos exec in instances of the image.
+	NoExec bool
 	// Packages tells which distribution package the files taken from the
 	// host for a dynamically linked program came from (see HostPackages);
 	// nil records the files without their packages.

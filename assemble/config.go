@@ -21,6 +21,7 @@ func configFromOptions(o Options) (image.Config, error) {
 		KernelCmdline: DefaultCmdline,
 		InitAPI:       image.InitAPI,
 		Provenance:    image.ProvenanceV1,
+		NoExec:        o.NoExec,
 	}
 	if cfg.MemoryMiB == 0 {
 		cfg.MemoryMiB = image.DefaultMemoryMiB

@@ -34,6 +34,7 @@ type buildFlags struct {
 	entrypoint string
 	user       string
 	caps       []string
+	noExec     bool
 }
 
 func newBuildCmd(e *env) *cobra.Command {
@@ -114,13 +115,14 @@ the container image's user) with no capabilities but those of --cap-add.`,
 	fl.StringArrayVar(&f.adds, "add", nil, "add a host file or directory, HOST_PATH[:GUEST_PATH] (repeatable)")
 	fl.StringVar(&f.entrypoint, "entrypoint", "", `command to run, as a JSON array ('["/bin/app","-v"]') or words`)
 	fl.StringVarP(&f.user, "user", "u", "", "user the application runs as, USER[:GROUP] by name or number (default: the container image's, else root)")
+	fl.BoolVar(&f.noExec, "no-exec", false, "refuse nos exec in instances of the image (its init refuses too)")
 	fl.StringArrayVar(&f.caps, "cap-add", nil, "capability the application keeps, e.g. NET_BIND_SERVICE (repeatable; default none)")
 	return cmd
 }
 
 func (f *buildFlags) options(e *env, source string, explicitFeatures bool) (assemble.Options, error) {
 	o := assemble.Options{Source: source, Args: f.args, Ports: f.ports, CPUs: f.cpus, WorkDir: f.workdir, KernelArgs: f.kernelArgs, Log: e.logger(),
-		Rootfs: f.rootfs, FromOCI: f.fromOCI, Adds: f.adds, User: f.user, Caps: f.caps, Packages: assemble.HostPackages()}
+		Rootfs: f.rootfs, FromOCI: f.fromOCI, Adds: f.adds, User: f.user, Caps: f.caps, NoExec: f.noExec, Packages: assemble.HostPackages()}
 	ep, err := assemble.ParseEntrypoint(f.entrypoint)
 	if err != nil {
 		return o, err

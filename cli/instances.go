@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"github.com/nosproject/nos/guestapi"
 	"github.com/nosproject/nos/instance"
 )
 
@@ -445,11 +446,21 @@ func newWaitCmd(e *env) *cobra.Command {
 }
 
 func newAttachCmd(e *env) *cobra.Command {
-	return &cobra.Command{
-		Use:   "attach INSTANCE",
-		Short: "Stream a running instance's output until it stops (Ctrl-C detaches)",
-		Args:  cobra.ExactArgs(1),
+	var stdin bool
+	var detachKeys string
+	cmd := &cobra.Command{
+		Use:   "attach [-i] INSTANCE",
+		Short: "Stream a running instance's output until it stops, and with -i forward stdin (Ctrl-P Ctrl-Q or Ctrl-C detaches)",
+		Long: `Attach streams a running instance's output until it stops. With -i it
+also forwards stdin, to an instance started with -i. On an instance with a
+terminal (run -t) our terminal goes into raw mode: keys go to the
+application, and the detach keys (Ctrl-P Ctrl-Q) leave it running.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			keys, err := parseDetachKeys(detachKeys)
+			if err != nil {
+				return err
+			}
 			is, err := e.instances()
 			if err != nil {
 				return err
@@ -461,11 +472,108 @@ func newAttachCmd(e *env) *cobra.Command {
 			if !in.Running() {
 				return fmt.Errorf("instance %s: %w", args[0], instance.ErrNotRunning)
 			}
-			err = instance.Logs(cmd.Context(), in, e.stdout, e.stderr, instance.LogOptions{Tail: 0, Follow: true})
-			if errors.Is(err, context.Canceled) {
+			if stdin && !in.Config.Stdin {
+				return fmt.Errorf("instance %s: %w", args[0], instance.ErrNoStdin)
+			}
+			if !stdin && !in.Config.TTY {
+				err = instance.Logs(cmd.Context(), in, e.stdout, e.stderr, instance.LogOptions{Tail: 0, Follow: true})
+			} else {
+				err = attachStream(cmd.Context(), e, in, stdin, in.Config.TTY, keys)
+			}
+			if errors.Is(err, context.Canceled) || errors.Is(err, errDetached) {
 				return nil // detached
 			}
 			return err
 		},
 	}
+	cmd.Flags().BoolVarP(&stdin, "interactive", "i", false, "forward stdin to the application (instances started with -i)")
+	cmd.Flags().StringVar(&detachKeys, "detach-keys", defaultDetachKeys, "the keys that detach from an instance with a terminal (empty: none)")
+	return cmd
+}
+
+func newExecCmd(e *env) *cobra.Command {
+	var f struct {
+		stdin, tty bool
+		env        []string
+		user, dir  string
+		detachKeys string
+	}
+	cmd := &cobra.Command{
+		Use:   "exec [flags] INSTANCE COMMAND [ARGS...]",
+		Short: "Run a command in a running instance",
+		Long: `Exec starts COMMAND in a running instance beside its application, through
+the instance's init, and exits with its exit code: 126 when it cannot be
+run, 127 when it is not found. COMMAND is found in the image's PATH; it is
+not given to a shell (there is none unless the image has one). It runs
+with the application's environment, user and working directory unless -e,
+-u and -w say otherwise. Images built with --no-exec refuse it.`,
+		Example: `  nos exec web ls /
+  nos exec -it py python3`,
+		Args: cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ex, keys, err := execOptions(f.stdin, f.tty, f.env, f.user, f.dir, f.detachKeys, args[1:])
+			if err != nil {
+				return &exitError{code: instance.ExitGuestError, err: err}
+			}
+			if f.tty {
+				ex.Rows, ex.Cols = terminalSize(e)
+			}
+			is, err := e.instances()
+			if err != nil {
+				return &exitError{code: instance.ExitGuestError, err: err}
+			}
+			in, err := is.Get(args[0])
+			if err != nil {
+				return &exitError{code: instance.ExitGuestError, err: err}
+			}
+			if !in.Running() {
+				return &exitError{code: instance.ExitGuestError, err: fmt.Errorf("instance %s: %w", args[0], instance.ErrNotRunning)}
+			}
+			s, err := instance.Exec(cmd.Context(), in, ex)
+			if err != nil {
+				return &exitError{code: instance.ExitGuestError, err: err}
+			}
+			code, err := runStream(cmd.Context(), e, s, streamOptions{stdin: f.stdin, tty: f.tty, detachKeys: keys, exec: true})
+			if errors.Is(err, errDetached) {
+				return nil
+			}
+			if err != nil {
+				return &exitError{code: instance.ExitGuestError, err: err}
+			}
+			if code != 0 {
+				return &exitError{code: code}
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.SetInterspersed(false) // flags after INSTANCE belong to the command
+	fl.BoolVarP(&f.stdin, "interactive", "i", false, "forward stdin to the command")
+	fl.BoolVarP(&f.tty, "tty", "t", false, "run the command on a terminal")
+	fl.StringArrayVarP(&f.env, "env", "e", nil, "set an environment variable, KEY=VALUE, or KEY to pass the host's value (repeatable)")
+	fl.StringVarP(&f.user, "user", "u", "", "run the command as UID[:GID] (default: the application's user)")
+	fl.StringVarP(&f.dir, "workdir", "w", "", "the command's working directory (default: the application's)")
+	fl.StringVar(&f.detachKeys, "detach-keys", defaultDetachKeys, "with -it, the keys that detach from the command, leaving it running (empty: none)")
+	return cmd
+}
+
+// execOptions checks nos exec's flags and makes the request.
+func execOptions(stdin, tty bool, env []string, user, dir, detachKeys string, argv []string) (guestapi.Exec, []byte, error) {
+	ex := guestapi.Exec{Argv: argv, Stdin: stdin, TTY: tty, WorkingDir: dir}
+	keys, err := parseDetachKeys(detachKeys)
+	if err != nil {
+		return ex, nil, err
+	}
+	if dir != "" && !strings.HasPrefix(dir, "/") {
+		return ex, nil, fmt.Errorf("--workdir %q: want an absolute path", dir)
+	}
+	if user != "" {
+		if ex.User, err = instance.ParseUser(user); err != nil {
+			return ex, nil, err
+		}
+	}
+	if ex.Env, err = parseEnvFlags(env); err != nil {
+		return ex, nil, err
+	}
+	return ex, keys, nil
 }

@@ -48,6 +48,9 @@ type runFlags struct {
 	pull     string
 	registry registryFlags
 	labels   []string
+	// interactive use
+	interactive, tty bool
+	detachKeys       string
 }
 
 type healthFlags struct {
@@ -108,7 +111,10 @@ stops. --read-only keeps the root read-only. --tmpfs adds tmpfs mounts.`,
 	fl.StringVar(&f.entry, "entrypoint", "", "override the image's entrypoint (the program to run)")
 	fl.StringVarP(&f.user, "user", "u", "", "run the application as UID[:GID] instead of the image's user")
 	fl.StringArrayVar(&f.capAdd, "cap-add", nil, "capability the application keeps besides the image's, e.g. NET_BIND_SERVICE (repeatable)")
-	fl.IntVarP(&f.stopT, "time", "t", 10, "seconds a stop waits for the application before forcing the VM off")
+	fl.BoolVarP(&f.interactive, "interactive", "i", false, "keep the application's stdin open and forward ours to it")
+	fl.BoolVarP(&f.tty, "tty", "t", false, "run the application on a terminal (with -i, ours in raw mode: Ctrl-C goes to the application, Ctrl-P Ctrl-Q detaches)")
+	fl.StringVar(&f.detachKeys, "detach-keys", defaultDetachKeys, "with -it, the keys that detach from the instance and leave it running (empty: none)")
+	fl.IntVar(&f.stopT, "time", 10, "seconds a stop waits for the application before forcing the VM off")
 	fl.StringVar(&f.verifyKey, "verify-key", "", "refuse to run the image unless it carries a valid signature by this public key (cosign's PEM)")
 	fl.StringArrayVar(&f.networks, "network", nil, "join a private network (nos network create), repeatable; default: user-mode NAT; none: no NIC")
 	fl.StringVar(&f.ip, "ip", "", "the instance's IPv4 address on its first --network (default: the lowest free)")
@@ -137,6 +143,13 @@ func (f *runFlags) options(e *env, args []string) (instance.Options, error) {
 		Image: args[0], Args: args[1:], Name: f.name, CPUs: f.cpus, Accel: f.accel,
 		StopTimeout: time.Duration(f.stopT) * time.Second,
 		AutoRemove:  f.rm && f.detach,
+		Stdin:       f.interactive, TTY: f.tty,
+	}
+	if f.tty {
+		o.Rows, o.Cols = terminalSize(e)
+	}
+	if _, err := parseDetachKeys(f.detachKeys); err != nil {
+		return o, err
 	}
 	if f.entry != "" {
 		o.Entrypoint = []string{f.entry}
@@ -329,7 +342,28 @@ func runInstance(ctx context.Context, e *env, o instance.Options, f *runFlags) (
 		fmt.Fprintln(e.stdout, in.Config.ID)
 		return 0, nil
 	}
+	if o.Stdin || o.TTY {
+		keys, _ := parseDetachKeys(f.detachKeys) // checked by options
+		return foregroundWith(ctx, e, is, in, o, f.rm, func(ctx context.Context) error {
+			return attachStream(ctx, e, in, o.Stdin, o.TTY, keys)
+		})
+	}
 	return foreground(ctx, e, is, in, o, f.rm)
+}
+
+// attachStream streams an attached instance's output, and stdin with
+// stdin, until it ends or the user detaches (errDetached).
+func attachStream(ctx context.Context, e *env, in *instance.Instance, stdin, tty bool, keys []byte) error {
+	s, err := instance.Attach(ctx, in, instance.AttachOptions{Stdin: stdin})
+	if errors.Is(err, instance.ErrNotRunning) {
+		// Ended already: what it said is in its log.
+		return instance.Logs(ctx, in, e.stdout, e.stderr, instance.LogOptions{Tail: -1})
+	}
+	if err != nil {
+		return err
+	}
+	_, err = runStream(ctx, e, s, streamOptions{stdin: stdin, tty: tty, detachKeys: keys})
+	return err
 }
 
 // ensureImage pulls the image first when --pull says so: always, or when
@@ -357,6 +391,15 @@ func ensureImage(ctx context.Context, e *env, st *store.Store, ref string, f *ru
 // foreground shows the instance's output until it stops. The first
 // interrupt stops it gracefully, the second forces it off.
 func foreground(ctx context.Context, e *env, is *instance.Instances, in *instance.Instance, o instance.Options, remove bool) (int, error) {
+	return foregroundWith(ctx, e, is, in, o, remove, func(ctx context.Context) error {
+		return instance.Logs(ctx, in, e.stdout, e.stderr, instance.LogOptions{Tail: -1, Follow: true})
+	})
+}
+
+// foregroundWith is foreground with follow showing the output: the logs,
+// or an attached stream. A follow that returns errDetached leaves the
+// instance running.
+func foregroundWith(ctx context.Context, e *env, is *instance.Instances, in *instance.Instance, o instance.Options, remove bool, follow func(context.Context) error) (int, error) {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
@@ -377,7 +420,10 @@ func foreground(ctx context.Context, e *env, is *instance.Instances, in *instanc
 	}()
 	// The output is followed to its end even when ctx is cancelled by an
 	// interrupt: the stop is what ends it.
-	if err := instance.Logs(context.WithoutCancel(ctx), in, e.stdout, e.stderr, instance.LogOptions{Tail: -1, Follow: true}); err != nil {
+	if err := follow(context.WithoutCancel(ctx)); err != nil {
+		if errors.Is(err, errDetached) {
+			return 0, nil
+		}
 		return 0, err
 	}
 	done, err := instance.Wait(context.WithoutCancel(ctx), is, in)

@@ -36,6 +36,8 @@ type control struct {
 	exited chan struct{}
 	// probes holds one token per probe in flight.
 	probes chan struct{}
+	// exec, once the application runs, starts exec sessions.
+	exec atomic.Pointer[func(guestapi.Message)]
 }
 
 func newControl(rw io.ReadWriter) *control {
@@ -64,6 +66,14 @@ func (c *control) read(r io.Reader) {
 			c.probe(m)
 			continue
 		}
+		if m.Type == guestapi.TypeExec {
+			if fn := c.exec.Load(); fn != nil && c.running.Load() {
+				go (*fn)(m)
+			} else {
+				logf("exec request while the application is not running: ignored")
+			}
+			continue
+		}
 		select {
 		case c.msgs <- m:
 		case <-c.exited:
@@ -79,6 +89,9 @@ func (c *control) send(m guestapi.Message) {
 		logf("control port: %v", err)
 	}
 }
+
+// onExec sets what starts exec sessions.
+func (c *control) onExec(fn func(guestapi.Message)) { c.exec.Store(&fn) }
 
 // appStarted and appExited bracket the application's life, for probes.
 // appExited must be called once.

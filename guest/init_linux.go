@@ -56,6 +56,7 @@ func run() error {
 		host           *control
 		cfg            *guestapi.Config
 		stdout, stderr *os.File
+		iop            *ioPort
 	)
 	if standalone != nil {
 		// No host manages this guest (nos export): its config came in the
@@ -91,6 +92,14 @@ func run() error {
 		if err != nil {
 			return err
 		}
+		if cfg.IO {
+			f, err := openPort(ctx, guestapi.PortIO, os.O_RDWR)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			iop = newIOPort(f)
+		}
 		t.done("config")
 	}
 	// Errors from here on are the app's environment: report, don't run blind.
@@ -102,7 +111,7 @@ func run() error {
 	}
 	t.done("setup")
 	logf("up in %s; kernel booted in %v", t, kernelBoot.Round(time.Millisecond))
-	code := supervise(cfg, host, stdout, stderr)
+	code := supervise(cfg, host, stdout, stderr, iop)
 	// What the app left running ends, and volumes are unmounted, before
 	// the host hears the exit code: a guest that reported one has left
 	// them clean.
@@ -173,7 +182,7 @@ func setup(ctx context.Context, cfg *guestapi.Config, standalone bool) error {
 // supervise starts the application and waits for it, forwarding signals and
 // reaping every child that ends meanwhile. It returns the exit code. Probes
 // do not pass through here: the control port's reader runs them.
-func supervise(cfg *guestapi.Config, host *control, stdout, stderr *os.File) int {
+func supervise(cfg *guestapi.Config, host *control, stdout, stderr *os.File, iop *ioPort) int {
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, unix.SIGCHLD, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2)
 	defer signal.Stop(sigs)
@@ -181,11 +190,22 @@ func supervise(cfg *guestapi.Config, host *control, stdout, stderr *os.File) int
 	// Probes get a verdict while the app runs: from before the host hears
 	// it started until before the host hears it ended.
 	defer host.appExited()
-	pid, err := start(cfg, stdout, stderr)
+	pid, sio, err := start(cfg, stdout, stderr, iop)
 	if err != nil {
 		fmt.Fprintf(stderr, "nos: %v\n", err)
 		host.send(guestapi.Message{Type: guestapi.TypeError, Error: err.Error()})
 		return execExitCode(err)
+	}
+	defer func() {
+		// A terminal's output drains once every holder of its slave ended.
+		if sio.master != nil {
+			killAll()
+			sio.waitCopies(2 * time.Second)
+		}
+	}()
+	if iop != nil {
+		x := &execer{cfg: cfg, io: iop}
+		host.onExec(x.start)
 	}
 	host.appStarted()
 	host.send(guestapi.Message{Type: guestapi.TypeStarted, PID: pid})
@@ -213,36 +233,47 @@ func supervise(cfg *guestapi.Config, host *control, stdout, stderr *os.File) int
 	}
 }
 
-// start launches the application with the standard streams on the virtio ports.
-func start(cfg *guestapi.Config, stdout, stderr *os.File) (int, error) {
+// start launches the application with the standard streams on the
+// virtio ports, or on a terminal (cfg.TTY), its stdin from the I/O port
+// (cfg.Stdin) or /dev/null.
+func start(cfg *guestapi.Config, stdout, stderr *os.File, iop *ioPort) (int, *stdio, error) {
 	if len(cfg.Argv) == 0 {
-		return 0, errors.New("no command to run: the image has no entrypoint")
+		return 0, nil, errors.New("no command to run: the image has no entrypoint")
 	}
 	path, err := lookPath(cfg.Argv[0], cfg.Env)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	dir := cfg.WorkingDir
 	if dir == "" {
 		dir = "/"
 	}
-	devnull, err := os.Open(os.DevNull)
+	sio, err := newStdio(cfg.TTY, cfg.Stdin && iop != nil, stdout, stderr)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	defer devnull.Close()
+	attr := procAttr(cfg)
+	if cfg.TTY {
+		setWinsize(sio.master, cfg.Rows, cfg.Cols)
+		attr.Setctty, attr.Ctty = true, 0
+	}
 	p, err := os.StartProcess(path, cfg.Argv, &os.ProcAttr{
 		Dir:   dir,
 		Env:   cfg.Env,
-		Files: []*os.File{devnull, stdout, stderr},
-		Sys:   procAttr(cfg),
+		Files: sio.files[:],
+		Sys:   attr,
 	})
+	sio.childEnds()
 	if err != nil {
-		return 0, fmt.Errorf("starting %s: %w", cfg.Argv[0], err)
+		sio.abort()
+		return 0, nil, fmt.Errorf("starting %s: %w", cfg.Argv[0], err)
+	}
+	if iop != nil {
+		go iop.pump(guestapi.SessionApp, sio.stdin, sio.master)
 	}
 	pid := p.Pid
 	_ = p.Release()
-	return pid, nil
+	return pid, sio, nil
 }
 
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -280,11 +311,17 @@ func execExitCode(err error) int {
 // reap collects every ended child; it reports the app's exit code once the
 // app itself has ended.
 func reap(app int) (code int, done bool) {
+	children.mu.Lock()
+	defer children.mu.Unlock()
 	for {
 		var ws unix.WaitStatus
 		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
 		if err != nil || pid <= 0 {
 			return code, done
+		}
+		if ch, ok := children.m[pid]; ok {
+			delete(children.m, pid)
+			ch <- exitCode(ws)
 		}
 		if pid == app {
 			done = true

@@ -13,6 +13,36 @@
 //	guest → host  {"type":"error","error":"…"}     init could not start the application
 //	host  → guest {"type":"probe","id":N,"probe":{…}} run a health probe inside the guest
 //	guest → host  {"type":"probe-result","id":N,"error":"…"} its verdict; no error is healthy
+//	host  → guest {"type":"exec","id":N,"exec":{…}} start a process beside the application
+//
+// # Interactive streams
+//
+// Inits of image.InitAPIInteractive (8) have a fourth port, PortIO, when
+// the host wires it (Config.IO). It carries binary frames (see Frame):
+// a kind byte, a big-endian uint32 session, a big-endian uint32 length
+// and that many bytes of data. Session 0 is the application; an exec
+// session has the ID of its exec message. On it:
+//
+//	host  → guest FrameStdin  data for the session's stdin (Config.Stdin, Exec.Stdin)
+//	host  → guest FrameEOF    the session's stdin ends
+//	host  → guest FrameResize its terminal's size (Config.TTY, Exec.TTY)
+//	guest → host  FrameStdout, FrameStderr an exec session's output
+//	guest → host  FrameExit   an exec session ended: exit code, and why it could not run
+//
+// A virtio port cannot be half-closed, so the end of stdin is a frame, on
+// the same port as the data so that it never overtakes it; likewise an
+// exec session's exit frame follows its last output. The application's
+// own output stays on PortStdout and PortStderr (with Config.TTY, the
+// terminal's merged output is all on PortStdout), so the instance's log
+// has it as before.
+//
+// With Config.TTY (or Exec.TTY) the init opens a pseudo-terminal
+// (/dev/ptmx on its devpts), makes its slave the program's stdin, stdout,
+// stderr and controlling terminal (a new session, TIOCSCTTY), and copies
+// between the master and the frames: Ctrl-C typed on the host reaches
+// the program as the terminal's SIGINT. An exec message the init refuses
+// (Config.NoExec, a program not found) is answered by a FrameExit with
+// ExitNotFound or ExitCannotExecute and the reason.
 //
 // Health probes run inside the guest, as docker runs HEALTHCHECK inside the
 // container: the verdict does not depend on how the host reaches the guest
@@ -60,6 +90,9 @@ const (
 	// TypeProbeResult answers it, with the request's ID.
 	TypeProbe       = "probe"
 	TypeProbeResult = "probe-result"
+	// TypeExec starts a process beside the application (see Exec); ID
+	// is its session on PortIO, which reports its end.
+	TypeExec = "exec"
 )
 
 // Message is one line on the control port.
@@ -73,6 +106,7 @@ type Message struct {
 	// ID pairs a probe with its result.
 	ID    int    `json:"id,omitempty"`
 	Probe *Probe `json:"probe,omitempty"`
+	Exec  *Exec  `json:"exec,omitempty"`
 }
 
 // Probe is one health check the init runs against the application from
@@ -119,6 +153,18 @@ type Config struct {
 	// Caps are the capabilities the application keeps, e.g.
 	// "CAP_NET_BIND_SERVICE"; it has no others, even as root.
 	Caps []string `json:"caps,omitempty"`
+
+	// IO says the host wired PortIO; the fields below need it.
+	IO bool `json:"io,omitempty"`
+	// Stdin: the application reads its stdin from FrameStdin of session
+	// 0 (nos run -i); otherwise its stdin is /dev/null.
+	Stdin bool `json:"stdin,omitempty"`
+	// TTY runs the application on a terminal of Rows × Cols (nos run -t).
+	TTY  bool   `json:"tty,omitempty"`
+	Rows uint16 `json:"rows,omitempty"`
+	Cols uint16 `json:"cols,omitempty"`
+	// NoExec refuses TypeExec (an image built with nos build --no-exec).
+	NoExec bool `json:"noExec,omitempty"`
 }
 
 // Root is a root filesystem on a block device.

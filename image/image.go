@@ -82,6 +82,9 @@ type Config struct {
 	// InitAPI is the version of the host↔guest protocol the image's init
 	// speaks (see InitAPIProbes); 0 in images made before it was recorded.
 	InitAPI int `json:"initApi,omitempty"`
+	// NoExec: nos exec is refused for instances of the image (nos build
+	// --no-exec); its init refuses too.
+	NoExec bool `json:"noExec,omitempty"`
 
 	// The fields below record where the image's files came from, for its
 	// bill of materials (nos sbom); images made before they were recorded
@@ -159,8 +162,13 @@ const (
 	// shared over virtiofs (guestapi.Root.Tag), as nos-runtime runs an OCI
 	// bundle's rootfs.
 	InitAPISharedRoot = 7
+	// InitAPIInteractive: the init has the interactive streams on
+	// guestapi.PortIO: the application's stdin and terminal
+	// (guestapi.Config.Stdin, TTY) and processes started beside it
+	// (guestapi.TypeExec).
+	InitAPIInteractive = 8
 	// InitAPI is what the nos-init of this nos speaks.
-	InitAPI = InitAPISharedRoot
+	InitAPI = InitAPIInteractive
 )
 
 // KernelInfo identifies the kernel an image carries.

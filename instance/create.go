@@ -61,6 +61,9 @@ func Create(ctx context.Context, st *store.Store, is *Instances, o Options) (*In
 	if o.NoNIC && len(o.Publish) > 0 {
 		return nil, "", fmt.Errorf("--network none gives the instance no NIC: -p has nothing to publish: %w", ErrBadFlag)
 	}
+	if (o.Stdin || o.TTY) && icfg.InitAPI < image.InitAPIInteractive {
+		return nil, "", fmt.Errorf("image %s was built by an older nos, whose init has no stdin or terminal for the application (-i, -t): build it again with this nos: %w", o.Image, ErrBadFlag)
+	}
 	writable, rootNote, err := rootMode(o, icfg)
 	if err != nil {
 		return nil, "", err
@@ -119,6 +122,12 @@ func Create(ctx context.Context, st *store.Store, is *Instances, o Options) (*In
 		AutoRemove:  o.AutoRemove,
 		StopTimeout: o.StopTimeout,
 		Labels:      maps.Clone(o.Labels),
+		InitAPI:     icfg.InitAPI,
+		NoExec:      icfg.NoExec,
+		Stdin:       o.Stdin,
+		TTY:         o.TTY,
+		Rows:        o.Rows,
+		Cols:        o.Cols,
 	}
 	cfg.WritableRoot, cfg.Tmpfs = writable, o.Tmpfs
 	if writable {

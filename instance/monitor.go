@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/nosproject/nos/guestapi"
+	"github.com/nosproject/nos/image"
 	"github.com/nosproject/nos/instance/logfile"
 	"github.com/nosproject/nos/internal/home"
 	"github.com/nosproject/nos/internal/lockfile"
@@ -49,6 +51,11 @@ type monitor struct {
 	stopped bool    // stop or kill was requested: no more restarts
 	vm      *vmm.VM // the current boot, while one runs
 	wake    chan struct{}
+	// rows and cols are the application's terminal size, as last set.
+	sizeMu     sync.Mutex
+	rows, cols uint16
+	// live is the application's output as it comes, for attach.
+	live *live
 }
 
 // MonitorMain is the body of the monitor process for instance id.
@@ -70,7 +77,7 @@ func MonitorMain(ctx context.Context, h home.Layout, id string) error {
 		return err
 	}
 	defer logf.Close()
-	m := &monitor{home: h, dir: dir, wake: make(chan struct{}, 1), log: slog.New(slog.NewTextHandler(logf, nil))}
+	m := &monitor{home: h, dir: dir, wake: make(chan struct{}, 1), log: slog.New(slog.NewTextHandler(logf, nil)), live: newLive()}
 	if err := readJSON(filepath.Join(dir, configFile), &m.cfg); err != nil {
 		m.log.Error("reading the config", "err", err)
 		return err
@@ -79,6 +86,8 @@ func MonitorMain(ctx context.Context, h home.Layout, id string) error {
 		m.log.Error("no hypervisor", "err", err)
 		return err
 	}
+	m.rows, m.cols = m.cfg.Rows, m.cfg.Cols
+	m.live.keep = m.cfg.Stdin || m.cfg.TTY
 	m.log.Info("monitor started", "pid", os.Getpid(), "instance", id, "hypervisor", m.drv.Name())
 	// The monitor lives under its hypervisor's rlimits, so the hypervisor
 	// inherits them even where nos may not set another user's limits
@@ -250,9 +259,11 @@ func (m *monitor) boot(ctx context.Context, logs *logfile.Writer) (o vmm.Outcome
 		mach.Shares[i].Source = src
 		m.log.Info("sharing a host directory", "source", src, "target", m.cfg.Binds[i].Target, "readOnly", m.cfg.Binds[i].ReadOnly)
 	}
-	stdout, stderr := logs.Stream("stdout"), logs.Stream("stderr")
-	defer stdout.Close()
-	defer stderr.Close()
+	logOut, logErr := logs.Stream("stdout"), logs.Stream("stderr")
+	defer logOut.Close()
+	defer logErr.Close()
+	stdout := io.MultiWriter(logOut, m.live.writer(guestapi.FrameStdout))
+	stderr := io.MultiWriter(logErr, m.live.writer(guestapi.FrameStderr))
 
 	m.mu.Lock()
 	if m.stopped {
@@ -293,7 +304,9 @@ func (m *monitor) boot(ctx context.Context, logs *logfile.Writer) (o vmm.Outcome
 		go p.run(hctx)
 	}
 	go m.capConsole(hctx, mach.ConsoleLog)
-	return vm.Wait(), nil
+	o = vm.Wait()
+	m.awaitFirstAttach()
+	return o, nil
 }
 
 // Disk serials the guest finds its disks by.
@@ -315,6 +328,9 @@ func (m *monitor) machine(nb *netBoot, atts ...*volume.Attachment) vmm.Machine {
 		ConsoleLog: filepath.Join(m.dir, consoleFile),
 		Channels:   vmm.GuestChannels(),
 		Confine:    confinement(m.cfg, m.rl),
+	}
+	if m.cfg.InitAPI >= image.InitAPIInteractive {
+		mach.Channels = vmm.InteractiveChannels()
 	}
 	switch {
 	case len(m.cfg.Networks) > 0:
@@ -383,6 +399,13 @@ func (m *monitor) guestConfig(mach vmm.Machine, atts ...*volume.Attachment) *gue
 		return strings.Count(a.Target, "/") - strings.Count(b.Target, "/")
 	})
 	g.Tmpfs = m.cfg.Tmpfs
+	if len(mach.Channels) > 3 {
+		g.IO, g.NoExec = true, m.cfg.NoExec
+		g.Stdin, g.TTY = m.cfg.Stdin, m.cfg.TTY
+		m.sizeMu.Lock()
+		g.Rows, g.Cols = m.rows, m.cols
+		m.sizeMu.Unlock()
+	}
 	return g
 }
 

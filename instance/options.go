@@ -70,6 +70,12 @@ type Options struct {
 	// config, as docker's --label: nos compose finds its instances by the
 	// com.docker.compose.* labels it sets.
 	Labels map[string]string
+	// Stdin keeps the application's stdin open for attach (nos run -i);
+	// TTY runs it on a terminal of Rows × Cols (nos run -t).
+	Stdin bool   `json:",omitempty"`
+	TTY   bool   `json:",omitempty"`
+	Rows  uint16 `json:",omitempty"`
+	Cols  uint16 `json:",omitempty"`
 }
 
 // ParseUser parses --user UID[:GID] for nos run.

@@ -1,6 +1,7 @@
 package instance
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/nosproject/nos/guestapi"
 	"github.com/nosproject/nos/internal/lockfile"
 )
 
@@ -27,6 +29,10 @@ type request struct {
 	Op      string        `json:"op"`
 	Timeout time.Duration `json:"timeout,omitempty"`
 	Signal  int           `json:"signal,omitempty"`
+	// Stdin (attach) forwards the client's stdin; Exec (exec) is the
+	// process to start.
+	Stdin bool           `json:"stdin,omitempty"`
+	Exec  *guestapi.Exec `json:"exec,omitempty"`
 }
 
 // response is the monitor's answer: no code is success.
@@ -111,7 +117,17 @@ func (m *monitor) serveConn(c net.Conn) {
 	}
 	var req request
 	var resp response
-	if err := json.NewDecoder(c).Decode(&req); err != nil {
+	// One line: what follows it is an interactive stream's frames.
+	br := bufio.NewReader(c)
+	line, err := br.ReadBytes('\n')
+	if err == nil {
+		err = json.Unmarshal(line, &req)
+	}
+	if err == nil && (req.Op == opAttach || req.Op == opExec) {
+		m.serveStream(c, br, req)
+		return
+	}
+	if err != nil {
 		resp = responseFor(fmt.Errorf("%w: %v", ErrBadRequest, err))
 	} else {
 		resp = responseFor(m.handle(req))

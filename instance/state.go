@@ -102,6 +102,15 @@ type Config struct {
 	JailUID uint32 `json:"jailUid,omitempty"`
 	// Labels are the metadata the instance was created with (Options.Labels).
 	Labels map[string]string `json:"labels,omitempty"`
+	// InitAPI is the image's (image.Config.InitAPI): what its init can do.
+	InitAPI int `json:"initApi,omitempty"`
+	// NoExec: the image refuses nos exec (nos build --no-exec).
+	NoExec bool `json:"noExec,omitempty"`
+	// Stdin, TTY, Rows and Cols are Options'.
+	Stdin bool   `json:"stdin,omitempty"`
+	TTY   bool   `json:"tty,omitempty"`
+	Rows  uint16 `json:"rows,omitempty"`
+	Cols  uint16 `json:"cols,omitempty"`
 }
 
 // State is how an instance is doing; the monitor keeps it up to date.

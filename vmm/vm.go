@@ -28,7 +28,7 @@ var (
 	ErrNotStarted  = errors.New("the application has not started")
 	ErrVMExited    = errors.New("the VM has exited")
 	ErrProbesBusy  = errors.New("too many health probes in flight")
-	ErrBadChannels = errors.New("a nos guest needs the control, stdout and stderr channels")
+	ErrBadChannels = errors.New("a nos guest needs the control, stdout and stderr channels (and maybe the I/O one)")
 )
 
 const (
@@ -49,6 +49,8 @@ type VM struct {
 	signals chan syscall.Signal
 	kill    chan struct{}
 	probes  chan probeRequest
+	execs   chan execRequest
+	io      *ioMux // nil without the interactive streams
 	done    chan struct{}
 	outcome Outcome
 }
@@ -60,9 +62,10 @@ type probeRequest struct {
 
 // Boot starts m on d and runs the guest session: the init gets g.Config,
 // the application's output goes to g's writers. m must have the channels
-// of GuestChannels. Cancelling ctx forces the VM off.
+// of GuestChannels, or of InteractiveChannels. Cancelling ctx forces the
+// VM off.
 func Boot(ctx context.Context, d Driver, m Machine, g Guest) (*VM, error) {
-	if len(m.Channels) != 3 {
+	if len(m.Channels) != 3 && len(m.Channels) != 4 {
 		return nil, ErrBadChannels
 	}
 	p, err := d.Start(ctx, m)
@@ -74,7 +77,11 @@ func Boot(ctx context.Context, d Driver, m Machine, g Guest) (*VM, error) {
 		signals: make(chan syscall.Signal, 4),
 		kill:    make(chan struct{}, 1),
 		probes:  make(chan probeRequest),
+		execs:   make(chan execRequest),
 		done:    make(chan struct{}),
+	}
+	if chans := p.Channels(); len(chans) == 4 {
+		v.io = &ioMux{conn: chans[3], sessions: map[uint32]*ExecSession{}}
 	}
 	go v.serve(ctx, g)
 	return v, nil
@@ -149,6 +156,10 @@ func (v *VM) serve(ctx context.Context, g Guest) {
 	chans := v.proc.Channels()
 	ctl, out, errc := chans[0], chans[1], chans[2]
 	defer ctl.Close()
+	if v.io != nil {
+		defer v.io.conn.Close()
+		go v.io.read()
+	}
 
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -185,6 +196,12 @@ loop:
 			_ = s.enc.Encode(guestapi.Message{Type: guestapi.TypeSignal, Signal: int(sig)})
 		case req := <-v.probes:
 			s.probe(req)
+		case req := <-v.execs:
+			if !s.started {
+				req.reply <- ErrNotStarted
+				continue
+			}
+			req.reply <- s.enc.Encode(req.msg)
 		case <-v.kill:
 			o.Forced = true
 			_ = v.proc.Kill()

@@ -54,6 +54,11 @@ var commandCases = []struct {
 	m    func() vmm.Machine
 	a    Access
 }{
+	{"interactive_channels", func() vmm.Machine {
+		m := base()
+		m.Channels = append(sockets("/tmp/nos-1"), vmm.Channel{Name: "nos.io", Socket: "/tmp/nos-1/io"})
+		return m
+	}, Access{}},
 	{"tcg_minimal", func() vmm.Machine {
 		m := base()
 		m.CPUs = 0 // at least one CPU all the same
