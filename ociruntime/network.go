@@ -19,7 +19,7 @@ import (
 // namespace, puts one end of a veth pair in it with the container's
 // address, routes and MAC, and names the namespace in config.json. At
 // start nos-runtime finds that veth in the namespace, makes a tap beside
-// it, and joins the two with tc: an ingress qdisc on each and a matchall
+// it, and joins the two with tc: an ingress qdisc on each and a match-all u32
 // filter whose mirred action redirects every frame that arrives on one to
 // the other's egress. QEMU gets the tap's descriptor (it runs outside the
 // namespace), the guest's NIC gets the veth's MAC (so the ARP entries the

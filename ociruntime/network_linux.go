@@ -93,14 +93,17 @@ func readNetns() ([]netLink, []netRoute, error) {
 var ingressParent = netlink.MakeHandle(0xffff, 0)
 
 // redirect makes every frame that arrives on from leave by to: an
-// ingress qdisc on from and a matchall filter with a mirred egress
+// ingress qdisc on from and a match-all u32 filter with a mirred egress
 // redirect. Called in the namespace.
 func redirect(from, to int) error {
 	q := &netlink.Ingress{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: from, Handle: ingressParent, Parent: netlink.HANDLE_INGRESS}}
 	if err := netlink.QdiscReplace(q); err != nil {
 		return fmt.Errorf("ingress qdisc: %w", err)
 	}
-	f := &netlink.MatchAll{
+	// u32 with no selector matches every frame (netlink gives it the one
+	// key 0/0). Not matchall: u32 is the classifier kernels have, matchall
+	// is missing from some (this CI host's among them).
+	f := &netlink.U32{
 		FilterAttrs: netlink.FilterAttrs{LinkIndex: from, Parent: ingressParent, Priority: 1, Protocol: unix.ETH_P_ALL},
 		Actions: []netlink.Action{&netlink.MirredAction{
 			ActionAttrs:  netlink.ActionAttrs{Action: netlink.TC_ACT_STOLEN},
