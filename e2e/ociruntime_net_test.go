@@ -3,11 +3,14 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // nos-runtime's networking: the container's network namespace (an
@@ -110,3 +113,81 @@ func TestOCIRuntimeNetwork(t *testing.T) {
 	}
 }
 
+// TestPodmanNetworkNosRuntime: rootful podman with netavark's bridge
+// network publishes a port of a nos-runtime container on loopback
+// (netavark's DNAT to the container's address, which the VM answers at):
+// curl from the host gets the app's answer; podman stop ends it.
+func TestPodmanNetworkNosRuntime(t *testing.T) {
+	needVM(t)
+	t.Parallel()
+	if _, err := exec.LookPath("podman"); err != nil {
+		t.Fatal("podman is not installed (apt-get install podman; .ci/run installs it)")
+	}
+	tmp := t.TempDir()
+	rootfs := filepath.Join(tmp, "rootfs")
+	httpRootfs(t, rootfs)
+	tarball := filepath.Join(tmp, "rootfs.tar")
+	if out, err := exec.Command("tar", "-C", rootfs, "-cf", tarball, ".").CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v %s", err, out)
+	}
+	rt := runtimeBin(t)
+	podman := func(args ...string) result {
+		cmd := exec.Command("podman", append([]string{"--root", filepath.Join(tmp, "storage"), "--runroot", filepath.Join(tmp, "run"), "--runtime", rt}, args...)...)
+		cmd.Env = append(os.Environ(), "NOS_RUNTIME_KERNEL="+ociKernel(t))
+		var so, se strings.Builder
+		cmd.Stdout, cmd.Stderr = &so, &se
+		err := cmd.Run()
+		code := 0
+		if x, ok := err.(*exec.ExitError); ok {
+			code = x.ExitCode()
+		} else if err != nil {
+			t.Fatalf("podman %v: %v", args, err)
+		}
+		return result{stdout: so.String(), stderr: se.String(), code: code}
+	}
+	const image = "localhost/nos-httpserver:test"
+	if r := podman("import", "--change", `ENTRYPOINT ["/bin/httpserver"]`, "--change", "ENV GREETING=hello through netavark", tarball, image); r.code != 0 {
+		t.Fatalf("import: %v", r)
+	}
+	defer podman("rmi", "-f", image)
+	port := freePort(t)
+	r := podman("run", "-d", "-p", fmt.Sprintf("127.0.0.1:%d:8080", port), image)
+	if r.code != 0 {
+		t.Fatalf("podman run -d -p: %v", r)
+	}
+	id := strings.TrimSpace(r.stdout)
+	defer podman("rm", "-f", id)
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	var body string
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		c := http.Client{Timeout: 3 * time.Second}
+		if resp, err := c.Get(url); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			body = string(b)
+			break
+		}
+		if st := podman("inspect", "--format", "{{.State.Status}}", id); strings.TrimSpace(st.stdout) != "running" {
+			t.Fatalf("the container is %s: %v", st.stdout, podman("logs", id))
+		}
+		time.Sleep(time.Second)
+	}
+	if !strings.Contains(body, "hello through netavark") {
+		t.Fatalf("no answer at %s: %q; logs: %v", url, body, podman("logs", id))
+	}
+	ip := podman("inspect", "--format", "{{.NetworkSettings.IPAddress}}", id)
+	t.Logf("the container's address %s answered at %s: %q", strings.TrimSpace(ip.stdout), url, body)
+	if r := podman("stop", "-t", "60", id); r.code != 0 {
+		t.Errorf("podman stop: %v", r)
+	}
+	if r := podman("inspect", "--format", "{{.State.ExitCode}}", id); strings.TrimSpace(r.stdout) != "0" {
+		t.Errorf("exit code after stop: %v", r)
+	}
+	if r := podman("logs", id); !strings.Contains(r.stderr+r.stdout, "stopped") {
+		t.Errorf("the app did not stop gracefully: %v", r)
+	}
+	if r := podman("rm", id); r.code != 0 {
+		t.Errorf("podman rm: %v", r)
+	}
+}

@@ -67,7 +67,7 @@ type supervisor struct {
 	started bool
 	vm      *vmm.VM
 	net     *vmNetwork // the VM's NIC in the container's namespace, or nil
-	end     chan int // the exit code, once
+	end     chan int   // the exit code, once
 	stdio   Stdio
 }
 
