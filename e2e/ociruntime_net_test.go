@@ -97,6 +97,10 @@ func TestOCIRuntimeNetwork(t *testing.T) {
 	if !strings.Contains(app, "listening on :8080") {
 		t.Errorf("the app did not start")
 	}
+	// nos-init wrote the bundle's name servers into the (shared) root.
+	if rc, _ := os.ReadFile(filepath.Join(b, "rootfs", "etc", "resolv.conf")); !strings.Contains(string(rc), "nameserver 192.0.2.1") {
+		t.Errorf("the guest's resolv.conf: %q", rc)
+	}
 	// The peer learned the veth's MAC for the guest's address: the NIC has it.
 	mac, _ := exec.Command("ip", "-n", ctr, "-br", "link", "show", "eth0").CombinedOutput()
 	if f := strings.Fields(string(mac)); len(f) < 3 || !strings.Contains(tr, f[2]) {
