@@ -36,7 +36,7 @@ func init() {
 
 // ociReaper runs RUNTIME ROOT BUNDLE ID STEP...: each step is create,
 // start, state, wait-output:TEXT, kill:SIG, wait (the pid-file process's
-// exit status) or delete; it prints one line per step.
+// exit status), sh:COMMAND or delete; it prints one line per step.
 func ociReaper(args []string) int {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		fmt.Println("subreaper:", err)
@@ -90,6 +90,9 @@ func ociReaper(args []string) int {
 			var ws syscall.WaitStatus
 			_, err := syscall.Wait4(pid, &ws, 0, nil)
 			fmt.Printf("wait: exit=%d signaled=%v err=%v\n", ws.ExitStatus(), ws.Signaled(), err)
+		case "sh": // a shell command while the container runs (ociruntime_net_test.go)
+			o, err := exec.Command("sh", "-c", arg).CombinedOutput()
+			fmt.Printf("sh: err=%v %s took=%dms\n", err, strings.TrimSpace(string(o)), time.Since(began).Milliseconds())
 		case "delete":
 			o, err := runtime("delete", id)
 			fmt.Printf("delete: err=%v %s\n", err, strings.TrimSpace(o))

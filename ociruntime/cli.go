@@ -519,6 +519,9 @@ func cmdDelete(st store, args []string) error {
 			_ = unix.Kill(r.Pid, unix.SIGKILL)
 		}
 	}
+	if err := teardownNetworkDir(st.dir(id)); err != nil {
+		return err
+	}
 	sock := socketPath(st.dir(id))
 	if filepath.Dir(sock) != st.dir(id) {
 		_ = os.RemoveAll(filepath.Dir(sock))

@@ -45,6 +45,12 @@ type Plan struct {
 	Caps      []string      `json:"caps,omitempty"`
 	MemoryMiB int           `json:"memoryMiB"`
 	CPUs      int           `json:"cpus"`
+	// NetNS is the container's network namespace (a path), whose
+	// engine-made interface becomes the VM's NIC at start (network.go);
+	// ResolvConf is the host file mounted as /etc/resolv.conf, the
+	// guest's DNS servers. Empty: none.
+	NetNS      string `json:"netns,omitempty"`
+	ResolvConf string `json:"resolvConf,omitempty"`
 	// Notes say what of config.json the VM does not honour (yet).
 	Notes []string `json:"notes,omitempty"`
 }
@@ -232,13 +238,7 @@ func MakePlan(s *specs.Spec, bundle string, hostCPUs int) (Plan, error) {
 		}
 		p.Notes = append(p.Notes, fmt.Sprintf("mount %s (%s) is not made in the guest yet", m.Destination, m.Type))
 	}
-	if s.Linux != nil {
-		for _, ns := range s.Linux.Namespaces {
-			if ns.Type == specs.NetworkNamespace && ns.Path != "" {
-				p.Notes = append(p.Notes, "the network namespace "+ns.Path+" is not joined yet: the guest has no NIC")
-			}
-		}
-	}
+	p.NetNS, p.ResolvConf = specNetwork(s)
 	if h := s.Hooks; h != nil && len(h.Prestart)+len(h.CreateRuntime)+len(h.CreateContainer)+len(h.StartContainer)+len(h.Poststart)+len(h.Poststop) > 0 {
 		p.Notes = append(p.Notes, "hooks are not run")
 	}

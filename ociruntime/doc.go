@@ -47,8 +47,12 @@
 //     off (exit 137). delete removes the state; QEMU and virtiofsd run
 //     under Pdeathsig and die with the supervisor.
 //
+//   - The container's network namespace becomes the VM's NIC at start
+//     (network.go): a tap beside the engine's veth, tc redirects both
+//     ways, the veth's MAC, address and gateway and the bundle's DNS
+//     servers as the guest's static configuration.
+//
 // Not yet: a terminal (process.terminal, --console-socket), stdin, exec,
 // bind mounts other than the standard ones (noted, not made), hooks, and
-// networking: the container's network namespace is not joined, so the
-// guest has no NIC.
+// IPv6 in the guest.
 package ociruntime

@@ -66,7 +66,8 @@ type supervisor struct {
 	rec     *record
 	started bool
 	vm      *vmm.VM
-	end     chan int // the exit code, once
+	net     *vmNetwork // the VM's NIC in the container's namespace, or nil
+	end     chan int   // the exit code, once
 	stdio   Stdio
 }
 
@@ -195,6 +196,7 @@ func (s *supervisor) start() error {
 	go func() {
 		o := vm.Wait()
 		s.log.Info("VM ended", "exit", o.ExitCode, "crash", o.Crash, "forced", o.Forced)
+		s.net.close()
 		if o.Crash != "" {
 			fmt.Fprintf(s.stdio.Err, "nos-runtime: the VM ended without the app's exit code: %s\n", o.Crash)
 		}
@@ -246,7 +248,22 @@ func (s *supervisor) boot() (*vmm.VM, error) {
 		Channels:   vmm.GuestChannels(),
 		Shares:     []vmm.Share{{Tag: rootTag, Source: p.RootFS, ReadOnly: p.ReadOnly}},
 	}
-	return vmm.Boot(context.Background(), qemu.Driver{}, m, vmm.Guest{Config: guestConfig(p, s.id), Stdout: s.stdio.Out, Stderr: s.stdio.Err})
+	cfg := guestConfig(p, s.id)
+	vn, nic, gnet, err := setupNetwork(p, s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("the container's network: %w", err)
+	}
+	if nic != nil {
+		m.NICs, cfg.Network = []vmm.NIC{*nic}, gnet
+		s.log.Info("network", "netns", p.NetNS, "veth", vn.state.Veth, "address", gnet.Address, "gateway", gnet.Gateway, "mac", gnet.MAC, "dns", gnet.DNS)
+	}
+	vm, err := vmm.Boot(context.Background(), qemu.Driver{}, m, vmm.Guest{Config: cfg, Stdout: s.stdio.Out, Stderr: s.stdio.Err})
+	if err != nil {
+		vn.close()
+		return nil, err
+	}
+	s.net = vn
+	return vm, nil
 }
 
 // guestConfig is what nos-init gets: the plan's process in the shared root.
