@@ -101,19 +101,9 @@ under DIR.
 			if err != nil {
 				return err
 			}
-			st, err := e.store()
+			im, name, err := loadExported(cmd, e, args[0], name)
 			if err != nil {
 				return err
-			}
-			im, err := bootable.Load(cmd.Context(), st, args[0])
-			if err != nil {
-				return err
-			}
-			if name == "" {
-				name = defaultDomainName(im.Ref.Name)
-			}
-			if !domainName.MatchString(name) {
-				return fmt.Errorf("--name %q: want letters, digits and '-', at most 63, as a hostname", name)
 			}
 			if len(fwds) > 0 && im.Config.Kernel.NoNetwork {
 				return fmt.Errorf("-p %s: the image's kernel has no networking", publish[0])
@@ -163,19 +153,9 @@ func exportDisk(cmd *cobra.Command, e *env, ref, format, name, out string, force
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
 		return fmt.Errorf("-o %s is a directory: give the file to write", out)
 	}
-	st, err := e.store()
+	im, name, err := loadExported(cmd, e, ref, name)
 	if err != nil {
 		return err
-	}
-	im, err := bootable.Load(cmd.Context(), st, ref)
-	if err != nil {
-		return err
-	}
-	if name == "" {
-		name = defaultDomainName(im.Ref.Name)
-	}
-	if !domainName.MatchString(name) {
-		return fmt.Errorf("--name %q: want letters, digits and '-', at most 63, as a hostname", name)
 	}
 	if err := export.CheckDiskBootable(im); err != nil {
 		return fmt.Errorf("%s: %w", ref, err)
@@ -194,6 +174,26 @@ func exportDisk(cmd *cobra.Command, e *env, ref, format, name, out string, force
 	fmt.Fprintln(e.stderr, "nos: wrote "+export.DescribeDisk(format, path))
 	fmt.Fprintln(e.stdout, path)
 	return nil
+}
+
+// loadExported loads the image an export writes out and settles the
+// guest's name: the one given, else the image's, checked as a hostname.
+func loadExported(cmd *cobra.Command, e *env, ref, name string) (*bootable.Image, string, error) {
+	st, err := e.store()
+	if err != nil {
+		return nil, "", err
+	}
+	im, err := bootable.Load(cmd.Context(), st, ref)
+	if err != nil {
+		return nil, "", err
+	}
+	if name == "" {
+		name = defaultDomainName(im.Ref.Name)
+	}
+	if !domainName.MatchString(name) {
+		return nil, "", fmt.Errorf("--name %q: want letters, digits and '-', at most 63, as a hostname", name)
+	}
+	return im, name, nil
 }
 
 // defaultDomainName turns an image name (registry.example/team/web) into a

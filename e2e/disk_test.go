@@ -34,14 +34,7 @@ func buildCloudImages(t *testing.T, e *nosEnv) {
 		t.Fatalf("nos build: %v", r)
 	}
 	needProgram(t, "mkfs.erofs")
-	tree := t.TempDir()
-	os.MkdirAll(filepath.Join(tree, "bin"), 0o755)
-	cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(tree, "bin", "web"), "./examples/httpserver")
-	cmd.Dir = repoRoot
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	tree := webTree(t)
 	if r := e.nos("build", "--features", feat, "-t", "treeweb", "--port", "8080", "--rootfs", tree, "--entrypoint", `["/bin/web"]`); r.code != 0 {
 		t.Fatalf("nos build --rootfs: %v", r)
 	}
@@ -305,20 +298,26 @@ func fileSum(t *testing.T, path string) [32]byte {
 	return [32]byte(h.Sum(nil))
 }
 
-// tarListing returns the names in a gzip'd tar, checking each header is
-// in GNU format, and the size of the last.
-func tarListing(t *testing.T, path string) (names []string, size int64) {
+// openTar opens a gzip'd tar; the file is closed when the test ends.
+func openTar(t *testing.T, path string) *tar.Reader {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	t.Cleanup(func() { f.Close() })
 	zr, err := gzip.NewReader(f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := tar.NewReader(zr)
+	return tar.NewReader(zr)
+}
+
+// tarListing returns the names in a gzip'd tar, checking each header is
+// in GNU format, and the size of the last.
+func tarListing(t *testing.T, path string) (names []string, size int64) {
+	t.Helper()
+	tr := openTar(t, path)
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
@@ -336,16 +335,7 @@ func tarListing(t *testing.T, path string) (names []string, size int64) {
 
 func extractTar(t *testing.T, archive, name, dst string) {
 	t.Helper()
-	f, err := os.Open(archive)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(zr)
+	tr := openTar(t, archive)
 	for {
 		h, err := tr.Next()
 		if err != nil {

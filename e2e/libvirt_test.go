@@ -94,14 +94,7 @@ func TestLibvirt(t *testing.T) {
 func TestLibvirtRootDisk(t *testing.T) {
 	e := newEnv(t)
 	needProgram(t, "mkfs.erofs")
-	tree := t.TempDir()
-	os.MkdirAll(filepath.Join(tree, "bin"), 0o755)
-	cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(tree, "bin", "web"), "./examples/httpserver")
-	cmd.Dir = repoRoot
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	tree := webTree(t)
 	if r := e.nos("build", "--kernel", kernelPath, "-t", "treeweb", "--port", "8080", "--rootfs", tree, "--entrypoint", `["/bin/web"]`); r.code != 0 {
 		t.Fatalf("nos build --rootfs: %v", r)
 	}
@@ -178,4 +171,19 @@ func exportAndRun(t *testing.T, e *nosEnv, img, dir string) {
 			t.Errorf("console log lacks %q (the app's SIGTERM handling):\n%s", want, b)
 		}
 	}
+}
+
+// webTree returns a root tree holding the example HTTP app as /bin/web,
+// for images whose app is on a root disk.
+func webTree(t *testing.T) string {
+	t.Helper()
+	tree := t.TempDir()
+	os.MkdirAll(filepath.Join(tree, "bin"), 0o755)
+	cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(tree, "bin", "web"), "./examples/httpserver")
+	cmd.Dir = repoRoot
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return tree
 }
