@@ -267,3 +267,125 @@ func TestContainerdRunsNosRuntime(t *testing.T) {
 	}
 	ctr("images", "rm", ref)
 }
+
+// Paths dockerd 20.10 makes whatever its flags say: its plugin socket
+// directory and its (deprecated) trust key. The test removes them after
+// its daemon stops when they were not there before it.
+var dockerFixedPaths = []string{"/run/docker", "/etc/docker/key.json"}
+
+// startDockerd starts a dockerd of the test's own, with its data root,
+// exec root, pid file and socket in dir, no bridge, no iptables, its own
+// containerd (which dockerd starts and stops), and nos-runtime as the
+// runtime "nos". It returns the DOCKER_HOST value.
+func startDockerd(t *testing.T, dir, rt string, env []string) string {
+	t.Helper()
+	bin, err := exec.LookPath("dockerd")
+	if err != nil {
+		t.Fatal("dockerd is not installed (apt-get install docker.io; .ci/run installs it)")
+	}
+	for _, p := range dockerFixedPaths {
+		if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+			t.Cleanup(func() {
+				if p == "/run/docker" {
+					removeIfOnlyShimDirs(t, p)
+				} else {
+					_ = os.Remove(p)
+				}
+			})
+		}
+	}
+	if _, err := os.Stat(containerdRunDir); errors.Is(err, os.ErrNotExist) {
+		t.Cleanup(func() { removeIfOnlyShimDirs(t, containerdRunDir) })
+	}
+	host := "unix://" + filepath.Join(dir, "docker.sock")
+	logPath := filepath.Join(dir, "dockerd.log")
+	d := startDaemon(t, logPath, env, bin,
+		"--data-root", filepath.Join(dir, "data"), "--exec-root", filepath.Join(dir, "exec"),
+		"--pidfile", filepath.Join(dir, "docker.pid"), "--host", host,
+		"--config-file", filepath.Join(dir, "daemon.json"),
+		"--bridge", "none", "--iptables=false", "--ip6tables=false", "--ip-masq=false",
+		"--add-runtime", "nos="+rt)
+	t.Cleanup(func() {
+		d.stop(t)
+		if t.Failed() || testing.Verbose() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("dockerd's log:\n%s", tail(string(b), 4000))
+		}
+	})
+	writeFile(t, filepath.Join(dir, "daemon.json"), "{}", 0o644)
+	waitDaemon(t, "API socket", 2*time.Minute, d, func() bool {
+		return runTool(t, []string{"DOCKER_HOST=" + host}, dockerClient(t), "version").code == 0
+	})
+	return host
+}
+
+// dockerClient is docker.io's client, beside dockerd's package (a newer
+// client elsewhere on PATH talks to it too, but this is the tested pair).
+func dockerClient(t *testing.T) string {
+	if _, err := os.Stat("/usr/bin/docker"); err == nil {
+		return "/usr/bin/docker"
+	}
+	p, err := exec.LookPath("docker")
+	if err != nil {
+		t.Fatal("docker is not installed (apt-get install docker.io; .ci/run installs it)")
+	}
+	return p
+}
+
+// TestDockerRunsNosRuntime: docker run --runtime nos prints the app's
+// output and exits with its code; run -d, then stop: the app sees
+// SIGTERM and exits 0. The test's dockerd runs with --network none
+// containers only (no bridge, no iptables).
+func TestDockerRunsNosRuntime(t *testing.T) {
+	needVM(t)
+	t.Parallel()
+	dir := t.TempDir()
+	rt := runtimeBin(t)
+	host := startDockerd(t, dir, rt, []string{"NOS_RUNTIME_KERNEL=" + ociKernel(t)})
+	docker := func(args ...string) result {
+		return runTool(t, []string{"DOCKER_HOST=" + host}, dockerClient(t), args...)
+	}
+	archive := filepath.Join(dir, "image.tar")
+	const ref = "localhost/nos-ocihello:test"
+	ociImageArchive(t, archive, ref)
+	if r := docker("load", "-i", archive); r.code != 0 {
+		t.Fatalf("docker load: %v", r)
+	}
+	began := time.Now()
+	r := docker("run", "--rm", "--runtime", "nos", "--network", "none", "-e", "FOO=bar", ref, "info")
+	t.Logf("docker run --rm took %v", time.Since(began).Round(time.Millisecond))
+	if r.code != 0 || !strings.Contains(r.stdout, "marker=from the rootfs") || !strings.Contains(r.stdout, "FOO=bar") || !strings.Contains(r.stderr, "to stderr") {
+		t.Errorf("docker run --rm info: %v", r)
+	}
+	if r := docker("run", "--rm", "--runtime", "nos", "--network", "none", ref, "exit", "7"); r.code != 7 {
+		t.Errorf("docker run exit 7: %v", r)
+	}
+	r = docker("run", "-d", "--runtime", "nos", "--network", "none", ref, "wait")
+	if r.code != 0 {
+		t.Fatalf("docker run -d: %v", r)
+	}
+	id := strings.TrimSpace(r.stdout)
+	deadline := time.Now().Add(2 * time.Minute)
+	for !strings.Contains(docker("logs", id).stdout, "waiting") && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if r := docker("stop", "-t", "60", id); r.code != 0 {
+		t.Errorf("docker stop: %v", r)
+	}
+	if r := docker("inspect", "--format", "{{.State.ExitCode}} {{.HostConfig.Runtime}}", id); strings.TrimSpace(r.stdout) != "0 nos" {
+		t.Errorf("exit code and runtime after stop: %v", r)
+	}
+	if r := docker("logs", id); !strings.Contains(r.stdout, "got SIGTERM") {
+		t.Errorf("the app did not see SIGTERM: %v", r)
+	}
+	if r := docker("rm", id); r.code != 0 {
+		t.Errorf("docker rm: %v", r)
+	}
+	// nos-runtime ran them: its initramfs cache is in the root dockerd
+	// gave the runtime.
+	if m, _ := filepath.Glob(filepath.Join(dir, "exec", "runtime-*", "moby", "initrd-*.cpio")); len(m) != 1 {
+		e, _ := filepath.Glob(filepath.Join(dir, "exec", "*", "*"))
+		t.Errorf("nos-runtime's root holds no initramfs: %v (exec root: %v)", m, e)
+	}
+	docker("rmi", ref)
+}
