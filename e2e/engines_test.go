@@ -357,6 +357,13 @@ func TestDockerRunsNosRuntime(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "marker=from the rootfs") || !strings.Contains(r.stdout, "FOO=bar") || !strings.Contains(r.stderr, "to stderr") {
 		t.Errorf("docker run --rm info: %v", r)
 	}
+	// The files docker bind-mounts reach the guest as copies.
+	r = docker("run", "--rm", "--runtime", "nos", "--network", "none", "--hostname", "myhost", "--add-host", "db.example:10.1.2.3", "--dns", "192.0.2.53", ref, "files")
+	for _, want := range []string{"== /etc/hostname err=<nil>\nmyhost\n", "10.1.2.3\tdb.example", "nameserver 192.0.2.53"} {
+		if r.code != 0 || !strings.Contains(r.stdout, want) {
+			t.Errorf("docker run files: no %q in %v", want, r)
+		}
+	}
 	if r := docker("run", "--rm", "--runtime", "nos", "--network", "none", ref, "exit", "7"); r.code != 7 {
 		t.Errorf("docker run exit 7: %v", r)
 	}
