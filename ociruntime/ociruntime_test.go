@@ -321,7 +321,7 @@ func TestPlanFiles(t *testing.T) {
 		Mounts: []specs.Mount{
 			{Destination: "/etc/hosts", Type: "bind", Source: "/e/hosts", Options: []string{"bind", "rprivate"}},
 			{Destination: "/etc/resolv.conf", Source: "/e/resolv.conf", Options: []string{"rbind", "rprivate"}}, // docker: no type
-			{Destination: "/run/.containerenv", Type: "bind", Source: "containerenv"},                            // relative: to the bundle
+			{Destination: "/run/.containerenv", Type: "bind", Source: "containerenv"},                           // relative: to the bundle
 			{Destination: "/etc/hostname", Type: "tmpfs", Source: "tmpfs"},
 			{Destination: "/data", Type: "bind", Source: "/srv/data", Options: []string{"rbind"}},
 		},
