@@ -268,6 +268,14 @@ func TestPodmanRunsNosRuntime(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "marker=from the rootfs") || !strings.Contains(r.stdout, "FOO=bar") || !strings.Contains(r.stderr, "to stderr") {
 		t.Errorf("podman run --rm: %v", r)
 	}
+	// The files podman bind-mounts reach the guest as copies (with
+	// --network none it makes no resolv.conf).
+	r = podman("run", "--rm", "--network", "none", "--hostname", "myhost", "--add-host", "db.example:10.1.2.3", "localhost/nos-ocihello:test", "files")
+	for _, want := range []string{"== /etc/hostname err=<nil>\nmyhost", "10.1.2.3\tdb.example", "== /run/.containerenv err=<nil>"} {
+		if r.code != 0 || !strings.Contains(r.stdout, want) {
+			t.Errorf("podman run files: no %q in %v", want, r)
+		}
+	}
 	if r := podman("run", "--rm", "--network", "none", "localhost/nos-ocihello:test", "exit", "7"); r.code != 7 {
 		t.Errorf("podman run exit 7: %v", r)
 	}

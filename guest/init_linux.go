@@ -164,6 +164,9 @@ func setup(ctx context.Context, cfg *guestapi.Config, standalone bool) error {
 	if err := setupNetwork(ctx, cfg); err != nil {
 		return err
 	}
+	if err := placeFiles(cfg.Files); err != nil {
+		return err
+	}
 	if standalone {
 		name := cfg.Hostname
 		configureStandalone(cfg)

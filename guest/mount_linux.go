@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 
 	"github.com/nosproject/nos/guestapi"
 	"golang.org/x/sys/unix"
@@ -82,4 +83,66 @@ func mountTmpfs(ts []guestapi.Tmpfs) error {
 		}
 	}
 	return nil
+}
+
+// filesDir holds the copies placeFiles bind-mounts, on the /run tmpfs.
+const filesDir = "/run/nos/files"
+
+// placeFiles puts each file at its path in the application's root as a
+// bind mount of a copy in filesDir, as a container engine's bind mount of
+// a host file would be: writes go to the copy, the root's own file is
+// left as it was. A missing mount point is created empty (on a writable
+// root; on a read-only one the file is skipped, with a log line).
+func placeFiles(fs []guestapi.File) error {
+	if len(fs) > guestapi.MaxFiles {
+		return fmt.Errorf("%d files to place, over %d", len(fs), guestapi.MaxFiles)
+	}
+	if len(fs) == 0 {
+		return nil
+	}
+	if err := os.MkdirAll(filesDir, 0o755); err != nil {
+		return err
+	}
+	for i, f := range fs {
+		if err := f.Check(); err != nil {
+			return err
+		}
+		mode := os.FileMode(f.Mode & 0o777)
+		if f.Mode == 0 {
+			mode = 0o644
+		}
+		src := fmt.Sprintf("%s/%d", filesDir, i)
+		if err := os.WriteFile(src, f.Data, mode); err != nil {
+			return fmt.Errorf("file %s: %w", f.Path, err)
+		}
+		if err := os.Chmod(src, mode); err != nil { // past the umask
+			return fmt.Errorf("file %s: %w", f.Path, err)
+		}
+		if err := mountPoint(f.Path); err != nil {
+			logf("file %s: no mount point (%v): not placed", f.Path, err)
+			continue
+		}
+		if err := unix.Mount(src, f.Path, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("file %s: bind-mounting its copy: %w", f.Path, err)
+		}
+	}
+	return nil
+}
+
+// mountPoint makes sure p exists as a file to mount over.
+func mountPoint(p string) error {
+	if fi, err := os.Stat(p); err == nil {
+		if fi.IsDir() {
+			return errors.New("it is a directory")
+		}
+		return nil
+	}
+	if err := os.MkdirAll(path.Dir(p), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	return f.Close()
 }

@@ -165,6 +165,44 @@ type Config struct {
 	Cols uint16 `json:"cols,omitempty"`
 	// NoExec refuses TypeExec (an image built with nos build --no-exec).
 	NoExec bool `json:"noExec,omitempty"`
+	// Files are small files placed in the application's root once it is
+	// in place, after the network: copies of the files container engines
+	// bind-mount (/etc/hosts, /etc/resolv.conf, ...). See File.
+	Files []File `json:"files,omitempty"`
+}
+
+// File is a file the init places at Path as a read-write bind mount of a
+// copy on its /run tmpfs (as an engine's bind mount would be): the root's
+// own file is not changed; a missing one is created empty as the mount
+// point on a writable root. At most MaxFiles of them, each at most
+// MaxFileSize bytes.
+type File struct {
+	Path string `json:"path"`
+	Mode uint32 `json:"mode,omitempty"` // permission bits; 0 is 0644
+	Data []byte `json:"data,omitempty"`
+}
+
+// Bounds of Config.Files.
+const (
+	MaxFiles    = 16
+	MaxFileSize = 64 << 10
+)
+
+// ErrFile marks a File the init refuses.
+var ErrFile = errors.New("want an absolute, clean path outside /proc, /sys and /dev, at most 64 KiB")
+
+// Check reports whether the init can place f.
+func (f File) Check() error {
+	p := f.Path
+	if !path.IsAbs(p) || path.Clean(p) != p || p == "/" || strings.ContainsRune(p, 0) || len(f.Data) > MaxFileSize || f.Mode > 0o7777 {
+		return fmt.Errorf("file %q: %w", p, ErrFile)
+	}
+	for _, k := range []string{"/proc", "/sys", "/dev"} {
+		if p == k || strings.HasPrefix(p, k+"/") {
+			return fmt.Errorf("file %q: %w", p, ErrFile)
+		}
+	}
+	return nil
 }
 
 // Root is a root filesystem on a block device.

@@ -51,6 +51,9 @@ type Plan struct {
 	// guest's DNS servers. Empty: none.
 	NetNS      string `json:"netns,omitempty"`
 	ResolvConf string `json:"resolvConf,omitempty"`
+	// Files are the engine's bind-mounted files the guest gets copies of
+	// at start (copiedFiles).
+	Files []PlanFile `json:"files,omitempty"`
 	// Notes say what of config.json the VM does not honour (yet).
 	Notes []string `json:"notes,omitempty"`
 }
@@ -168,6 +171,68 @@ func Validate(s *specs.Spec) error {
 // has anyway, made by its init: not worth a note.
 var standardMounts = []string{"/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/sys/fs/cgroup", "/run", "/tmp"}
 
+// copiedFiles are the bind mounts of host files engines make (podman:
+// all four; docker: the /etc ones) that the guest gets as copies, read
+// from the host at start (virtiofs shares directories, not files): the
+// guest sees the engine's content, its writes stay in the guest.
+var copiedFiles = []string{"/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/run/.containerenv"}
+
+// PlanFile is a host file the guest gets a copy of at Path; the
+// supervisor reads Data and Mode at start (readFiles).
+type PlanFile struct {
+	Source string      `json:"source"`
+	Path   string      `json:"path"`
+	Data   []byte      `json:"-"`
+	Mode   os.FileMode `json:"-"`
+}
+
+// readFiles reads the plan's files from the host: each must be a regular
+// file (after symlinks, as a bind mount's source) of at most
+// guestapi.MaxFileSize bytes.
+func readFiles(fs []PlanFile) error {
+	if len(fs) > guestapi.MaxFiles {
+		return fmt.Errorf("%d bind-mounted files, over the %d nos-runtime copies", len(fs), guestapi.MaxFiles)
+	}
+	for i := range fs {
+		f := &fs[i]
+		b, mode, err := readSmallFile(f.Source, guestapi.MaxFileSize)
+		if err != nil {
+			return fmt.Errorf("mount %s: its source: %w", f.Path, err)
+		}
+		f.Data, f.Mode = b, mode
+	}
+	return nil
+}
+
+func readSmallFile(p string, max int64) ([]byte, os.FileMode, error) {
+	fd, err := os.Open(p)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer fd.Close()
+	fi, err := fd.Stat()
+	if err != nil {
+		return nil, 0, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, 0, fmt.Errorf("%s is not a regular file: nos-runtime copies only files into the guest", p)
+	}
+	b, err := io.ReadAll(io.LimitReader(fd, max+1))
+	if err != nil {
+		return nil, 0, err
+	}
+	if int64(len(b)) > max {
+		return nil, 0, fmt.Errorf("%s is over the %d bytes nos-runtime copies into the guest", p, max)
+	}
+	return b, fi.Mode().Perm(), nil
+}
+
+// isBind reports whether m is a bind mount: type bind, or (the older
+// form) a bind or rbind option.
+func isBind(m specs.Mount) bool {
+	return m.Type == "bind" || slices.Contains(m.Options, "bind") || slices.Contains(m.Options, "rbind")
+}
+
 // defaultCFSPeriod is the kernel's CFS period when config.json gives a
 // quota without one.
 const defaultCFSPeriod = 100_000
@@ -234,6 +299,14 @@ func MakePlan(s *specs.Spec, bundle string, hostCPUs int) (Plan, error) {
 	}
 	for _, m := range s.Mounts {
 		if slices.Contains(standardMounts, m.Destination) {
+			continue
+		}
+		if slices.Contains(copiedFiles, m.Destination) && isBind(m) && m.Source != "" {
+			src := m.Source
+			if !filepath.IsAbs(src) {
+				src = filepath.Join(bundle, src)
+			}
+			p.Files = append(p.Files, PlanFile{Source: filepath.Clean(src), Path: m.Destination})
 			continue
 		}
 		p.Notes = append(p.Notes, fmt.Sprintf("mount %s (%s) is not made in the guest yet", m.Destination, m.Type))

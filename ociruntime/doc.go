@@ -33,16 +33,19 @@
 //     net features) and nos-init (NOS_RUNTIME_INIT, else as nos build finds
 //     it), makes the guest's initramfs (nos-init alone, cached in the
 //     root), and starts the supervisor; its pid goes to --pid-file.
+//
 //   - The supervisor (see supervisor.go) is a child of create in a
 //     session of its own that keeps create's stdin, stdout and stderr
 //     (conmon's pipes): the app's output goes there. It lives as long as
 //     the workload and exits with the app's exit code. It serves start and
 //     kill on a unix socket in ROOT/ID.
+//
 //   - start boots the VM: QEMU microvm with the bundle's rootfs shared by
 //     virtiofsd as the guest's root (read-write unless root.readonly),
 //     where nos-init runs the process. The VM boots at start, not at
 //     create: create stays fast and an engine that creates without
 //     starting holds no VM.
+//
 //   - kill SIGNAL goes to the app through nos-init; KILL forces the VM
 //     off (exit 137). delete removes the state; QEMU and virtiofsd run
 //     under Pdeathsig and die with the supervisor.
@@ -55,4 +58,38 @@
 // Not yet: a terminal (process.terminal, --console-socket), stdin, exec,
 // bind mounts other than the standard ones (noted, not made), hooks, and
 // IPv6 in the guest.
+// Mounts (config.json's mounts), by kind:
+//
+//   - Made by nos-init in every guest, whatever the entry says (not
+//     noted): /proc, /dev, /dev/pts, /dev/shm, /dev/mqueue, /sys,
+//     /sys/fs/cgroup, /run and /tmp. The engine's sources for them (docker
+//     and podman bind a host directory as /dev/shm) are not used.
+//   - Copied: bind mounts (type bind, or a bind/rbind option) at
+//     /etc/hosts, /etc/hostname, /etc/resolv.conf and /run/.containerenv,
+//     the files podman and docker make for a container. virtiofs shares
+//     directories, so the supervisor reads each source at start (a
+//     regular file of at most 64 KiB, 16 files at most; anything else
+//     fails start) and sends its contents in the guest's config
+//     (guestapi.Config.Files); nos-init, once the root is in place and
+//     the network set up, writes the copy on its /run tmpfs and
+//     bind-mounts it over the path (creating an empty mount point when
+//     the root lacks one, as runc does). The guest sees the engine's
+//     content; its writes stay in the guest and the root's own file is
+//     unchanged; the engine's later edits of the host file (docker
+//     network connect) are not seen.
+//   - Ignored, with a note in the plan (ROOT/ID/plan.json, the
+//     supervisor's log): every other mount, such as -v binds of host
+//     directories or files and tmpfs mounts elsewhere.
+//
+// Engines: podman (conmon) and containerd's runc shim (io.containerd.runc.v2,
+// so ctr with --runc-binary and docker with --add-runtime) call
+// `--root R --log L --log-format json [--systemd-cgroup] create --bundle B
+// --pid-file P ID`, then start, state, kill ID SIGNAL (a number), delete
+// and delete --force. The shim's cleanup after its task ends logs
+// "failed to remove runc container … exit status 255" for runc too: it
+// is the shim's, not the runtime's.
+//
+// Not yet: a terminal (process.terminal, --console-socket), stdin, exec,
+// mounts other than the above (noted, not made), hooks, IPv6 in the
+// guest (networking: see network.go).
 package ociruntime

@@ -310,3 +310,53 @@ func FuzzParseConfig(f *testing.F) {
 		}
 	})
 }
+
+// TestPlanFiles: the engines' bind-mounted files (podman's and docker's
+// forms) become copies; other binds, and binds of those paths that are
+// not binds, stay notes. readFiles takes regular files up to the bound.
+func TestPlanFiles(t *testing.T) {
+	s := &specs.Spec{
+		Version: "1.0.2", Root: &specs.Root{Path: "rootfs"},
+		Process: &specs.Process{Args: []string{"/app"}, Cwd: "/"},
+		Mounts: []specs.Mount{
+			{Destination: "/etc/hosts", Type: "bind", Source: "/e/hosts", Options: []string{"bind", "rprivate"}},
+			{Destination: "/etc/resolv.conf", Source: "/e/resolv.conf", Options: []string{"rbind", "rprivate"}}, // docker: no type
+			{Destination: "/run/.containerenv", Type: "bind", Source: "containerenv"},                           // relative: to the bundle
+			{Destination: "/etc/hostname", Type: "tmpfs", Source: "tmpfs"},
+			{Destination: "/data", Type: "bind", Source: "/srv/data", Options: []string{"rbind"}},
+		},
+	}
+	p, err := MakePlan(s, "/bundle", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []PlanFile{{Source: "/e/hosts", Path: "/etc/hosts"}, {Source: "/e/resolv.conf", Path: "/etc/resolv.conf"}, {Source: "/bundle/containerenv", Path: "/run/.containerenv"}}
+	if diff := cmp.Diff(want, p.Files); diff != "" {
+		t.Errorf("files (-want +got):\n%s", diff)
+	}
+	if len(p.Notes) != 2 || !strings.Contains(p.Notes[0], "/etc/hostname") || !strings.Contains(p.Notes[1], "/data") {
+		t.Errorf("notes: %q", p.Notes)
+	}
+
+	dir := t.TempDir()
+	small, big := filepath.Join(dir, "hosts"), filepath.Join(dir, "big")
+	if err := os.WriteFile(small, []byte("127.0.0.1 localhost\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(big, make([]byte, 64<<10+1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fs := []PlanFile{{Source: small, Path: "/etc/hosts"}}
+	if err := readFiles(fs); err != nil || string(fs[0].Data) != "127.0.0.1 localhost\n" || fs[0].Mode != 0o640 {
+		t.Errorf("readFiles: %v %q %v", err, fs[0].Data, fs[0].Mode)
+	}
+	for _, src := range []string{big, dir, filepath.Join(dir, "missing")} {
+		if err := readFiles([]PlanFile{{Source: src, Path: "/etc/hosts"}}); err == nil {
+			t.Errorf("readFiles %s: no error", src)
+		}
+	}
+	cfg := guestConfig(Plan{Files: fs, Argv: []string{"/app"}}, "id")
+	if len(cfg.Files) != 1 || cfg.Files[0].Path != "/etc/hosts" || cfg.Files[0].Mode != 0o640 || cfg.Files[0].Check() != nil {
+		t.Errorf("guest files: %+v", cfg.Files)
+	}
+}

@@ -180,7 +180,13 @@ func (s *supervisor) start() error {
 	}
 	s.started = true
 	began := time.Now()
-	vm, err := s.boot()
+	// The bind-mounted files are read now, not at create: the engine may
+	// write them until start.
+	err := readFiles(s.l.Plan.Files)
+	var vm *vmm.VM
+	if err == nil {
+		vm, err = s.boot()
+	}
 	if err != nil {
 		s.log.Error("boot failed", "err", err)
 		fmt.Fprintf(s.stdio.Err, "nos-runtime: %v\n", err)
@@ -275,8 +281,13 @@ func guestConfig(p Plan, id string) *guestapi.Config {
 		hostname = id[:min(len(id), 12)]
 	}
 	u := p.User
+	var files []guestapi.File
+	for _, f := range p.Files {
+		files = append(files, guestapi.File{Path: f.Path, Mode: uint32(f.Mode), Data: f.Data})
+	}
 	return &guestapi.Config{
-		Argv: p.Argv, Env: p.Env, WorkingDir: p.Cwd, Hostname: hostname,
+		Files: files,
+		Argv:  p.Argv, Env: p.Env, WorkingDir: p.Cwd, Hostname: hostname,
 		Seed: seed, Time: time.Now(), User: &u, Caps: p.Caps,
 		Root: &guestapi.Root{Tag: rootTag, FSType: "virtiofs", Writable: !p.ReadOnly},
 	}

@@ -5,6 +5,7 @@
 //	ocihello info          print what the container sees, one KEY=VALUE a line
 //	ocihello exit N        exit with code N
 //	ocihello wait          print "waiting", then wait for SIGTERM; print "got SIGTERM" and exit 0
+//	ocihello files         print the files engines bind-mount: /etc/hostname, /etc/hosts, /etc/resolv.conf, /run/.containerenv
 package main
 
 import (
@@ -39,6 +40,11 @@ func main() {
 		fmt.Println("waiting")
 		<-c
 		fmt.Println("got SIGTERM")
+	case "files":
+		for _, p := range []string{"/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/run/.containerenv"} {
+			b, err := os.ReadFile(p)
+			fmt.Printf("== %s err=%v\n%s", p, err, b)
+		}
 	default:
 		fmt.Fprintln(os.Stderr, "unknown mode", os.Args[1])
 		os.Exit(2)
