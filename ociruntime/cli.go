@@ -190,7 +190,9 @@ func run(g globals, cmd string, args []string, stdio Stdio, stdout io.Writer) er
 		return fmt.Errorf("update: %w: a running VM's memory and vCPUs are fixed at start", ErrUnsupported)
 	case "checkpoint", "restore":
 		return fmt.Errorf("%s: %w: VMs are not checkpointed", cmd, ErrUnsupported)
-	case "exec", "ps", "events", "run", "spec":
+	case "ps":
+		return cmdPs(st, args, stdout)
+	case "exec", "events", "run", "spec":
 		return fmt.Errorf("%s: %w yet", cmd, ErrUnsupported)
 	}
 	return usageError{fmt.Sprintf("unknown command %q", cmd)}
@@ -253,9 +255,6 @@ func cmdCreate(g globals, st store, args []string, stdio Stdio) error {
 	if err != nil {
 		return err
 	}
-	if c.consoleSocket != "" {
-		return fmt.Errorf("create --console-socket: %w yet: run without a terminal (no -t)", ErrUnsupported)
-	}
 	bundle, err := filepath.Abs(c.bundle)
 	if err != nil {
 		return err
@@ -267,6 +266,12 @@ func cmdCreate(g globals, st store, args []string, stdio Stdio) error {
 	plan, err := MakePlan(spec, bundle, runtime.NumCPU())
 	if err != nil {
 		return err
+	}
+	switch {
+	case plan.Terminal && c.consoleSocket == "":
+		return usageError{"create: process.terminal is true: --console-socket is needed for the terminal's master"}
+	case !plan.Terminal && c.consoleSocket != "":
+		return usageError{"create: --console-socket without process.terminal"}
 	}
 	if fi, err := os.Stat(plan.RootFS); err != nil || !fi.IsDir() {
 		return fmt.Errorf("root.path %s is not a directory", plan.RootFS)
@@ -302,6 +307,9 @@ func cmdCreate(g globals, st store, args []string, stdio Stdio) error {
 		return err
 	}
 	l := launch{Plan: plan, Kernel: kernel, Initrd: initrd, Accel: acc, Cmdline: instance.KernelCmdline(assemble.DefaultCmdline, acc)}
+	// Without a terminal, a pipe, FIFO or socket as stdin is the engine's
+	// -i: the app reads it. /dev/null (no -i) is not forwarded.
+	l.Stdin = !plan.Terminal && isStreamInput(stdio.In)
 
 	dir := st.dir(c.id)
 	if err := os.Mkdir(dir, 0o700); err != nil {
@@ -323,7 +331,14 @@ func cmdCreate(g globals, st store, args []string, stdio Stdio) error {
 	if err := st.write(rec); err != nil {
 		return err
 	}
-	pid, err := startSupervisor(g.root, c.id, stdio)
+	var tty *os.File
+	if plan.Terminal {
+		if tty, err = newConsole(c.consoleSocket, plan.ConsoleRows, plan.ConsoleCols); err != nil {
+			return err
+		}
+		defer tty.Close()
+	}
+	pid, err := startSupervisor(g.root, c.id, stdio, tty)
 	if err != nil {
 		return err
 	}
@@ -339,8 +354,11 @@ func cmdCreate(g globals, st store, args []string, stdio Stdio) error {
 
 // startSupervisor runs the supervisor as a child that keeps this
 // process's standard descriptors, in a session of its own, and waits for
-// it to be ready.
-func startSupervisor(root, id string, stdio Stdio) (int, error) {
+// it to be ready. With tty (the container's terminal) the supervisor's
+// standard descriptors are tty instead, and it is its controlling
+// terminal: the supervisor leads tty's session, so the kernel sends it
+// SIGWINCH when the engine resizes the master.
+func startSupervisor(root, id string, stdio Stdio, tty *os.File) (int, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return 0, err
@@ -359,6 +377,10 @@ func startSupervisor(root, id string, stdio Stdio) (int, error) {
 		Stderr:      stdio.Err,
 		ExtraFiles:  []*os.File{w},
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
+	}
+	if tty != nil {
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+		cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, 0
 	}
 	if err := cmd.Start(); err != nil {
 		w.Close()

@@ -54,6 +54,12 @@ type Plan struct {
 	// Files are the engine's bind-mounted files the guest gets copies of
 	// at start (copiedFiles).
 	Files []PlanFile `json:"files,omitempty"`
+	// Terminal runs the app on a terminal (process.terminal): create's
+	// --console-socket gets its master. ConsoleRows × ConsoleCols is
+	// process.consoleSize, zero when not given.
+	Terminal    bool   `json:"terminal,omitempty"`
+	ConsoleRows uint16 `json:"consoleRows,omitempty"`
+	ConsoleCols uint16 `json:"consoleCols,omitempty"`
 	// Notes say what of config.json the VM does not honour (yet).
 	Notes []string `json:"notes,omitempty"`
 }
@@ -101,8 +107,7 @@ func bad(format string, a ...any) error {
 // Validate checks what the spec requires and what nos-runtime needs to
 // run the bundle: a 1.x ociVersion, a root path, a process with
 // arguments, an absolute cwd, KEY=VALUE environment entries, no NUL
-// bytes anywhere they reach the guest, sane resources. terminal=true is
-// refused for now: the guest has no console for the app yet.
+// bytes anywhere they reach the guest, sane resources.
 func Validate(s *specs.Spec) error {
 	if s.Version == "" {
 		return bad("no ociVersion")
@@ -130,9 +135,6 @@ func Validate(s *specs.Spec) error {
 		if strings.ContainsRune(a, 0) {
 			return bad("process.args has a NUL byte")
 		}
-	}
-	if p.Terminal {
-		return bad("process.terminal is true: nos-runtime runs containers without a terminal for now (run without -t)")
 	}
 	if p.Cwd == "" || !strings.HasPrefix(p.Cwd, "/") || strings.ContainsRune(p.Cwd, 0) {
 		return bad("process.cwd %q must be an absolute path", p.Cwd)
@@ -257,6 +259,10 @@ func MakePlan(s *specs.Spec, bundle string, hostCPUs int) (Plan, error) {
 		Hostname:  s.Hostname,
 		MemoryMiB: image.DefaultMemoryMiB,
 		CPUs:      image.DefaultCPUs,
+		Terminal:  s.Process.Terminal,
+	}
+	if cs := s.Process.ConsoleSize; cs != nil && cs.Height > 0 && cs.Width > 0 {
+		p.ConsoleRows, p.ConsoleCols = uint16(min(cs.Height, math.MaxUint16)), uint16(min(cs.Width, math.MaxUint16))
 	}
 	for _, g := range s.Process.User.AdditionalGids {
 		if g != p.User.GID && !slices.Contains(p.User.Groups, g) {

@@ -266,7 +266,6 @@ func TestValidateRefuses(t *testing.T) {
 		"no args":       `{"ociVersion":"1.0.0","root":{"path":"r"},"process":{"args":[],"cwd":"/"}}`,
 		"relative cwd":  `{"ociVersion":"1.0.0","root":{"path":"r"},"process":{"args":["/a"],"cwd":"x"}}`,
 		"bad env":       `{"ociVersion":"1.0.0","root":{"path":"r"},"process":{"args":["/a"],"cwd":"/","env":["NOEQUALS"]}}`,
-		"terminal":      `{"ociVersion":"1.0.0","root":{"path":"r"},"process":{"terminal":true,"args":["/a"],"cwd":"/"}}`,
 		"wrong type":    `{"ociVersion":"1.0.0","root":{"path":"r"},"process":{"args":"/a","cwd":"/"}}`,
 		"trailing data": `{"ociVersion":"1.0.0","root":{"path":"r"},"process":{"args":["/a"],"cwd":"/"}} {}`,
 		"bad hostname":  `{"ociVersion":"1.0.0","root":{"path":"r"},"hostname":"a/b","process":{"args":["/a"],"cwd":"/"}}`,

@@ -43,6 +43,9 @@ type launch struct {
 	Initrd  string `json:"initrd"`
 	Accel   string `json:"accel"`
 	Cmdline string `json:"cmdline"`
+	// Stdin: the supervisor's stdin is the engine's pipe (-i), forwarded
+	// to the app with its end. With Plan.Terminal the terminal is stdin.
+	Stdin bool `json:"stdin,omitempty"`
 }
 
 // request is one line on the supervisor's socket; reply answers it.
@@ -69,6 +72,7 @@ type supervisor struct {
 	net     *vmNetwork // the VM's NIC in the container's namespace, or nil
 	end     chan int   // the exit code, once
 	stdio   Stdio
+	size    [2]uint16 // the terminal's size the guest last got
 }
 
 // supervise is the supervisor's body; ready (descriptor 3) hears "ok" or
@@ -194,6 +198,7 @@ func (s *supervisor) start() error {
 		return err
 	}
 	s.vm = vm
+	s.forwardInput(vm)
 	s.rec.Status, s.rec.Started = "running", time.Now().UTC()
 	if err := s.st.write(s.rec); err != nil {
 		s.log.Error("state write", "err", err)
@@ -209,6 +214,61 @@ func (s *supervisor) start() error {
 		s.finish(o.ExitCode)
 	}()
 	return nil
+}
+
+// forwardInput copies the supervisor's stdin to the app as FrameStdin:
+// the terminal's input (the engine writes into the master), or the
+// engine's pipe, whose end becomes FrameEOF. With a terminal, its size
+// follows the master's: the supervisor leads the terminal's session, so
+// the kernel sends it SIGWINCH when the engine sets the size (TIOCSWINSZ
+// on the master), and it reads the new size from the slave. A signal,
+// not polling: no wakeups while nothing changes, and no resize missed
+// between polls.
+func (s *supervisor) forwardInput(vm *vmm.VM) {
+	p := s.l.Plan
+	if !p.Terminal && !s.l.Stdin {
+		return
+	}
+	in := s.stdio.In
+	if p.Terminal {
+		winch := make(chan os.Signal, 1)
+		signal.Notify(winch, syscall.SIGWINCH)
+		winch <- syscall.SIGWINCH // a resize while the VM booted
+		go func() {
+			for range winch {
+				r, c := termSize(in)
+				if r == 0 || c == 0 || [2]uint16{r, c} == s.size {
+					continue
+				}
+				s.size = [2]uint16{r, c}
+				s.log.Info("terminal resized", "rows", r, "cols", c)
+				if err := vm.Input(guestapi.ResizeFrame(guestapi.SessionApp, r, c)); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	go func() {
+		buf := make([]byte, guestapi.MaxFrameData)
+		for {
+			n, err := in.Read(buf)
+			if n > 0 {
+				if vm.Input(guestapi.Frame{Kind: guestapi.FrameStdin, Data: append([]byte(nil), buf[:n]...)}) != nil {
+					return
+				}
+			}
+			if err != nil {
+				// A terminal's reads fail when the engine closes the
+				// master (the hang-up, SIGHUP, reaches the app); a pipe's
+				// end is the app's end of file.
+				if !p.Terminal {
+					_ = vm.Input(guestapi.Frame{Kind: guestapi.FrameEOF})
+				}
+				s.log.Info("stdin ended", "err", err)
+				return
+			}
+		}
+	}()
 }
 
 func (s *supervisor) finish(code int) {
@@ -255,6 +315,18 @@ func (s *supervisor) boot() (*vmm.VM, error) {
 		Shares:     []vmm.Share{{Tag: rootTag, Source: p.RootFS, ReadOnly: p.ReadOnly}},
 	}
 	cfg := guestConfig(p, s.id)
+	if p.Terminal || s.l.Stdin {
+		// The interactive streams: the app's stdin, its terminal.
+		m.Channels = vmm.InteractiveChannels()
+		cfg.IO, cfg.Stdin, cfg.TTY = true, true, p.Terminal
+		if p.Terminal {
+			cfg.Rows, cfg.Cols = termSize(s.stdio.In) // the engine may have sized the master
+			if cfg.Rows == 0 || cfg.Cols == 0 {
+				cfg.Rows, cfg.Cols = p.ConsoleRows, p.ConsoleCols
+			}
+			s.size = [2]uint16{cfg.Rows, cfg.Cols}
+		}
+	}
 	vn, nic, gnet, err := setupNetwork(p, s.dir)
 	if err != nil {
 		return nil, fmt.Errorf("the container's network: %w", err)
