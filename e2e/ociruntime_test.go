@@ -3,6 +3,8 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,6 +39,11 @@ func init() {
 // ociReaper runs RUNTIME ROOT BUNDLE ID STEP...: each step is create,
 // start, state, wait-output:TEXT, kill:SIG, wait (the pid-file process's
 // exit status), sh:COMMAND or delete; it prints one line per step.
+// create-tty creates with --console-socket (the test listens, receives
+// the master and copies its output to app.out), then type:TEXT writes
+// TEXT into the master (\r ends a line, as a terminal sends it) and
+// resize:ROWSxCOLS sizes it; create-stdin:TEXT creates with a pipe
+// holding TEXT as stdin (an engine's -i); ps prints ps --format json.
 func ociReaper(args []string) int {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		fmt.Println("subreaper:", err)
@@ -51,6 +58,7 @@ func ociReaper(args []string) int {
 		return string(b), err
 	}
 	pid := 0
+	var master *os.File
 	for _, step := range args[4:] {
 		began := time.Now()
 		switch name, arg, _ := strings.Cut(step, ":"); name {
@@ -67,6 +75,40 @@ func ociReaper(args []string) int {
 			b, _ := os.ReadFile(pidFile)
 			pid, _ = strconv.Atoi(string(b))
 			fmt.Printf("create: err=%v pid=%v took=%dms\n", err, pid > 0, time.Since(began).Milliseconds())
+		case "create-tty":
+			m, err := createTTY(rt, root, bundle, pidFile, id, out)
+			b, _ := os.ReadFile(pidFile)
+			pid, _ = strconv.Atoi(string(b))
+			master = m
+			fmt.Printf("create-tty: err=%v pid=%v master=%v took=%dms\n", err, pid > 0, m != nil, time.Since(began).Milliseconds())
+		case "create-stdin":
+			f, err := os.Create(out)
+			if err != nil {
+				fmt.Println("create-stdin:", err)
+				return 1
+			}
+			cmd := exec.Command(rt, "--root", root, "create", "--bundle", bundle, "--pid-file", pidFile, id)
+			cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader(arg), f, f
+			err = cmd.Run()
+			f.Close()
+			b, _ := os.ReadFile(pidFile)
+			pid, _ = strconv.Atoi(string(b))
+			fmt.Printf("create-stdin: err=%v pid=%v took=%dms\n", err, pid > 0, time.Since(began).Milliseconds())
+		case "type":
+			_, err := master.Write([]byte(strings.ReplaceAll(arg, `\r`, "\r")))
+			fmt.Printf("type: err=%v\n", err)
+		case "resize":
+			var r, c uint16
+			_, _ = fmt.Sscanf(arg, "%dx%d", &r, &c)
+			err := unix.IoctlSetWinsize(int(master.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: r, Col: c})
+			fmt.Printf("resize: err=%v\n", err)
+		case "ps":
+			o, err := runtime("ps", "--format", "json", id)
+			var pids []int
+			jerr := json.Unmarshal([]byte(o), &pids)
+			fmt.Printf("ps: err=%v json=%v pids=%d first-is-pid=%v\n", err, jerr, len(pids), len(pids) > 0 && pids[0] == pid)
+			o, _ = runtime("ps", id)
+			fmt.Printf("ps table:\n%s", o)
 		case "start":
 			o, err := runtime("start", id)
 			fmt.Printf("start: err=%v %s took=%dms\n", err, strings.TrimSpace(o), time.Since(began).Milliseconds())
@@ -99,6 +141,61 @@ func ociReaper(args []string) int {
 		}
 	}
 	return 0
+}
+
+// createTTY runs create --console-socket as conmon does: it listens on a
+// unix socket, receives the terminal's master (SCM_RIGHTS) and copies
+// what the master reads to out.
+func createTTY(rt, root, bundle, pidFile, id, out string) (*os.File, error) {
+	sock := filepath.Join(bundle, "console.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		return nil, err
+	}
+	defer ln.Close()
+	got := make(chan *os.File, 1)
+	go func() {
+		defer close(got)
+		c, err := ln.AcceptUnix()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf, oob := make([]byte, 4096), make([]byte, unix.CmsgSpace(4))
+		_, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+		if err != nil {
+			return
+		}
+		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+		if err != nil || len(msgs) != 1 {
+			return
+		}
+		fds, err := unix.ParseUnixRights(&msgs[0])
+		if err != nil || len(fds) != 1 {
+			return
+		}
+		got <- os.NewFile(uintptr(fds[0]), "ptmx")
+	}()
+	f, err := os.Create(out)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(rt, "--root", root, "create", "--bundle", bundle, "--console-socket", sock, "--pid-file", pidFile, id)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Run(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	m := <-got
+	if m == nil {
+		f.Close()
+		return nil, fmt.Errorf("no master came over the console socket")
+	}
+	go func() {
+		defer f.Close()
+		_, _ = io.Copy(f, m)
+	}()
+	return m, nil
 }
 
 // ociKernel is the guest kernel nos-runtime boots: the nos-built kernel

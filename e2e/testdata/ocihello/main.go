@@ -5,15 +5,23 @@
 //	ocihello info          print what the container sees, one KEY=VALUE a line
 //	ocihello exit N        exit with code N
 //	ocihello wait          print "waiting", then wait for SIGTERM; print "got SIGTERM" and exit 0
+//	ocihello cat           copy stdin to stdout, then print "EOF after N bytes"
+//	ocihello tty           print the terminal's size ("tty rows=R cols=C"), read a line and print it ("got LINE"),
+//	                       then wait for SIGWINCH and print the new size ("winch rows=R cols=C")
 //	ocihello files         print the files engines bind-mount: /etc/hostname, /etc/hosts, /etc/resolv.conf, /run/.containerenv
 package main
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strconv"
 	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func main() {
@@ -40,6 +48,28 @@ func main() {
 		fmt.Println("waiting")
 		<-c
 		fmt.Println("got SIGTERM")
+	case "cat":
+		n, err := io.Copy(os.Stdout, os.Stdin)
+		fmt.Printf("\nEOF after %d bytes err=%v\n", n, err)
+	case "tty":
+		winch := make(chan os.Signal, 1)
+		signal.Notify(winch, syscall.SIGWINCH)
+		ws, err := unix.IoctlGetWinsize(0, unix.TIOCGWINSZ)
+		if err != nil {
+			fmt.Println("no terminal:", err)
+			os.Exit(1)
+		}
+		fmt.Printf("tty rows=%d cols=%d\n", ws.Row, ws.Col)
+		line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+		fmt.Printf("got %q err=%v\n", line, err)
+		select {
+		case <-winch:
+			ws, _ = unix.IoctlGetWinsize(0, unix.TIOCGWINSZ)
+			fmt.Printf("winch rows=%d cols=%d\n", ws.Row, ws.Col)
+		case <-time.After(2 * time.Minute):
+			fmt.Println("no SIGWINCH")
+			os.Exit(3)
+		}
 	case "files":
 		for _, p := range []string{"/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/run/.containerenv"} {
 			b, err := os.ReadFile(p)
