@@ -118,14 +118,21 @@ type ptyRun struct {
 
 func (e *nosEnv) onPTY(rows, cols uint16, args ...string) *ptyRun {
 	e.t.Helper()
-	m, s := openPTY(e.t, rows, cols)
-	p := &ptyRun{t: e.t, master: m, done: make(chan struct{})}
-	p.cmd = exec.Command(nosBin, args...)
-	p.cmd.Dir, p.cmd.Env = repoRoot, e.env
+	cmd := exec.Command(nosBin, args...)
+	cmd.Dir, cmd.Env = repoRoot, e.env
+	return runOnPTY(e.t, cmd, rows, cols)
+}
+
+// runOnPTY starts cmd on a terminal of rows × cols (its controlling
+// terminal, in a session of its own) that we hold the master of.
+func runOnPTY(t *testing.T, cmd *exec.Cmd, rows, cols uint16) *ptyRun {
+	t.Helper()
+	m, s := openPTY(t, rows, cols)
+	p := &ptyRun{t: t, master: m, done: make(chan struct{}), cmd: cmd}
 	p.cmd.Stdin, p.cmd.Stdout, p.cmd.Stderr = s, s, s
 	p.cmd.SysProcAttr = &unix.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
 	if err := p.cmd.Start(); err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	s.Close()
 	go func() {
@@ -145,7 +152,7 @@ func (e *nosEnv) onPTY(rows, cols uint16, args ...string) *ptyRun {
 		}
 		close(p.done)
 	}()
-	e.t.Cleanup(func() {
+	t.Cleanup(func() {
 		select {
 		case <-p.done:
 		default:

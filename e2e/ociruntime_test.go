@@ -376,6 +376,31 @@ func TestPodmanRunsNosRuntime(t *testing.T) {
 	if r := podman("run", "--rm", "--network", "none", "localhost/nos-ocihello:test", "exit", "7"); r.code != 7 {
 		t.Errorf("podman run exit 7: %v", r)
 	}
+	// -i: podman's stdin reaches the app, and its end is the app's EOF.
+	podmanCmd := func(args ...string) *exec.Cmd {
+		cmd := exec.Command("podman", append([]string{"--root", filepath.Join(tmp, "storage"), "--runroot", filepath.Join(tmp, "run"), "--runtime", rt}, args...)...)
+		cmd.Env = append(os.Environ(), "NOS_RUNTIME_KERNEL="+ociKernel(t))
+		return cmd
+	}
+	cmd := podmanCmd("run", "-i", "--rm", "--network", "none", "localhost/nos-ocihello:test", "cat")
+	cmd.Stdin = strings.NewReader("piped data\n")
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "piped data\n\nEOF after 11 bytes err=<nil>") {
+		t.Errorf("echo data | podman run -i cat: %v\n%s", err, out)
+	}
+	// -it on our terminal: the app's terminal has its size, gets what is
+	// typed and sees its resize.
+	p := runOnPTY(t, podmanCmd("run", "-it", "--rm", "--network", "none", "localhost/nos-ocihello:test", "tty"), 33, 99)
+	p.waitOutput("tty rows=33 cols=99", 3*time.Minute)
+	if _, err := p.master.Write([]byte("hello\r")); err != nil {
+		t.Fatal(err)
+	}
+	p.waitOutput(`got "hello\n"`, time.Minute)
+	p.resize(40, 120)
+	p.waitOutput("winch rows=40 cols=120", time.Minute)
+	if code := p.wait(time.Minute); code != 0 {
+		t.Errorf("podman run -it: exit %d:\n%s", code, p.out.String())
+	}
+
 	r = podman("run", "-d", "--network", "none", "localhost/nos-ocihello:test", "wait")
 	if r.code != 0 {
 		t.Fatalf("podman run -d: %v", r)
