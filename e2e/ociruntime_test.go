@@ -387,6 +387,12 @@ func TestPodmanRunsNosRuntime(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "piped data\n\nEOF after 11 bytes err=<nil>") {
 		t.Errorf("echo data | podman run -i cat: %v\n%s", err, out)
 	}
+	// Without -i the app's stdin is empty, even when podman's is not.
+	cmd = podmanCmd("run", "--rm", "--network", "none", "localhost/nos-ocihello:test", "cat")
+	cmd.Stdin = strings.NewReader("not for the app\n")
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "EOF after 0 bytes err=<nil>") {
+		t.Errorf("podman run cat (no -i): %v\n%s", err, out)
+	}
 	// -it on our terminal: the app's terminal has its size, gets what is
 	// typed and sees its resize.
 	p := runOnPTY(t, podmanCmd("run", "-it", "--rm", "--network", "none", "localhost/nos-ocihello:test", "tty"), 33, 99)
