@@ -10,7 +10,7 @@
 // nos re-executes itself as (virtiofs's read-only share helper, the
 // runtime's supervisor) work unchanged.
 //
-// Commands: create, start, state, kill, delete, features, list, with
+// Commands: create, start, state, kill, delete, features, list, ps, with
 // runc's global flags --root (default /run/nos-runtime; for a non-root
 // user $XDG_RUNTIME_DIR/nos-runtime), --log, --log-format text|json
 // (errors are also appended there, as JSON lines
@@ -18,9 +18,17 @@
 // --debug, --version, and --systemd-cgroup, which is accepted and
 // ignored: the VM's memory and vCPUs come from config.json and QEMU is
 // not put in the engine's cgroup yet. pause, resume, update, checkpoint,
-// restore, exec and ps are refused with an error saying so. An unknown
+// restore and exec are refused with an error saying so. An unknown
 // id is an error containing "does not exist", which podman and
 // containerd match.
+//
+// ps [--format table|json] ID lists the container's host processes, as
+// runc lists the container's: the supervisor first, then its descendants
+// (virtiofsd and its sandboxed child, QEMU); json prints their pids as a
+// JSON array, table a PID PPID CMD table. A created container has the
+// supervisor alone, a stopped one none. The guest's own processes (the
+// app, what it starts, nos-init) run in the VM's kernel: they are not
+// host processes and have no host pids.
 //
 // How a bundle runs:
 //
@@ -55,9 +63,31 @@
 //     ways, the veth's MAC, address and gateway and the bundle's DNS
 //     servers as the guest's static configuration.
 //
-// Not yet: a terminal (process.terminal, --console-socket), stdin, exec,
-// bind mounts other than the standard ones (noted, not made), hooks, and
-// IPv6 in the guest.
+//   - A terminal (process.terminal; the engine's -t): create needs
+//     --console-socket (and refuses it without process.terminal, as runc
+//     does), makes a pty pair through /dev/ptmx, sizes it by
+//     process.consoleSize, and sends the master over the socket in one
+//     message with SCM_RIGHTS (console_linux.go). The slave, set raw, is
+//     the supervisor's stdin, stdout, stderr and controlling terminal;
+//     the VM gets the nos.io port and guestapi.Config IO, Stdin, TTY with
+//     the slave's size at start (else consoleSize). nos-init runs the app
+//     on a terminal of its own in the guest, which echoes, edits lines and
+//     turns Ctrl-C into SIGINT; the host slave only carries bytes: its
+//     input goes to the app as FrameStdin, the app's output comes back on
+//     the stdout port and is written to it. Resizes: the supervisor leads
+//     the slave's session, so the kernel sends it SIGWINCH when the engine
+//     sets the master's size; it reads the slave's size (TIOCGWINSZ) and
+//     sends a FrameResize. A signal rather than polling: nothing runs
+//     while the size holds, and no change is missed or late. When the
+//     engine closes the master the hang-up (SIGHUP) is forwarded to the
+//     app like any signal to the supervisor.
+//
+//   - Stdin without a terminal: when create's stdin (conmon's, the
+//     shim's) is a pipe, FIFO or socket, the engine's -i, the supervisor
+//     forwards it as FrameStdin and its end as FrameEOF (Config.Stdin);
+//     /dev/null, what engines give without -i, is not forwarded and the
+//     app's stdin is the guest's /dev/null.
+//
 // Mounts (config.json's mounts), by kind:
 //
 //   - Made by nos-init in every guest, whatever the entry says (not
@@ -89,7 +119,7 @@
 // "failed to remove runc container … exit status 255" for runc too: it
 // is the shim's, not the runtime's.
 //
-// Not yet: a terminal (process.terminal, --console-socket), stdin, exec,
-// mounts other than the above (noted, not made), hooks, IPv6 in the
-// guest (networking: see network.go).
+// Not yet: exec (podman exec; the guest's exec sessions exist), mounts
+// other than the above (noted, not made), hooks, IPv6 in the guest
+// (networking: see network.go).
 package ociruntime
