@@ -80,6 +80,12 @@ bench-compare: deps
 bench-export: build
 	NOS=$(NOS) ./scripts/bench-export.sh
 
+# nos-runtime under podman: host memory and idle CPU of one container
+# (issue 14; root, podman).
+.PHONY: bench-runtime
+bench-runtime: build
+	./scripts/bench-runtime.sh
+
 .PHONY: bench-data
 bench-data: build
 	NOS=$(NOS) ./scripts/bench-data.sh
