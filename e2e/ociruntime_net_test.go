@@ -124,31 +124,8 @@ func TestOCIRuntimeNetwork(t *testing.T) {
 func TestPodmanNetworkNosRuntime(t *testing.T) {
 	needVM(t)
 	t.Parallel()
-	if _, err := exec.LookPath("podman"); err != nil {
-		t.Fatal("podman is not installed (apt-get install podman; .ci/run installs it)")
-	}
-	tmp := t.TempDir()
-	rootfs := filepath.Join(tmp, "rootfs")
-	httpRootfs(t, rootfs)
-	tarball := filepath.Join(tmp, "rootfs.tar")
-	if out, err := exec.Command("tar", "-C", rootfs, "-cf", tarball, ".").CombinedOutput(); err != nil {
-		t.Fatalf("tar: %v %s", err, out)
-	}
-	rt := runtimeBin(t)
-	podman := func(args ...string) result {
-		cmd := exec.Command("podman", append([]string{"--root", filepath.Join(tmp, "storage"), "--runroot", filepath.Join(tmp, "run"), "--runtime", rt}, args...)...)
-		cmd.Env = append(os.Environ(), "NOS_RUNTIME_KERNEL="+ociKernel(t))
-		var so, se strings.Builder
-		cmd.Stdout, cmd.Stderr = &so, &se
-		err := cmd.Run()
-		code := 0
-		if x, ok := err.(*exec.ExitError); ok {
-			code = x.ExitCode()
-		} else if err != nil {
-			t.Fatalf("podman %v: %v", args, err)
-		}
-		return result{stdout: so.String(), stderr: se.String(), code: code}
-	}
+	pm, tarball := newPodmanRig(t, httpRootfs)
+	podman := pm.run
 	const image = "localhost/nos-httpserver:test"
 	if r := podman("import", "--change", `ENTRYPOINT ["/bin/httpserver"]`, "--change", "ENV GREETING=hello through netavark", tarball, image); r.code != 0 {
 		t.Fatalf("import: %v", r)

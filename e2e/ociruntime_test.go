@@ -331,31 +331,8 @@ func TestOCIRuntimeSignals(t *testing.T) {
 func TestPodmanRunsNosRuntime(t *testing.T) {
 	needVM(t)
 	t.Parallel()
-	if _, err := exec.LookPath("podman"); err != nil {
-		t.Fatal("podman is not installed (apt-get install podman; .ci/run installs it)")
-	}
-	tmp := t.TempDir()
-	rootfs := filepath.Join(tmp, "rootfs")
-	ociRootfs(t, rootfs)
-	tarball := filepath.Join(tmp, "rootfs.tar")
-	if out, err := exec.Command("tar", "-C", rootfs, "-cf", tarball, ".").CombinedOutput(); err != nil {
-		t.Fatalf("tar: %v %s", err, out)
-	}
-	rt := runtimeBin(t)
-	podman := func(args ...string) result {
-		cmd := exec.Command("podman", append([]string{"--root", filepath.Join(tmp, "storage"), "--runroot", filepath.Join(tmp, "run"), "--runtime", rt}, args...)...)
-		cmd.Env = append(os.Environ(), "NOS_RUNTIME_KERNEL="+ociKernel(t))
-		var so, se strings.Builder
-		cmd.Stdout, cmd.Stderr = &so, &se
-		err := cmd.Run()
-		code := 0
-		if x, ok := err.(*exec.ExitError); ok {
-			code = x.ExitCode()
-		} else if err != nil {
-			t.Fatalf("podman %v: %v", args, err)
-		}
-		return result{stdout: so.String(), stderr: se.String(), code: code}
-	}
+	pm, tarball := newPodmanRig(t, ociRootfs)
+	podman, podmanCmd := pm.run, pm.cmd
 	if r := podman("import", "--change", `ENTRYPOINT ["/bin/ocihello"]`, tarball, "localhost/nos-ocihello:test"); r.code != 0 {
 		t.Fatalf("import: %v", r)
 	}
@@ -377,11 +354,6 @@ func TestPodmanRunsNosRuntime(t *testing.T) {
 		t.Errorf("podman run exit 7: %v", r)
 	}
 	// -i: podman's stdin reaches the app, and its end is the app's EOF.
-	podmanCmd := func(args ...string) *exec.Cmd {
-		cmd := exec.Command("podman", append([]string{"--root", filepath.Join(tmp, "storage"), "--runroot", filepath.Join(tmp, "run"), "--runtime", rt}, args...)...)
-		cmd.Env = append(os.Environ(), "NOS_RUNTIME_KERNEL="+ociKernel(t))
-		return cmd
-	}
 	cmd := podmanCmd("run", "-i", "--rm", "--network", "none", "localhost/nos-ocihello:test", "cat")
 	cmd.Stdin = strings.NewReader("piped data\n")
 	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "piped data\n\nEOF after 11 bytes err=<nil>") {
@@ -429,4 +401,50 @@ func TestPodmanRunsNosRuntime(t *testing.T) {
 		t.Errorf("podman rm: %v", r)
 	}
 	podman("rmi", "localhost/nos-ocihello:test")
+}
+
+// podmanRig is rootful podman with its storage in a test's directory,
+// running containers with nos-runtime on the test's kernel.
+type podmanRig struct {
+	t       *testing.T
+	dir, rt string
+}
+
+// newPodmanRig makes a rig and a tarball of a root tree fill makes, for
+// podman import.
+func newPodmanRig(t *testing.T, fill func(*testing.T, string)) (*podmanRig, string) {
+	t.Helper()
+	if _, err := exec.LookPath("podman"); err != nil {
+		t.Fatal("podman is not installed (apt-get install podman; .ci/run installs it)")
+	}
+	dir := t.TempDir()
+	rootfs := filepath.Join(dir, "rootfs")
+	fill(t, rootfs)
+	tarball := filepath.Join(dir, "rootfs.tar")
+	if out, err := exec.Command("tar", "-C", rootfs, "-cf", tarball, ".").CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v %s", err, out)
+	}
+	return &podmanRig{t: t, dir: dir, rt: runtimeBin(t)}, tarball
+}
+
+// cmd is podman with args, not started.
+func (p *podmanRig) cmd(args ...string) *exec.Cmd {
+	cmd := exec.Command("podman", append([]string{"--root", filepath.Join(p.dir, "storage"), "--runroot", filepath.Join(p.dir, "run"), "--runtime", p.rt}, args...)...)
+	cmd.Env = append(os.Environ(), "NOS_RUNTIME_KERNEL="+ociKernel(p.t))
+	return cmd
+}
+
+// run runs podman with args and returns its output and exit code.
+func (p *podmanRig) run(args ...string) result {
+	cmd := p.cmd(args...)
+	var so, se strings.Builder
+	cmd.Stdout, cmd.Stderr = &so, &se
+	err := cmd.Run()
+	code := 0
+	if x, ok := err.(*exec.ExitError); ok {
+		code = x.ExitCode()
+	} else if err != nil {
+		p.t.Fatalf("podman %v: %v", args, err)
+	}
+	return result{stdout: so.String(), stderr: se.String(), code: code}
 }

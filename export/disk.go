@@ -28,6 +28,7 @@ import (
 	"github.com/nosproject/nos/guestapi"
 	"github.com/nosproject/nos/image"
 	"github.com/nosproject/nos/initramfs"
+	"github.com/nosproject/nos/internal/fsutil"
 )
 
 // CloudFeature is the kernel feature a disk export needs (kernel/config/
@@ -87,7 +88,7 @@ type diskFormat interface {
 	describe(out string) string
 }
 
-// DiskFormats are the formats of WriteDisk, with what each is for.
+// diskFormats are the formats of WriteDisk, by name.
 var diskFormats = map[string]diskFormat{
 	"raw":   rawDisk{},
 	"aws":   awsDisk{},
@@ -229,12 +230,12 @@ func imageUKI(ctx context.Context, im *bootable.Image, kernelPath string, cfg *g
 	if im.EFIKernel != "" {
 		kernelPath = im.EFIKernel
 	}
+	if !fsutil.IsEFI(kernelPath) {
+		return nil, fmt.Errorf("its kernel %s has no EFI stub: rebuild the image with `nos build --features blk,cloud,net ...`: %w", im.Config.Kernel.Version, ErrNoCloudKernel)
+	}
 	kernel, err := os.ReadFile(kernelPath)
 	if err != nil {
 		return nil, err
-	}
-	if !hasEFIStub(kernel) {
-		return nil, fmt.Errorf("its kernel %s has no EFI stub: rebuild the image with `nos build --features blk,cloud,net ...`: %w", im.Config.Kernel.Version, ErrNoCloudKernel)
 	}
 	var initrd bytes.Buffer
 	if err := writeInitrdTo(ctx, &initrd, im.Initrd, cfg); err != nil {
@@ -248,15 +249,6 @@ func imageUKI(ctx context.Context, im *bootable.Image, kernelPath string, cfg *g
 		{Name: ".linux", Data: kernel},
 		{Name: ".initrd", Data: initrd.Bytes()},
 	})
-}
-
-// hasEFIStub reports whether a bzImage is also a PE image (CONFIG_EFI_STUB).
-func hasEFIStub(k []byte) bool {
-	if len(k) < 0x40 || k[0] != 'M' || k[1] != 'Z' {
-		return false
-	}
-	pe := int(binary.LittleEndian.Uint32(k[0x3c:]))
-	return pe > 0 && pe+4 <= len(k) && string(k[pe:pe+4]) == "PE\x00\x00"
 }
 
 // writeInitrdTo writes the image's initramfs followed by an archive

@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -34,25 +33,7 @@ func PushImage(ctx context.Context, img v1.Image, dst string, o Options) (Pushed
 		return Pushed{}, fmt.Errorf("push %s: %w", dst, err)
 	}
 	c := o.Registry.Client()
-	var ropts []remote.Option
-	var progressDone chan struct{}
-	if o.Progress != nil {
-		updates := make(chan v1.Update, 64)
-		progressDone = make(chan struct{})
-		go func() {
-			defer close(progressDone)
-			for u := range updates {
-				if u.Error == nil {
-					o.Progress(u.Complete, u.Total)
-				}
-			}
-		}()
-		ropts = append(ropts, remote.WithProgress(updates))
-	}
-	err = remote.Write(ref, img, c.Options(ctx, ropts...)...)
-	if progressDone != nil {
-		<-progressDone
-	}
+	err = writeImage(ctx, c, ref, img, o.Progress)
 	if err != nil {
 		return Pushed{}, c.Explain(ref.Context().RegistryStr(), "push "+dst, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 
+	gname "github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -100,25 +101,7 @@ func Push(ctx context.Context, st *store.Store, src, dst string, o Options) (Pus
 	c := o.Registry.Client()
 	reg := ref.Context().RegistryStr()
 	what := "push " + dst
-	var ropts []remote.Option
-	var progressDone chan struct{}
-	if o.Progress != nil {
-		updates := make(chan v1.Update, 64)
-		progressDone = make(chan struct{})
-		go func() {
-			defer close(progressDone)
-			for u := range updates {
-				if u.Error == nil {
-					o.Progress(u.Complete, u.Total)
-				}
-			}
-		}()
-		ropts = append(ropts, remote.WithProgress(updates))
-	}
-	err = remote.Write(ref, img, c.Options(ctx, ropts...)...)
-	if progressDone != nil {
-		<-progressDone // go-containerregistry closes the channel when done
-	}
+	err = writeImage(ctx, c, ref, img, o.Progress)
 	if err != nil {
 		return Pushed{}, c.Explain(reg, what, err)
 	}
@@ -223,4 +206,29 @@ func (r *verifyingReader) Close() error { return r.f.Close() }
 func IsRemote(ref string) bool {
 	first, _, ok := strings.Cut(ref, "/")
 	return ok && (strings.ContainsAny(first, ".:[") || first == "localhost")
+}
+
+// writeImage writes img to ref through c, telling progress (when not nil)
+// how much is done, and returns once the progress reports have ended.
+func writeImage(ctx context.Context, c *registry.Client, ref gname.Reference, img v1.Image, progress func(done, total int64)) error {
+	var ropts []remote.Option
+	var progressDone chan struct{}
+	if progress != nil {
+		updates := make(chan v1.Update, 64)
+		progressDone = make(chan struct{})
+		go func() {
+			defer close(progressDone)
+			for u := range updates {
+				if u.Error == nil {
+					progress(u.Complete, u.Total)
+				}
+			}
+		}()
+		ropts = append(ropts, remote.WithProgress(updates))
+	}
+	err := remote.Write(ref, img, c.Options(ctx, ropts...)...)
+	if progressDone != nil {
+		<-progressDone // go-containerregistry closes the channel when done
+	}
+	return err
 }
