@@ -10,6 +10,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // DHCP bounds: how long the init tries for a first lease before it gives
@@ -36,6 +37,7 @@ func dhcpLink(link netlink.Link, route, resolv bool) (*leaseConfig, error) {
 	if err := netlink.LinkSetUp(link); err != nil {
 		return nil, fmt.Errorf("bringing up %s: %w", name, err)
 	}
+	waitEntropy()
 	ctx, cancel := context.WithTimeout(context.Background(), dhcpBudget)
 	defer cancel()
 	lease, err := discover(ctx, name)
@@ -52,6 +54,28 @@ func dhcpLink(link netlink.Link, route, resolv bool) (*leaseConfig, error) {
 	logf("dhcp: %s: %s", name, lc)
 	go keepLease(link, lease, lc, route, resolv)
 	return lc, nil
+}
+
+// waitEntropy blocks until the kernel's random pool is ready. The DHCP
+// library draws each transaction ID from getrandom without blocking and
+// gives up when the pool is not ready: on a machine with neither RDRAND
+// nor a virtio-rng device (QEMU's default CPU under TCG, some
+// hypervisors) it never is, since no host seeds a standalone guest. A
+// blocking getrandom makes the kernel gather entropy from CPU timing
+// jitter until the pool is initialised; on machines with a hardware
+// source it returns at once.
+func waitEntropy() {
+	start := time.Now()
+	var b [1]byte
+	for {
+		_, err := unix.Getrandom(b[:], 0)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if d := time.Since(start); d > 100*time.Millisecond {
+		logf("random pool ready after %v", d.Round(time.Millisecond))
+	}
 }
 
 // discover runs DISCOVER/OFFER/REQUEST/ACK on the interface, over a raw
