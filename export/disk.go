@@ -544,31 +544,56 @@ func (q qemuImg) describe(out string) string {
 	return out + ": a " + q.format + " UEFI disk (libvirt, KubeVirt, OpenStack); boot it with UEFI firmware on a q35 machine"
 }
 
-// fixVMDKCID rewrites "CID=xxxxxxxx" in the VMDK's embedded descriptor
-// with a value hashed from the file's first sector and its size.
+// fixVMDKCID rewrites "CID=..." in the VMDK's embedded descriptor with a
+// value hashed from the rest of the descriptor and the file's size. qemu-img
+// writes a random CID with %x, so that its width (and the place of
+// everything after it) varies too: nos writes the whole descriptor again,
+// the CID as eight hex digits, padded with zeros to the descriptor's area
+// as the sparse header gives it.
 func fixVMDKCID(path string) error {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	head := make([]byte, 64<<10)
-	n, err := io.ReadFull(f, head)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
-		return err
+	var hdr [44]byte
+	if _, err := io.ReadFull(f, hdr[:]); err != nil {
+		return fmt.Errorf("export: reading the VMDK header: %w", err)
 	}
-	head = head[:n]
-	i := bytes.Index(head, []byte("\nCID="))
-	if i < 0 || i+5+8 > len(head) {
+	off := binary.LittleEndian.Uint64(hdr[28:]) * 512
+	size := binary.LittleEndian.Uint64(hdr[36:]) * 512
+	if string(hdr[:4]) != "KDMV" || off == 0 || size == 0 || size > 1<<20 {
+		return fmt.Errorf("export: qemu-img wrote no VMDK sparse header with a descriptor")
+	}
+	desc := make([]byte, size)
+	if _, err := f.ReadAt(desc, int64(off)); err != nil {
+		return fmt.Errorf("export: reading the VMDK descriptor: %w", err)
+	}
+	text, _, _ := bytes.Cut(desc, []byte{0})
+	i := bytes.Index(text, []byte("\nCID="))
+	if i < 0 {
 		return fmt.Errorf("export: no CID in the VMDK descriptor")
 	}
+	before, rest := text[:i+5], text[i+5:]
+	j := bytes.IndexByte(rest, '\n')
+	if j < 0 {
+		return fmt.Errorf("export: no end to the VMDK descriptor's CID line")
+	}
+	after := rest[j:]
 	st, err := f.Stat()
 	if err != nil {
 		return err
 	}
-	h := sha256.Sum256(fmt.Appendf(head[:i:i], "%d", st.Size()))
-	cid := fmt.Sprintf("%08x", binary.BigEndian.Uint32(h[:]))
-	if _, err := f.WriteAt([]byte(cid), int64(i+5)); err != nil {
+	h := sha256.New()
+	h.Write(before)
+	h.Write(after)
+	fmt.Fprintf(h, "%d", st.Size())
+	cid := fmt.Sprintf("%08x", binary.BigEndian.Uint32(h.Sum(nil)))
+	out := slices.Concat(before, []byte(cid), after)
+	if uint64(len(out)) > size {
+		return fmt.Errorf("export: the VMDK descriptor does not fit its area")
+	}
+	if _, err := f.WriteAt(append(out, make([]byte, int(size)-len(out))...), int64(off)); err != nil {
 		return err
 	}
 	return f.Close()

@@ -6,10 +6,12 @@ import (
 	"crypto/sha256"
 	"debug/pe"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	diskfs "github.com/diskfs/go-diskfs"
@@ -199,5 +201,71 @@ func TestVHDSize(t *testing.T) {
 		if got < n || got%mib != 0 || !exact || got-n > 256*mib {
 			t.Errorf("diskSize(%d) = %d (CHS %d/%d/%d)", n, got, c, h, s)
 		}
+	}
+}
+
+// qemu-img writes the VMDK's random CID with %x: seven digits or fewer one
+// time in sixteen, moving the rest of the descriptor. Whatever qemu-img
+// wrote, the fixed file is the same, and qemu-img still reads it.
+func TestFixVMDKCID(t *testing.T) {
+	if _, err := exec.LookPath("qemu-img"); err != nil {
+		t.Fatal("qemu-img is missing (apt-get install qemu-utils)")
+	}
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "disk.raw")
+	if err := os.WriteFile(raw, bytes.Repeat([]byte("nos disk "), 1<<18), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var sums []string
+	for i, cid := range []string{"", "abcdef1", "1", "0badcafe"} {
+		// The extent's file name is in the descriptor: the same each time.
+		if err := os.Mkdir(filepath.Join(dir, fmt.Sprint(i)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(dir, fmt.Sprint(i), "out")
+		if out, err := exec.Command("qemu-img", "convert", "-q", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized", raw, out).CombinedOutput(); err != nil {
+			t.Fatalf("qemu-img: %v: %s", err, out)
+		}
+		if cid != "" {
+			setVMDKCID(t, out, cid)
+		}
+		if err := fixVMDKCID(out); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("qemu-img", "check", "-f", "vmdk", out).CombinedOutput(); err != nil {
+			t.Fatalf("qemu-img check after the fix: %v: %s", err, out)
+		}
+		b, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sums = append(sums, fmt.Sprintf("%x", sha256.Sum256(b)))
+		if !bytes.Contains(b[:64<<10], []byte("\nCID=")) || bytes.Contains(b[:64<<10], []byte("\nCID="+cid+"\n")) && cid != "" {
+			t.Errorf("CID %q was not replaced", cid)
+		}
+	}
+	for i := range sums {
+		if sums[i] != sums[0] {
+			t.Errorf("fixed VMDK %d differs from the first", i)
+		}
+	}
+}
+
+// setVMDKCID rewrites the descriptor at sector 1 with another CID, as
+// qemu-img would have written it.
+func setVMDKCID(t *testing.T, path, cid string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc := b[512 : 512+20*512]
+	text, _, _ := bytes.Cut(desc, []byte{0})
+	i := bytes.Index(text, []byte("\nCID=")) + 5
+	j := i + bytes.IndexByte(text[i:], '\n')
+	text = slices.Concat(text[:i], []byte(cid), text[j:])
+	copy(desc, append(text, make([]byte, len(desc)-len(text))...))
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
