@@ -24,13 +24,12 @@ deps: build
 
 # What the tests need beyond deps: nos's own kernels (the e2e tests boot
 # them): without networking, with networking, with networking and block
-# devices (root disks), and for UEFI disk exports (cloud), and the Debian packages of the software the
+# devices (root disks), and for UEFI disk exports (cloud), in one source
+# tree (each after the first compiles only what its options change); the
+# last, net, is the default. Then the Debian packages of the software the
 # tests run as nos images (mkfs.erofs makes their root disks).
 test-deps: deps
-	$(NOS) kernel build --features none
-	$(NOS) kernel build --features net,blk
-	$(NOS) kernel build --features blk,cloud,net
-	$(NOS) kernel build
+	$(NOS) kernel build none net,blk blk,cloud,net net
 	NOS=$(NOS) ./scripts/test-packages.sh
 
 # nos's own kernel: compiled from Debian's linux-source with the fragments in

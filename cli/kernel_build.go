@@ -19,6 +19,17 @@ import (
 	"github.com/nosproject/nos/kernel/kbuild"
 )
 
+// featureSet is a --features list without blanks and "none".
+func featureSet(list []string) []string {
+	set := []string{}
+	for _, f := range list {
+		if f = strings.TrimSpace(f); f != "" && f != "none" {
+			set = append(set, f)
+		}
+	}
+	return set
+}
+
 // builtKernelCache is where nos keeps the kernels it built or imported.
 func builtKernelCache(dir string) kbuild.Cache {
 	return kbuild.Cache{Dir: home.Layout{Root: dir}.BuiltKernels()}
@@ -69,44 +80,57 @@ then picks, for each image, the built kernel having the features the image
 needs (--features of nos build, net by default): one with exactly those
 first, else the one with the fewest extra; --kernel still overrides.
 
+Several feature sets given as arguments (each comma-separated, 'none' for
+the base alone) are built one after another in one extracted source, fewest
+options first, so that each later kernel compiles only what its options
+change; the last one named becomes the default.
+
 Features: ` + strings.Join(config.Features(), ", ") + ` ('none' for the base alone).
 Without net, images get no NIC, and -p, --port and health checks are refused.`,
 		Example: `  nos kernel build
   nos kernel build --features net,vsock
+  nos kernel build none net,blk net        # three kernels, net the default
   nos kernel build --source ~/src/linux-6.1 -j 8`,
-		Args: cobra.NoArgs,
+		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			home, err := e.homeDir()
 			if err != nil {
 				return err
 			}
-			o := kbuild.Options{Source: source, Jobs: jobs, Progress: e.stderr}
-			if cmd.Flags().Changed("features") {
-				o.Features = []string{}
-				for _, f := range features {
-					if f = strings.TrimSpace(f); f != "" && f != "none" {
-						o.Features = append(o.Features, f)
-					}
-				}
-			}
 			if jobs < 0 {
 				return fmt.Errorf("--jobs %d: want a positive number", jobs)
 			}
-			res, err := buildKernel(cmd.Context(), e, builtKernelCache(home), o, !noInstall)
+			o := kbuild.Options{Source: source, Jobs: jobs, Progress: e.stderr}
+			var sets [][]string
+			switch {
+			case len(args) > 0 && cmd.Flags().Changed("features"):
+				return fmt.Errorf("feature sets given both as arguments and with --features: use one")
+			case len(args) > 0:
+				for _, a := range args {
+					sets = append(sets, featureSet(strings.Split(a, ",")))
+				}
+			case cmd.Flags().Changed("features"):
+				sets = [][]string{featureSet(features)}
+			default:
+				sets = [][]string{nil}
+			}
+			results, err := buildKernels(cmd.Context(), e, builtKernelCache(home), o, sets, !noInstall)
 			if err != nil {
 				return err
 			}
-			k := res.Entry
-			feats := config.Describe(k.Features)
-			if res.Cached {
-				fmt.Fprintf(e.stderr, "kernel %s (features %s) was built already; nos build picks it for images needing exactly these features\n", k.Version, feats)
-			} else {
-				fmt.Fprintf(e.stderr, "built kernel %s (features %s, %s) in %s; nos build picks it for images needing exactly these features\n", k.Version, feats, humanSize(fileSize(k.Path())), time.Duration(k.BuildSeconds)*time.Second)
+			for _, res := range results {
+				k := res.Entry
+				feats := config.Describe(k.Features)
+				if res.Cached {
+					fmt.Fprintf(e.stderr, "kernel %s (features %s) was built already; nos build picks it for images needing exactly these features\n", k.Version, feats)
+				} else {
+					fmt.Fprintf(e.stderr, "built kernel %s (features %s, %s) in %s; nos build picks it for images needing exactly these features\n", k.Version, feats, humanSize(fileSize(k.Path())), time.Duration(k.BuildSeconds)*time.Second)
+				}
+				if !slices.Contains(k.Features, "net") {
+					fmt.Fprintln(e.stderr, "note: this kernel has no networking: its images get no NIC, and -p, --port and health checks are refused")
+				}
+				fmt.Fprintf(e.stdout, "%s\t%s\t%s\n", k.ShortID(), k.Version, k.Path())
 			}
-			if !slices.Contains(k.Features, "net") {
-				fmt.Fprintln(e.stderr, "note: this kernel has no networking: its images get no NIC, and -p, --port and health checks are refused")
-			}
-			fmt.Fprintf(e.stdout, "%s\t%s\t%s\n", k.ShortID(), k.Version, k.Path())
 			return nil
 		},
 	}
@@ -263,14 +287,24 @@ func orDash(s string) string {
 // buildKernel runs a kernel build, installing the packages it lacks first
 // when allowed and running as root.
 func buildKernel(ctx context.Context, e *env, c kbuild.Cache, o kbuild.Options, install bool) (*kbuild.Result, error) {
-	res, err := kbuild.Build(ctx, c, o)
+	res, err := buildKernels(ctx, e, c, o, [][]string{o.Features}, install)
+	if err != nil {
+		return nil, err
+	}
+	return res[0], nil
+}
+
+// buildKernels is kbuild.BuildAll, installing what it is missing first
+// when install is set and nos runs as root.
+func buildKernels(ctx context.Context, e *env, c kbuild.Cache, o kbuild.Options, sets [][]string, install bool) ([]*kbuild.Result, error) {
+	res, err := kbuild.BuildAll(ctx, c, o, sets)
 	var missing *kbuild.MissingError
 	if errors.As(err, &missing) && install && os.Geteuid() == 0 {
 		fmt.Fprintf(e.stderr, "kernel build: installing %s (needed: %s)\n", strings.Join(missing.Packages, " "), missing.What)
 		if err := kbuild.Install(ctx, missing.Packages, e.stderr); err != nil {
 			return nil, err
 		}
-		res, err = kbuild.Build(ctx, c, o)
+		res, err = kbuild.BuildAll(ctx, c, o, sets)
 	}
 	return res, err
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -54,11 +55,41 @@ type builder struct {
 // configuration the kernel does not accept a *config.CheckError; a failed
 // compilation a *MakeError. Nothing is left in the cache when it fails.
 func Build(ctx context.Context, c Cache, o Options) (*Result, error) {
-	return builder{reqs: requirements, every: 100, heartbeat: 30 * time.Second, strip: strip}.build(ctx, c, o)
+	res, err := BuildAll(ctx, c, o, [][]string{o.Features})
+	if err != nil {
+		return nil, err
+	}
+	return res[0], nil
+}
+
+// BuildAll builds a kernel for each feature set (nil is
+// config.DefaultFeatures) from o's source, ignoring o.Features, and makes
+// the last set's kernel the default. The kernels not in the cache yet are
+// compiled one after another in one extracted source and one output
+// directory, fewest features first: kbuild then recompiles only the
+// objects whose options changed. The results are in the order of sets.
+// Kernels built before a failure stay in the cache.
+func BuildAll(ctx context.Context, c Cache, o Options, sets [][]string) ([]*Result, error) {
+	return builder{reqs: requirements, every: 100, heartbeat: 30 * time.Second, strip: strip}.buildAll(ctx, c, o, sets)
 }
 
 func (b builder) build(ctx context.Context, c Cache, o Options) (*Result, error) {
-	start := time.Now()
+	res, err := b.buildAll(ctx, c, o, [][]string{o.Features})
+	if err != nil {
+		return nil, err
+	}
+	return res[0], nil
+}
+
+// variant is one kernel of a BuildAll: its features and merged options.
+type variant struct {
+	features []string
+	frags    []config.Fragment
+	want     *config.Config
+	id       string
+}
+
+func (b builder) buildAll(ctx context.Context, c Cache, o Options, sets [][]string) ([]*Result, error) {
 	p := o.Progress
 	if p == nil {
 		p = io.Discard
@@ -66,13 +97,27 @@ func (b builder) build(ctx context.Context, c Cache, o Options) (*Result, error)
 	if c.Dir == "" {
 		return nil, fmt.Errorf("kernel build: no cache directory")
 	}
-	features := o.Features
-	if features == nil {
-		features = config.DefaultFeatures
+	if len(sets) == 0 {
+		return nil, fmt.Errorf("kernel build: no feature set to build")
 	}
-	features, err := config.NormalizeFeatures(features)
-	if err != nil {
-		return nil, err
+	vs := make([]*variant, len(sets))
+	for i, set := range sets {
+		if set == nil {
+			set = config.DefaultFeatures
+		}
+		features, err := config.NormalizeFeatures(set)
+		if err != nil {
+			return nil, err
+		}
+		frags, err := config.Fragments(features)
+		if err != nil {
+			return nil, err
+		}
+		want, err := config.Merge(frags)
+		if err != nil {
+			return nil, err
+		}
+		vs[i] = &variant{features: features, frags: frags, want: want}
 	}
 	// A missing source package and missing tools are reported together,
 	// so that one apt-get install fixes both.
@@ -84,14 +129,6 @@ func (b builder) build(ctx context.Context, c Cache, o Options) (*Result, error)
 	if err := joinMissing(missingSrc, checkTools(b.reqs, src.Tarball || missingSrc != nil)); err != nil {
 		return nil, err
 	}
-	frags, err := config.Fragments(features)
-	if err != nil {
-		return nil, err
-	}
-	want, err := config.Merge(frags)
-	if err != nil {
-		return nil, err
-	}
 
 	fmt.Fprintf(p, "kernel build: hashing the source %s\n", src.Path)
 	digest, err := src.Digest(ctx)
@@ -99,11 +136,46 @@ func (b builder) build(ctx context.Context, c Cache, o Options) (*Result, error)
 		return nil, err
 	}
 	compiler := compilerID(ctx)
-	id := buildKey(digest, want, compiler)
-	if e, err := c.load(id); err == nil {
-		return &Result{Entry: e, Cached: true}, c.Select(e)
+	results := make([]*Result, len(vs))
+	var todo []int
+	for i, v := range vs {
+		v.id = buildKey(digest, v.want, compiler)
+		if e, err := c.load(v.id); err == nil {
+			results[i] = &Result{Entry: e, Cached: true}
+		} else if !slices.ContainsFunc(todo, func(j int) bool { return vs[j].id == v.id }) {
+			todo = append(todo, i)
+		}
 	}
+	// Fewest options first: each later build then mostly adds objects.
+	slices.SortStableFunc(todo, func(i, j int) int { return len(vs[i].want.Bytes()) - len(vs[j].want.Bytes()) })
+	if len(todo) > 0 {
+		built, err := b.compile(ctx, c, o, src, digest, compiler, vs, todo)
+		for i, r := range built {
+			results[i] = r
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	for i, v := range vs { // a set named twice
+		if results[i] == nil {
+			e, err := c.load(v.id)
+			if err != nil {
+				return nil, err
+			}
+			results[i] = &Result{Entry: e}
+		}
+	}
+	return results, c.Select(results[len(results)-1].Entry)
+}
 
+// compile builds the variants vs[todo...] in order in one work directory
+// and returns their results by index.
+func (b builder) compile(ctx context.Context, c Cache, o Options, src Source, digest, compiler string, vs []*variant, todo []int) (map[int]*Result, error) {
+	p := o.Progress
+	if p == nil {
+		p = io.Discard
+	}
 	w, err := c.newWork()
 	if err != nil {
 		return nil, fmt.Errorf("kernel build: %w", err)
@@ -130,30 +202,45 @@ func (b builder) build(ctx context.Context, c Cache, o Options) (*Result, error)
 	}
 	m := &maker{src: tree, out: out, jobs: jobs, env: kbuildEnv(tree), progress: p, every: b.every, heartbeat: b.heartbeat}
 
-	fmt.Fprintf(p, "kernel build: configuring: tinyconfig + fragments %s\n", strings.Join(fragNames(frags), ", "))
-	if err := configure(ctx, m, tree, want); err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(p, "kernel build: compiling with make -j%d bzImage (several minutes)\n", jobs)
-	if err := m.run(ctx, true, "bzImage"); err != nil {
-		return nil, err
-	}
-
-	e := &Entry{
-		ID: id, Origin: OriginBuilt, Features: features,
-		Source: src.Path, SourceDigest: digest, ConfigHash: want.Hash(), Compiler: compiler,
-		Image: bzImageName, Config: configName, Created: time.Now().UTC(),
-	}
-	if err := b.collect(ctx, out, w.stage, e); err != nil {
-		return nil, fmt.Errorf("kernel build: collecting the results: %w", err)
-	}
-	e.BuildSeconds = int64(time.Since(start).Round(time.Second) / time.Second)
-	e, err = c.commit(w, e)
-	if err != nil {
-		return nil, fmt.Errorf("kernel build: storing the kernel: %w", err)
+	done := map[int]*Result{}
+	for n, i := range todo {
+		v := vs[i]
+		start := time.Now()
+		if n > 0 {
+			if err := os.Mkdir(w.stage, 0o755); err != nil {
+				return done, err
+			}
+		}
+		fmt.Fprintf(p, "kernel build: configuring: tinyconfig + fragments %s\n", strings.Join(fragNames(v.frags), ", "))
+		if err := configure(ctx, m, tree, v.want); err != nil {
+			return done, err
+		}
+		what := "several minutes"
+		if n > 0 {
+			what = "only what these options change"
+		}
+		fmt.Fprintf(p, "kernel build: compiling with make -j%d bzImage (%s)\n", jobs, what)
+		if err := m.run(ctx, true, "bzImage"); err != nil {
+			return done, err
+		}
+		e := &Entry{
+			ID: v.id, Origin: OriginBuilt, Features: v.features,
+			Source: src.Path, SourceDigest: digest, ConfigHash: v.want.Hash(), Compiler: compiler,
+			Image: bzImageName, Config: configName, Created: time.Now().UTC(),
+		}
+		if err := b.collect(ctx, out, w.stage, e); err != nil {
+			return done, fmt.Errorf("kernel build: collecting the results: %w", err)
+		}
+		e.BuildSeconds = int64(time.Since(start).Round(time.Second) / time.Second)
+		e, err = c.commit(w, e)
+		if err != nil {
+			return done, fmt.Errorf("kernel build: storing the kernel: %w", err)
+		}
+		fmt.Fprintf(p, "kernel build: kernel with features %s built in %s\n", config.Describe(v.features), round(time.Since(start)))
+		done[i] = &Result{Entry: e}
 	}
 	fmt.Fprintln(p, "kernel build: removing the build directory")
-	return &Result{Entry: e}, nil
+	return done, nil
 }
 
 // configure writes out/.config: tinyconfig, the fragments laid over it,

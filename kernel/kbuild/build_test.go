@@ -27,6 +27,7 @@ tinyconfig:
 olddefconfig:
 	@grep -v -F -f $(SRC)/drop.txt $(O)/.config > $(O)/.config.new; mv $(O)/.config.new $(O)/.config
 bzImage:
+	@if [ -f $(O)/vmlinux ]; then echo "  CC      kernel/again.o"; fi
 	@i=0; while [ $$i -lt 250 ]; do echo "  CC      kernel/f$$i.o"; i=$$((i+1)); done
 	@if [ -n "$$FAKE_FAIL" ]; then echo "kernel/f7.c:3:1: error: expected ';' before '}' token" >&2; echo "make[2]: *** [kernel/f7.o] Error 1" >&2; exit 2; fi
 	@mkdir -p $(O)/include/config $(O)/arch/x86/boot
@@ -186,6 +187,64 @@ func TestBuildAndCache(t *testing.T) {
 	}
 	if k, _ := c.Find(context.Background()); k == nil || k.Path != e.Path() {
 		t.Errorf("Find after rebuilding the first = %+v, want %s", k, e.Path())
+	}
+}
+
+// Several kernels from one tarball: extracted once, compiled in one output
+// directory, fewest features first; the last set named is the default and
+// a set already built is not compiled again.
+func TestBuildAll(t *testing.T) {
+	src := fakeTree(t)
+	tarball := filepath.Join(t.TempDir(), "linux-source-6.1.tar.gz")
+	if out, err := exec.Command("tar", "-czf", tarball, "-C", filepath.Dir(src), filepath.Base(src)).CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v\n%s", err, out)
+	}
+	c := Cache{Dir: t.TempDir()}
+	o := Options{Source: tarball, Jobs: 1}
+	first, err := testBuilder().build(context.Background(), c, Options{Source: tarball, Features: []string{"net", "blk"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var progress bytes.Buffer
+	o.Progress = &progress
+	res, err := testBuilder().buildAll(context.Background(), c, o, [][]string{{"blk", "net", "cloud"}, {"net", "blk"}, {}, {"cloud", "blk", "net"}, nil})
+	if err != nil {
+		t.Fatalf("buildAll: %v\n%s", err, progress.String())
+	}
+	if len(res) != 5 {
+		t.Fatalf("%d results for 5 sets", len(res))
+	}
+	if !res[1].Cached || res[1].Entry.ID != first.Entry.ID || res[0].Cached || res[0].Entry.ID != res[3].Entry.ID {
+		t.Errorf("results: %+v", res)
+	}
+	for i, want := range [][]string{{"blk", "cloud", "net"}, {"blk", "net"}, nil, {"blk", "cloud", "net"}, {"net"}} {
+		if got := res[i].Entry.Features; strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Errorf("result %d has features %q, want %q", i, got, want)
+		}
+	}
+	out := progress.String()
+	if n := strings.Count(out, "extracting"); n != 1 {
+		t.Errorf("extracted %d times:\n%s", n, out)
+	}
+	// Three compiled (none, net, and blk,cloud,net), in order of size, the
+	// later ones in the first one's output directory.
+	var order []string
+	for _, l := range strings.Split(out, "\n") {
+		if f, ok := strings.CutPrefix(l, "kernel build: configuring: tinyconfig + fragments "); ok {
+			order = append(order, f)
+		}
+	}
+	if strings.Join(order, "; ") != "base; base, net; base, blk, cloud, net" {
+		t.Errorf("compiled %q", order)
+	}
+	if strings.Count(out, "250 steps done") != 1 || strings.Count(out, "251 steps done") != 2 {
+		t.Errorf("the later builds did not reuse the output directory:\n%s", out)
+	}
+	if k, _ := c.Find(context.Background()); k == nil || k.Path != res[4].Entry.Path() {
+		t.Errorf("default = %+v, want the last set's %s", k, res[4].Entry.Path())
+	}
+	if names := cacheNames(t, c.Dir); len(names) != 4 {
+		t.Errorf("cache holds %q, want the four kernels only", names)
 	}
 }
 
