@@ -333,7 +333,7 @@ func dockerClient(t *testing.T) string {
 }
 
 // TestDockerRunsNosRuntime: docker run --runtime nos prints the app's
-// output and exits with its code; run -d, then stop: the app sees
+// output and exits with its code; run -d, exec, then stop: the app sees
 // SIGTERM and exits 0. The test's dockerd runs with --network none
 // containers only (no bridge, no iptables).
 func TestDockerRunsNosRuntime(t *testing.T) {
@@ -375,6 +375,19 @@ func TestDockerRunsNosRuntime(t *testing.T) {
 	deadline := time.Now().Add(2 * time.Minute)
 	for !strings.Contains(docker("logs", id).stdout, "waiting") && time.Now().Before(deadline) {
 		time.Sleep(200 * time.Millisecond)
+	}
+	// docker exec, through containerd's shim and nos-runtime exec.
+	if r := docker("exec", "-e", "EXTRA=1", id, "/bin/ocihello", "info"); r.code != 0 || !strings.Contains(r.stdout, "marker=from the rootfs") || !strings.Contains(r.stdout, "EXTRA=1") {
+		t.Errorf("docker exec info: %v", r)
+	}
+	if r := docker("exec", id, "/bin/ocihello", "exit", "5"); r.code != 5 {
+		t.Errorf("docker exec exit 5: %v", r)
+	}
+	cmd := exec.Command(dockerClient(t), "exec", "-i", id, "/bin/ocihello", "cat")
+	cmd.Env = append(os.Environ(), "DOCKER_HOST="+host)
+	cmd.Stdin = strings.NewReader("to exec\n")
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "to exec\n\nEOF after 8 bytes err=<nil>") {
+		t.Errorf("echo data | docker exec -i cat: %v\n%s", err, out)
 	}
 	if r := docker("stop", "-t", "60", id); r.code != 0 {
 		t.Errorf("docker stop: %v", r)

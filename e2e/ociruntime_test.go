@@ -388,6 +388,34 @@ func TestPodmanRunsNosRuntime(t *testing.T) {
 	for !strings.Contains(podman("logs", id).stdout, "waiting") && time.Now().Before(deadline) {
 		time.Sleep(200 * time.Millisecond)
 	}
+	// podman exec: a program of the image runs beside the app, through
+	// nos-runtime exec and nos-init, with its output, stdin, exit code and
+	// terminal.
+	if r := podman("exec", "-e", "EXTRA=1", id, "/bin/ocihello", "info"); r.code != 0 || !strings.Contains(r.stdout, "marker=from the rootfs") || !strings.Contains(r.stdout, "EXTRA=1") || !strings.Contains(r.stdout, "FOO=bar") {
+		t.Errorf("podman exec info: %v", r)
+	}
+	if r := podman("exec", id, "/bin/ocihello", "exit", "5"); r.code != 5 {
+		t.Errorf("podman exec exit 5: %v", r)
+	}
+	if r := podman("exec", id, "/bin/no-such-program"); r.code == 0 || !strings.Contains(r.stderr, "no-such-program") {
+		t.Errorf("podman exec of a missing program: %v", r)
+	}
+	cmd = podmanCmd("exec", "-i", id, "/bin/ocihello", "cat")
+	cmd.Stdin = strings.NewReader("to exec\n")
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "to exec\n\nEOF after 8 bytes err=<nil>") {
+		t.Errorf("echo data | podman exec -i cat: %v\n%s", err, out)
+	}
+	p = runOnPTY(t, podmanCmd("exec", "-it", id, "/bin/ocihello", "tty"), 25, 81)
+	p.waitOutput("tty rows=25 cols=81", 2*time.Minute)
+	if _, err := p.master.Write([]byte("typed\r")); err != nil {
+		t.Fatal(err)
+	}
+	p.waitOutput(`got "typed\n"`, time.Minute)
+	p.resize(30, 90)
+	p.waitOutput("winch rows=30 cols=90", time.Minute)
+	if code := p.wait(time.Minute); code != 0 {
+		t.Errorf("podman exec -it: exit %d:\n%s", code, p.out.String())
+	}
 	if r := podman("stop", "-t", "60", id); r.code != 0 {
 		t.Errorf("podman stop: %v", r)
 	}
@@ -396,6 +424,24 @@ func TestPodmanRunsNosRuntime(t *testing.T) {
 	}
 	if r := podman("logs", id); !strings.Contains(r.stdout, "got SIGTERM") {
 		t.Errorf("the app did not see SIGTERM: %v", r)
+	}
+	if r := podman("rm", id); r.code != 0 {
+		t.Errorf("podman rm: %v", r)
+	}
+	// podman kill: SIGKILL forces the VM off, 137.
+	r = podman("run", "-d", "--network", "none", "localhost/nos-ocihello:test", "wait")
+	if r.code != 0 {
+		t.Fatalf("podman run -d: %v", r)
+	}
+	id = strings.TrimSpace(r.stdout)
+	if r := podman("kill", id); r.code != 0 {
+		t.Errorf("podman kill: %v", r)
+	}
+	if r := podman("wait", id); strings.TrimSpace(r.stdout) != "137" {
+		t.Errorf("exit code after podman kill: %v", r)
+	}
+	if r := podman("exec", id, "/bin/ocihello", "info"); r.code == 0 {
+		t.Errorf("podman exec in a stopped container: %v", r)
 	}
 	if r := podman("rm", id); r.code != 0 {
 		t.Errorf("podman rm: %v", r)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nosproject/nos/guestapi"
@@ -92,8 +93,22 @@ func (x *execer) run(id uint32, e *guestapi.Exec) (int, error) {
 		sio.abort()
 		return execExitCode(err), fmt.Errorf("starting %s: %w", e.Argv[0], err)
 	}
-	go x.io.pump(id, sio.stdin, sio.master)
+	// Signals stop once the process is reaped: only the instant between
+	// the reap and gone being set could reach a reused pid.
+	pid := p.Pid
+	var mu sync.Mutex
+	gone := false
+	go x.io.pump(id, sio.stdin, sio.master, func(sig syscall.Signal) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !gone {
+			_ = syscall.Kill(pid, sig)
+		}
+	})
 	code := <-exited
+	mu.Lock()
+	gone = true
+	mu.Unlock()
 	sio.waitCopies(2 * time.Second)
 	if sio.stdin != nil && sio.master == nil {
 		sio.stdin.Close()

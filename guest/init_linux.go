@@ -272,7 +272,7 @@ func start(cfg *guestapi.Config, stdout, stderr *os.File, iop *ioPort) (int, *st
 		return 0, nil, fmt.Errorf("starting %s: %w", cfg.Argv[0], err)
 	}
 	if iop != nil {
-		go iop.pump(guestapi.SessionApp, sio.stdin, sio.master)
+		go iop.pump(guestapi.SessionApp, sio.stdin, sio.master, nil) // the app's signals come as control messages
 	}
 	pid := p.Pid
 	_ = p.Release()

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nosproject/nos/guestapi"
@@ -50,7 +51,7 @@ func (p *ioPort) read(r io.Reader) {
 			return
 		}
 		switch f.Kind {
-		case guestapi.FrameStdin, guestapi.FrameEOF, guestapi.FrameResize:
+		case guestapi.FrameStdin, guestapi.FrameEOF, guestapi.FrameResize, guestapi.FrameSignal:
 		default:
 			continue // the guest's own kinds, or unknown: not for us
 		}
@@ -123,8 +124,9 @@ func (w frameWriter) Write(b []byte) (int, error) {
 
 // pump feeds a session's input to its program: data to stdin (dropped
 // when nil), the end of input as stdin's close or, on a terminal, its EOF
-// character, sizes to the terminal. It returns when the session ends.
-func (p *ioPort) pump(id uint32, stdin io.WriteCloser, tty *os.File) {
+// character, sizes to the terminal, signals to signal (dropped when nil).
+// It returns when the session ends.
+func (p *ioPort) pump(id uint32, stdin io.WriteCloser, tty *os.File, signal func(syscall.Signal)) {
 	s := p.session(id)
 	if s == nil {
 		return
@@ -155,6 +157,10 @@ func (p *ioPort) pump(id uint32, stdin io.WriteCloser, tty *os.File) {
 		case guestapi.FrameResize:
 			if rows, cols, err := f.Size(); err == nil && tty != nil {
 				setWinsize(tty, rows, cols)
+			}
+		case guestapi.FrameSignal:
+			if sig, err := f.Signal(); err == nil && signal != nil {
+				signal(sig)
 			}
 		}
 	}

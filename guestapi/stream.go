@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"syscall"
 )
 
 // PortIO is the virtio serial port that carries the interactive streams
@@ -34,6 +35,11 @@ const (
 	// run, if it could not (UTF-8, maybe empty). It follows the
 	// session's last output.
 	FrameExit byte = 6
+	// FrameSignal (host → guest) sends a signal to an exec session's
+	// process: Data is the signal's number, one byte (the exec relay of
+	// nos-runtime forwards what its caller sends it). Inits before it
+	// ignore it.
+	FrameSignal byte = 7
 )
 
 // SessionApp is the session of the application itself; exec sessions
@@ -115,6 +121,19 @@ func (f Frame) Size() (rows, cols uint16, err error) {
 func ExitFrame(session uint32, code int, why string) Frame {
 	d := binary.BigEndian.AppendUint32(nil, uint32(int32(code)))
 	return Frame{Kind: FrameExit, Session: session, Data: append(d, why...)}
+}
+
+// SignalFrame is a FrameSignal for session.
+func SignalFrame(session uint32, sig syscall.Signal) Frame {
+	return Frame{Kind: FrameSignal, Session: session, Data: []byte{byte(sig)}}
+}
+
+// Signal decodes a FrameSignal: a signal from 1 to 64.
+func (f Frame) Signal() (syscall.Signal, error) {
+	if f.Kind != FrameSignal || len(f.Data) != 1 || f.Data[0] == 0 || f.Data[0] > 64 {
+		return 0, errors.New("not a signal frame")
+	}
+	return syscall.Signal(f.Data[0]), nil
 }
 
 // Exit decodes a FrameExit.

@@ -73,6 +73,9 @@ func Main(args []string, stdio Stdio) int {
 	if len(args) > 2 && args[0] == superviseVerb {
 		return supervise(args[1], args[2], os.NewFile(3, "ready"), stdio)
 	}
+	if len(args) > 0 && args[0] == execVerb {
+		return execHelper(args[1:], stdio)
+	}
 	stdout, stderr := io.Writer(stdio.Out), io.Writer(stdio.Err)
 	g, rest, err := parseGlobals(args)
 	if err != nil {
@@ -84,6 +87,13 @@ func Main(args []string, stdio Stdio) int {
 	}
 	if len(rest) == 0 {
 		return report(g, stderr, usageError{"no command: want create, start, state, kill, delete, features"})
+	}
+	if rest[0] == "exec" {
+		code, err := cmdExec(store{g.root}, rest[1:], stdio)
+		if err != nil {
+			return report(g, stderr, err)
+		}
+		return code
 	}
 	if err := run(g, rest[0], rest[1:], stdio, stdout); err != nil {
 		return report(g, stderr, err)
@@ -192,7 +202,7 @@ func run(g globals, cmd string, args []string, stdio Stdio, stdout io.Writer) er
 		return fmt.Errorf("%s: %w: VMs are not checkpointed", cmd, ErrUnsupported)
 	case "ps":
 		return cmdPs(st, args, stdout)
-	case "exec", "events", "run", "spec":
+	case "events", "run", "spec":
 		return fmt.Errorf("%s: %w yet", cmd, ErrUnsupported)
 	}
 	return usageError{fmt.Sprintf("unknown command %q", cmd)}

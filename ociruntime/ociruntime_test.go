@@ -164,7 +164,7 @@ func TestNotExist(t *testing.T) {
 }
 
 func TestRefused(t *testing.T) {
-	for _, c := range []string{"pause", "resume", "update", "checkpoint", "exec"} {
+	for _, c := range []string{"pause", "resume", "update", "checkpoint"} {
 		err := run(globals{root: t.TempDir()}, c, []string{"x"}, Stdio{}, &bytes.Buffer{})
 		if !errors.Is(err, ErrUnsupported) {
 			t.Errorf("%s: %v", c, err)

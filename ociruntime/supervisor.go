@@ -50,8 +50,9 @@ type launch struct {
 
 // request is one line on the supervisor's socket; reply answers it.
 type request struct {
-	Op     string `json:"op"` // "start" or "kill"
-	Signal int    `json:"signal,omitempty"`
+	Op     string         `json:"op"` // "start", "kill" or "exec"
+	Signal int            `json:"signal,omitempty"`
+	Exec   *guestapi.Exec `json:"exec,omitempty"`
 }
 
 type reply struct {
@@ -150,12 +151,17 @@ func (s *supervisor) serve(ln net.Listener) {
 		go func() {
 			defer c.Close()
 			_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+			br := bufio.NewReader(c)
+			line, err := br.ReadBytes('\n')
 			var req request
-			if err := json.NewDecoder(bufio.NewReader(c)).Decode(&req); err != nil {
+			if err != nil || json.Unmarshal(line, &req) != nil {
+				return
+			}
+			if req.Op == "exec" {
+				s.execSession(c, br, req.Exec)
 				return
 			}
 			var rep reply
-			var err error
 			switch req.Op {
 			case "start":
 				err = s.start()
@@ -311,14 +317,15 @@ func (s *supervisor) boot() (*vmm.VM, error) {
 		Initrd:     s.l.Initrd,
 		Cmdline:    s.l.Cmdline,
 		ConsoleLog: filepath.Join(s.dir, consoleFile),
-		Channels:   vmm.GuestChannels(),
-		Shares:     []vmm.Share{{Tag: rootTag, Source: p.RootFS, ReadOnly: p.ReadOnly}},
+		// The interactive streams: exec sessions, the app's stdin, its
+		// terminal.
+		Channels: vmm.InteractiveChannels(),
+		Shares:   []vmm.Share{{Tag: rootTag, Source: p.RootFS, ReadOnly: p.ReadOnly}},
 	}
 	cfg := guestConfig(p, s.id)
+	cfg.IO = true
 	if p.Terminal || s.l.Stdin {
-		// The interactive streams: the app's stdin, its terminal.
-		m.Channels = vmm.InteractiveChannels()
-		cfg.IO, cfg.Stdin, cfg.TTY = true, true, p.Terminal
+		cfg.Stdin, cfg.TTY = true, p.Terminal
 		if p.Terminal {
 			cfg.Rows, cfg.Cols = termSize(s.stdio.In) // the engine may have sized the master
 			if cfg.Rows == 0 || cfg.Cols == 0 {
