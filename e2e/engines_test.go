@@ -29,9 +29,16 @@ import (
 // ociImageArchive writes a docker-save tarball of ocihello as ref to path.
 func ociImageArchive(t *testing.T, path, ref string) {
 	t.Helper()
+	imageArchive(t, path, ref, ociRootfs, "/bin/ocihello")
+}
+
+// imageArchive writes a docker-save tarball of the root fill makes, with
+// entrypoint, as ref to path.
+func imageArchive(t *testing.T, path, ref string, fill func(*testing.T, string), entrypoint ...string) {
+	t.Helper()
 	dir := t.TempDir()
 	rootfs := filepath.Join(dir, "rootfs")
-	ociRootfs(t, rootfs)
+	fill(t, rootfs)
 	layerTar := filepath.Join(dir, "layer.tar")
 	if out, err := exec.Command("tar", "-C", rootfs, "-cf", layerTar, ".").CombinedOutput(); err != nil {
 		t.Fatalf("tar: %v %s", err, out)
@@ -50,7 +57,7 @@ func ociImageArchive(t *testing.T, path, ref string) {
 	}
 	cf = cf.DeepCopy()
 	cf.OS, cf.Architecture = "linux", "amd64"
-	cf.Config = v1.Config{Entrypoint: []string{"/bin/ocihello"}, Env: []string{"PATH=/bin"}, WorkingDir: "/"}
+	cf.Config = v1.Config{Entrypoint: entrypoint, Env: []string{"PATH=/bin:/usr/sbin:/usr/bin"}, WorkingDir: "/"}
 	if img, err = mutate.ConfigFile(img, cf); err != nil {
 		t.Fatal(err)
 	}
@@ -279,6 +286,15 @@ var dockerFixedPaths = []string{"/run/docker", "/etc/docker/key.json"}
 // runtime "nos". It returns the DOCKER_HOST value.
 func startDockerd(t *testing.T, dir, rt string, env []string) string {
 	t.Helper()
+	return startDockerdIn(t, "", dir, rt, env)
+}
+
+// startDockerdIn is startDockerd in the network namespace netns (made by
+// the test) when it is not "": there dockerd gets its default bridge
+// (docker0, 172.17.0.1/16) and its iptables rules, inside the namespace,
+// never on the host's own interfaces.
+func startDockerdIn(t *testing.T, netns, dir, rt string, env []string) string {
+	t.Helper()
 	bin, err := exec.LookPath("dockerd")
 	if err != nil {
 		t.Fatal("dockerd is not installed (apt-get install docker.io; .ci/run installs it)")
@@ -299,12 +315,18 @@ func startDockerd(t *testing.T, dir, rt string, env []string) string {
 	}
 	host := "unix://" + filepath.Join(dir, "docker.sock")
 	logPath := filepath.Join(dir, "dockerd.log")
-	d := startDaemon(t, logPath, env, bin,
+	args := []string{
 		"--data-root", filepath.Join(dir, "data"), "--exec-root", filepath.Join(dir, "exec"),
 		"--pidfile", filepath.Join(dir, "docker.pid"), "--host", host,
 		"--config-file", filepath.Join(dir, "daemon.json"),
-		"--bridge", "none", "--iptables=false", "--ip6tables=false", "--ip-masq=false",
-		"--add-runtime", "nos="+rt)
+		"--add-runtime", "nos=" + rt}
+	prog := bin
+	if netns == "" {
+		args = append(args, "--bridge", "none", "--iptables=false", "--ip6tables=false", "--ip-masq=false")
+	} else {
+		prog, args = "ip", append([]string{"netns", "exec", netns, bin}, append(args, "--ip6tables=false")...)
+	}
+	d := startDaemon(t, logPath, env, prog, args...)
 	t.Cleanup(func() {
 		d.stop(t)
 		if t.Failed() || testing.Verbose() {
@@ -408,4 +430,65 @@ func TestDockerRunsNosRuntime(t *testing.T) {
 		t.Errorf("nos-runtime's root holds no initramfs: %v (exec root: %v)", m, e)
 	}
 	docker("rmi", ref)
+}
+
+// TestDockerNetworkNosRuntime: dockerd in a network namespace of the
+// test's, with its default bridge network and iptables there: docker run
+// -d -p of a nos-runtime container holding Debian's nginx serves the
+// page at the published port (reached from inside that namespace), docker
+// exec runs nginx -t in the VM, docker stop ends it with exit 0.
+func TestDockerNetworkNosRuntime(t *testing.T) {
+	needVM(t)
+	t.Parallel()
+	ns := fmt.Sprintf("nosdocker%d", os.Getpid())
+	ipCmd(t, "netns", "add", ns)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+	ipCmd(t, "-n", ns, "link", "set", "lo", "up")
+	dir := t.TempDir()
+	host := startDockerdIn(t, ns, dir, runtimeBin(t), []string{"NOS_RUNTIME_KERNEL=" + ociKernel(t)})
+	docker := func(args ...string) result {
+		return runTool(t, []string{"DOCKER_HOST=" + host}, dockerClient(t), args...)
+	}
+	archive := filepath.Join(dir, "nginx.tar")
+	const ref = "localhost/nos-nginx:test"
+	imageArchive(t, archive, ref, nginxRootfs, "/usr/sbin/nginx", "-e", "stderr")
+	if r := docker("load", "-i", archive); r.code != 0 {
+		t.Fatalf("docker load: %v", r)
+	}
+	defer docker("rmi", "-f", ref)
+	r := docker("run", "-d", "--runtime", "nos", "-p", "127.0.0.1:8080:80", ref)
+	if r.code != 0 {
+		t.Fatalf("docker run -d -p: %v", r)
+	}
+	id := strings.TrimSpace(r.stdout)
+	defer docker("rm", "-f", id)
+	var page result
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		page = runTool(t, nil, "ip", "netns", "exec", ns, "curl", "-sS", "--max-time", "5", "http://127.0.0.1:8080/")
+		if page.code == 0 {
+			break
+		}
+		if st := docker("inspect", "--format", "{{.State.Status}}", id); strings.TrimSpace(st.stdout) != "running" {
+			t.Fatalf("the container is %s: %v", st.stdout, docker("logs", id))
+		}
+		time.Sleep(time.Second)
+	}
+	if page.stdout != nginxPage {
+		t.Fatalf("no page at the published port: %v; logs: %v", page, docker("logs", id))
+	}
+	ip := docker("inspect", "--format", "{{.NetworkSettings.IPAddress}}", id)
+	t.Logf("the container's address %s answered at the published port: %q", strings.TrimSpace(ip.stdout), page.stdout)
+	if r := docker("exec", id, "/usr/sbin/nginx", "-t", "-e", "stderr"); r.code != 0 || !strings.Contains(r.stderr, "syntax is ok") {
+		t.Errorf("docker exec nginx -t: %v", r)
+	}
+	if r := docker("stop", "-t", "60", id); r.code != 0 {
+		t.Errorf("docker stop: %v", r)
+	}
+	if r := docker("inspect", "--format", "{{.State.ExitCode}}", id); strings.TrimSpace(r.stdout) != "0" {
+		t.Errorf("exit code after stop: %v", r)
+	}
+	if r := docker("logs", id); !strings.Contains(r.stderr+r.stdout, "signal 15 (SIGTERM) received") {
+		t.Errorf("nginx did not see SIGTERM: %v", r)
+	}
 }

@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nosproject/nos/assemble/elfdeps"
+	"github.com/nosproject/nos/internal/fsutil"
 )
 
 // nos-runtime's networking: the container's network namespace (an
@@ -29,6 +32,70 @@ func httpRootfs(t *testing.T, dir string) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("building httpserver: %v\n%s", err, out)
 	}
+}
+
+// containerNginxConf: Debian's nginx as a container's root runs it,
+// listening on 80, its workers as nobody, logs on stderr (notice: the
+// signals it gets are logged), pid and temporary files in /tmp.
+const containerNginxConf = `daemon off;
+worker_processes 1;
+error_log stderr notice;
+pid /tmp/nginx.pid;
+events { worker_connections 256; }
+http {
+	access_log off;
+	client_body_temp_path /tmp/body;
+	proxy_temp_path /tmp/proxy;
+	fastcgi_temp_path /tmp/fastcgi;
+	uwsgi_temp_path /tmp/uwsgi;
+	scgi_temp_path /tmp/scgi;
+	types { text/html html; }
+	default_type application/octet-stream;
+	server {
+		listen 80;
+		root /srv/www;
+	}
+}
+`
+
+// nginxPage is what nginxRootfs serves at /.
+const nginxPage = "<h1>nginx in a nos-runtime microVM</h1>\n"
+
+// nginxRootfs makes a container root holding the host's (Debian's) nginx
+// and the libraries it loads, found as nos build finds them, a
+// configuration, a page, and the passwd and group entries of its
+// workers' user.
+func nginxRootfs(t *testing.T, dir string) {
+	t.Helper()
+	nginx := needProgram(t, "/usr/sbin/nginx")
+	res, err := elfdeps.Resolve(nginx, elfdeps.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range res.Files {
+		dst := filepath.Join(dir, f.GuestPath)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if f.Symlink != "" {
+			if err := os.Symlink(f.Symlink, dst); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if err := fsutil.CopyFile(f.HostPath, dst, f.Mode.Perm()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{"tmp", "srv/www", "etc/nginx", "var/log/nginx", "var/lib/nginx"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile(t, filepath.Join(dir, "etc/nginx/nginx.conf"), containerNginxConf, 0o644)
+	writeFile(t, filepath.Join(dir, "srv/www/index.html"), nginxPage, 0o644)
+	writeFile(t, filepath.Join(dir, "etc/passwd"), "root:x:0:0:root:/root:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n", 0o644)
+	writeFile(t, filepath.Join(dir, "etc/group"), "root:x:0:\nnogroup:x:65534:\n", 0o644)
 }
 
 func ipCmd(t *testing.T, args ...string) {
@@ -118,21 +185,23 @@ func TestOCIRuntimeNetwork(t *testing.T) {
 }
 
 // TestPodmanNetworkNosRuntime: rootful podman with netavark's bridge
-// network publishes a port of a nos-runtime container on loopback
-// (netavark's DNAT to the container's address, which the VM answers at):
-// curl from the host gets the app's answer; podman stop ends it.
+// network publishes port 80 of a nos-runtime container holding Debian's
+// nginx on loopback (netavark's DNAT to the container's address, which
+// the VM answers at): curl from the host gets the page; podman exec runs
+// nginx -t in the running VM; podman stop ends it gracefully (nginx logs
+// the SIGTERM, exit 0).
 func TestPodmanNetworkNosRuntime(t *testing.T) {
 	needVM(t)
 	t.Parallel()
-	pm, tarball := newPodmanRig(t, httpRootfs)
+	pm, tarball := newPodmanRig(t, nginxRootfs)
 	podman := pm.run
-	const image = "localhost/nos-httpserver:test"
-	if r := podman("import", "--change", `ENTRYPOINT ["/bin/httpserver"]`, "--change", "ENV GREETING=hello through netavark", tarball, image); r.code != 0 {
+	const image = "localhost/nos-nginx:test"
+	if r := podman("import", "--change", `ENTRYPOINT ["/usr/sbin/nginx","-e","stderr"]`, tarball, image); r.code != 0 {
 		t.Fatalf("import: %v", r)
 	}
 	defer podman("rmi", "-f", image)
 	port := freePort(t)
-	r := podman("run", "-d", "-p", fmt.Sprintf("127.0.0.1:%d:8080", port), image)
+	r := podman("run", "-d", "-p", fmt.Sprintf("127.0.0.1:%d:80", port), image)
 	if r.code != 0 {
 		t.Fatalf("podman run -d -p: %v", r)
 	}
@@ -154,19 +223,22 @@ func TestPodmanNetworkNosRuntime(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 	}
-	if !strings.Contains(body, "hello through netavark") {
-		t.Fatalf("no answer at %s: %q; logs: %v", url, body, podman("logs", id))
+	if body != nginxPage {
+		t.Fatalf("no page at %s: %q; logs: %v", url, body, podman("logs", id))
 	}
 	ip := podman("inspect", "--format", "{{.NetworkSettings.IPAddress}}", id)
 	t.Logf("the container's address %s answered at %s: %q", strings.TrimSpace(ip.stdout), url, body)
+	if r := podman("exec", id, "/usr/sbin/nginx", "-t", "-e", "stderr"); r.code != 0 || !strings.Contains(r.stderr, "syntax is ok") {
+		t.Errorf("podman exec nginx -t: %v", r)
+	}
 	if r := podman("stop", "-t", "60", id); r.code != 0 {
 		t.Errorf("podman stop: %v", r)
 	}
 	if r := podman("inspect", "--format", "{{.State.ExitCode}}", id); strings.TrimSpace(r.stdout) != "0" {
 		t.Errorf("exit code after stop: %v", r)
 	}
-	if r := podman("logs", id); !strings.Contains(r.stderr+r.stdout, "stopped") {
-		t.Errorf("the app did not stop gracefully: %v", r)
+	if r := podman("logs", id); !strings.Contains(r.stderr+r.stdout, "signal 15 (SIGTERM) received") {
+		t.Errorf("nginx did not see SIGTERM: %v", r)
 	}
 	if r := podman("rm", id); r.code != 0 {
 		t.Errorf("podman rm: %v", r)

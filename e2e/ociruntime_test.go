@@ -350,6 +350,19 @@ func TestPodmanRunsNosRuntime(t *testing.T) {
 			t.Errorf("podman run files: no %q in %v", want, r)
 		}
 	}
+	// --ulimit, --tmpfs and -v of a host directory: rlimits set by
+	// nos-init, a tmpfs in the guest, the directory shared by virtiofs.
+	data := t.TempDir()
+	writeFile(t, filepath.Join(data, "from-host"), "written on the host", 0o644)
+	r = podman("run", "--rm", "--network", "none", "--ulimit", "nofile=500:600", "--tmpfs", "/scratch:size=8m", "-v", data+":/data", "localhost/nos-ocihello:test", "mounts")
+	for _, want := range []string{"nofile=500:600", "scratch tmpfs=true size=8388608", "data=written on the host err=<nil>", "write=<nil>"} {
+		if r.code != 0 || !strings.Contains(r.stdout, want) {
+			t.Errorf("podman run mounts: no %q in %v", want, r)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(data, "from-guest")); err != nil || string(b) != "written in the VM" {
+		t.Errorf("the guest's write to the shared directory: %q, %v", b, err)
+	}
 	if r := podman("run", "--rm", "--network", "none", "localhost/nos-ocihello:test", "exit", "7"); r.code != 7 {
 		t.Errorf("podman run exit 7: %v", r)
 	}

@@ -167,6 +167,9 @@ func setup(ctx context.Context, cfg *guestapi.Config, standalone bool) error {
 	if err := placeFiles(cfg.Files); err != nil {
 		return err
 	}
+	if err := setRlimits(cfg.Rlimits); err != nil {
+		return err
+	}
 	if standalone {
 		name := cfg.Hostname
 		configureStandalone(cfg)

@@ -153,6 +153,9 @@ type Config struct {
 	// Caps are the capabilities the application keeps, e.g.
 	// "CAP_NET_BIND_SERVICE"; it has no others, even as root.
 	Caps []string `json:"caps,omitempty"`
+	// Rlimits are set by the init before it starts the application (its
+	// exec sessions inherit them): a container's process.rlimits.
+	Rlimits []Rlimit `json:"rlimits,omitempty"`
 
 	// IO says the host wired PortIO; the fields below need it.
 	IO bool `json:"io,omitempty"`
@@ -247,6 +250,19 @@ type Tmpfs struct {
 	// Mode is its root directory's permissions; 0 is 01777, as /tmp.
 	Mode uint32 `json:"mode,omitempty"`
 }
+
+// Rlimit is a resource limit: Type is the kernel's name (RLIMIT_NOFILE,
+// RLIMIT_NPROC, ...; RlimitNames lists them).
+type Rlimit struct {
+	Type string `json:"type"`
+	Soft uint64 `json:"soft"`
+	Hard uint64 `json:"hard"`
+}
+
+// RlimitNames are the limits an init sets, in the kernel's order.
+var RlimitNames = []string{"RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_DATA", "RLIMIT_STACK", "RLIMIT_CORE", "RLIMIT_RSS",
+	"RLIMIT_NPROC", "RLIMIT_NOFILE", "RLIMIT_MEMLOCK", "RLIMIT_AS", "RLIMIT_LOCKS", "RLIMIT_SIGPENDING",
+	"RLIMIT_MSGQUEUE", "RLIMIT_NICE", "RLIMIT_RTPRIO", "RLIMIT_RTTIME"}
 
 // Mount is a file system the init mounts for the application after the
 // root is in place: a named volume on a block device, or a host

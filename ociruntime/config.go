@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -60,6 +61,14 @@ type Plan struct {
 	Terminal    bool   `json:"terminal,omitempty"`
 	ConsoleRows uint16 `json:"consoleRows,omitempty"`
 	ConsoleCols uint16 `json:"consoleCols,omitempty"`
+	// Rlimits are process.rlimits, set by nos-init for the app.
+	Rlimits []guestapi.Rlimit `json:"rlimits,omitempty"`
+	// Tmpfs are config.json's tmpfs mounts beyond the standard ones.
+	Tmpfs []guestapi.Tmpfs `json:"tmpfs,omitempty"`
+	// Binds are bind mounts beyond the copied files: at start, a
+	// directory source is shared by virtiofs and mounted by nos-init;
+	// any other source is skipped with a note in the supervisor's log.
+	Binds []PlanBind `json:"binds,omitempty"`
 	// Notes say what of config.json the VM does not honour (yet).
 	Notes []string `json:"notes,omitempty"`
 }
@@ -188,6 +197,16 @@ type PlanFile struct {
 	Mode   os.FileMode `json:"-"`
 }
 
+// PlanBind is a bind mount of a host directory at Target in the guest.
+type PlanBind struct {
+	Source   string `json:"source"`
+	Target   string `json:"target"`
+	ReadOnly bool   `json:"readOnly,omitempty"`
+}
+
+// maxBinds bounds the shared directories: each is a virtiofsd process.
+const maxBinds = 16
+
 // readFiles reads the plan's files from the host: each must be a regular
 // file (after symlinks, as a bind mount's source) of at most
 // guestapi.MaxFileSize bytes.
@@ -315,13 +334,74 @@ func MakePlan(s *specs.Spec, bundle string, hostCPUs int) (Plan, error) {
 			p.Files = append(p.Files, PlanFile{Source: filepath.Clean(src), Path: m.Destination})
 			continue
 		}
+		switch {
+		case m.Type == "tmpfs":
+			t, err := tmpfsOf(m)
+			if err != nil {
+				return Plan{}, err
+			}
+			p.Tmpfs = append(p.Tmpfs, t)
+			continue
+		case isBind(m) && m.Source != "" && len(p.Binds) < maxBinds:
+			src := m.Source
+			if !filepath.IsAbs(src) {
+				src = filepath.Join(bundle, src)
+			}
+			p.Binds = append(p.Binds, PlanBind{Source: filepath.Clean(src), Target: filepath.Clean(m.Destination), ReadOnly: slices.Contains(m.Options, "ro")})
+			continue
+		}
 		p.Notes = append(p.Notes, fmt.Sprintf("mount %s (%s) is not made in the guest yet", m.Destination, m.Type))
+	}
+	for _, r := range s.Process.Rlimits {
+		if !slices.Contains(guestapi.RlimitNames, r.Type) {
+			return Plan{}, bad("process.rlimits: unknown type %q", r.Type)
+		}
+		if r.Soft > r.Hard {
+			return Plan{}, bad("process.rlimits %s: soft %d above hard %d", r.Type, r.Soft, r.Hard)
+		}
+		p.Rlimits = append(p.Rlimits, guestapi.Rlimit{Type: r.Type, Soft: r.Soft, Hard: r.Hard})
 	}
 	p.NetNS, p.ResolvConf = specNetwork(s)
 	if h := s.Hooks; h != nil && len(h.Prestart)+len(h.CreateRuntime)+len(h.CreateContainer)+len(h.StartContainer)+len(h.Poststart)+len(h.Poststop) > 0 {
 		p.Notes = append(p.Notes, "hooks are not run")
 	}
 	return p, nil
+}
+
+// tmpfsOf is a tmpfs mount's size (size=N with k, m or g, or a
+// percentage of memory, which the kernel takes as is: 0 here) and mode.
+func tmpfsOf(m specs.Mount) (guestapi.Tmpfs, error) {
+	t := guestapi.Tmpfs{Path: filepath.Clean(m.Destination)}
+	for _, o := range m.Options {
+		k, v, _ := strings.Cut(o, "=")
+		switch k {
+		case "size":
+			if strings.HasSuffix(v, "%") {
+				continue
+			}
+			mult := int64(1)
+			switch {
+			case strings.HasSuffix(v, "k"), strings.HasSuffix(v, "K"):
+				mult, v = 1<<10, v[:len(v)-1]
+			case strings.HasSuffix(v, "m"), strings.HasSuffix(v, "M"):
+				mult, v = 1<<20, v[:len(v)-1]
+			case strings.HasSuffix(v, "g"), strings.HasSuffix(v, "G"):
+				mult, v = 1<<30, v[:len(v)-1]
+			}
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 0 || n > math.MaxInt64/mult {
+				return t, bad("tmpfs mount %s: size %q", m.Destination, o)
+			}
+			t.Size = n * mult
+		case "mode":
+			n, err := strconv.ParseUint(v, 8, 32)
+			if err != nil || n > 0o7777 {
+				return t, bad("tmpfs mount %s: mode %q", m.Destination, o)
+			}
+			t.Mode = uint32(n)
+		}
+	}
+	return t, nil
 }
 
 // knownCap reports whether the guest's init knows the capability (its

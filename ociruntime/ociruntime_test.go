@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"github.com/nosproject/nos/guestapi"
 	"os"
 	"path/filepath"
 	"strings"
@@ -311,8 +312,8 @@ func FuzzParseConfig(f *testing.F) {
 }
 
 // TestPlanFiles: the engines' bind-mounted files (podman's and docker's
-// forms) become copies; other binds, and binds of those paths that are
-// not binds, stay notes. readFiles takes regular files up to the bound.
+// forms) become copies; other binds are shared at start, tmpfs mounts
+// are tmpfs mounts. readFiles takes regular files up to the bound.
 func TestPlanFiles(t *testing.T) {
 	s := &specs.Spec{
 		Version: "1.0.2", Root: &specs.Root{Path: "rootfs"},
@@ -333,8 +334,15 @@ func TestPlanFiles(t *testing.T) {
 	if diff := cmp.Diff(want, p.Files); diff != "" {
 		t.Errorf("files (-want +got):\n%s", diff)
 	}
-	if len(p.Notes) != 2 || !strings.Contains(p.Notes[0], "/etc/hostname") || !strings.Contains(p.Notes[1], "/data") {
+	// A tmpfs at a copied path is a tmpfs; other binds are shared at start.
+	if len(p.Notes) != 0 {
 		t.Errorf("notes: %q", p.Notes)
+	}
+	if diff := cmp.Diff([]guestapi.Tmpfs{{Path: "/etc/hostname"}}, p.Tmpfs); diff != "" {
+		t.Errorf("tmpfs (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]PlanBind{{Source: "/srv/data", Target: "/data"}}, p.Binds); diff != "" {
+		t.Errorf("binds (-want +got):\n%s", diff)
 	}
 
 	dir := t.TempDir()
@@ -357,5 +365,52 @@ func TestPlanFiles(t *testing.T) {
 	cfg := guestConfig(Plan{Files: fs, Argv: []string{"/app"}}, "id")
 	if len(cfg.Files) != 1 || cfg.Files[0].Path != "/etc/hosts" || cfg.Files[0].Mode != 0o640 || cfg.Files[0].Check() != nil {
 		t.Errorf("guest files: %+v", cfg.Files)
+	}
+}
+
+// TestPlanMountsAndRlimits: tmpfs sizes and modes, read-only binds,
+// rlimits; bad ones refused.
+func TestPlanMountsAndRlimits(t *testing.T) {
+	s := &specs.Spec{
+		Version: "1.0.2", Root: &specs.Root{Path: "rootfs"},
+		Process: &specs.Process{Args: []string{"/app"}, Cwd: "/", Rlimits: []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 1024, Hard: 4096}}},
+		Mounts: []specs.Mount{
+			{Destination: "/cache", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "size=64m", "mode=1770"}},
+			{Destination: "/half", Type: "tmpfs", Source: "tmpfs", Options: []string{"size=50%"}},
+			{Destination: "/conf/", Type: "bind", Source: "conf", Options: []string{"rbind", "ro"}},
+		},
+	}
+	p, err := MakePlan(s, "/bundle", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]guestapi.Tmpfs{{Path: "/cache", Size: 64 << 20, Mode: 0o1770}, {Path: "/half"}}, p.Tmpfs); diff != "" {
+		t.Errorf("tmpfs (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]PlanBind{{Source: "/bundle/conf", Target: "/conf", ReadOnly: true}}, p.Binds); diff != "" {
+		t.Errorf("binds (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]guestapi.Rlimit{{Type: "RLIMIT_NOFILE", Soft: 1024, Hard: 4096}}, p.Rlimits); diff != "" {
+		t.Errorf("rlimits (-want +got):\n%s", diff)
+	}
+	for _, bad := range []func(*specs.Spec){
+		func(s *specs.Spec) { s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_BOGUS", Soft: 1, Hard: 1}} },
+		func(s *specs.Spec) {
+			s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 2, Hard: 1}}
+		},
+		func(s *specs.Spec) {
+			s.Mounts = []specs.Mount{{Destination: "/t", Type: "tmpfs", Options: []string{"size=lots"}}}
+		},
+		func(s *specs.Spec) {
+			s.Mounts = []specs.Mount{{Destination: "/t", Type: "tmpfs", Options: []string{"mode=999"}}}
+		},
+	} {
+		s2 := *s
+		p2 := *s.Process
+		s2.Process = &p2
+		bad(&s2)
+		if _, err := MakePlan(&s2, "/bundle", 2); err == nil {
+			t.Errorf("accepted rlimits %v mounts %v", s2.Process.Rlimits, s2.Mounts)
+		}
 	}
 }

@@ -324,6 +324,16 @@ func (s *supervisor) boot() (*vmm.VM, error) {
 	}
 	cfg := guestConfig(p, s.id)
 	cfg.IO = true
+	for i, b := range p.Binds {
+		fi, err := os.Stat(b.Source)
+		if err != nil || !fi.IsDir() {
+			s.log.Warn("bind mount skipped: nos-runtime shares directories only", "source", b.Source, "target", b.Target)
+			continue
+		}
+		tag := fmt.Sprintf("nos-bind%d", i)
+		m.Shares = append(m.Shares, vmm.Share{Tag: tag, Source: b.Source, ReadOnly: b.ReadOnly})
+		cfg.Mounts = append(cfg.Mounts, guestapi.Mount{Tag: tag, Target: b.Target, FSType: "virtiofs", ReadOnly: b.ReadOnly})
+	}
 	if p.Terminal || s.l.Stdin {
 		cfg.Stdin, cfg.TTY = true, p.Terminal
 		if p.Terminal {
@@ -367,7 +377,7 @@ func guestConfig(p Plan, id string) *guestapi.Config {
 	return &guestapi.Config{
 		Files: files,
 		Argv:  p.Argv, Env: p.Env, WorkingDir: p.Cwd, Hostname: hostname,
-		Seed: seed, Time: time.Now(), User: &u, Caps: p.Caps,
+		Seed: seed, Time: time.Now(), User: &u, Caps: p.Caps, Rlimits: p.Rlimits, Tmpfs: p.Tmpfs,
 		Root: &guestapi.Root{Tag: rootTag, FSType: "virtiofs", Writable: !p.ReadOnly},
 	}
 }

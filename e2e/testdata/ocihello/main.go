@@ -9,6 +9,8 @@
 //	ocihello tty           print the terminal's size ("tty rows=R cols=C"), read a line and print it ("got LINE"),
 //	                       then wait for SIGWINCH and print the new size ("winch rows=R cols=C")
 //	ocihello files         print the files engines bind-mount: /etc/hostname, /etc/hosts, /etc/resolv.conf, /run/.containerenv
+//	ocihello mounts        print RLIMIT_NOFILE ("nofile=SOFT:HARD"), /scratch's file system ("scratch tmpfs=BOOL size=BYTES"),
+//	                       /data/from-host's content ("data=..."), and write /data/from-guest
 package main
 
 import (
@@ -36,6 +38,9 @@ func main() {
 		fmt.Printf("hostname=%s\nuid=%d\ngid=%d\ncwd=%s\nFOO=%s\nargs=%q\n", host, os.Getuid(), os.Getgid(), cwd, os.Getenv("FOO"), os.Args[2:])
 		b, err := os.ReadFile("/etc/marker")
 		fmt.Printf("marker=%s err=%v\n", b, err)
+		for _, e := range os.Environ() {
+			fmt.Println("env " + e)
+		}
 		// The root is the bundle's rootfs, shared read-write: the host sees this.
 		fmt.Printf("write=%v\n", os.WriteFile("/written-by-guest", []byte("hi"), 0o644))
 		fmt.Fprintln(os.Stderr, "to stderr")
@@ -70,6 +75,16 @@ func main() {
 			fmt.Println("no SIGWINCH")
 			os.Exit(3)
 		}
+	case "mounts":
+		var l unix.Rlimit
+		_ = unix.Getrlimit(unix.RLIMIT_NOFILE, &l)
+		fmt.Printf("nofile=%d:%d\n", l.Cur, l.Max)
+		var st unix.Statfs_t
+		err := unix.Statfs("/scratch", &st)
+		fmt.Printf("scratch tmpfs=%v size=%d err=%v\n", st.Type == unix.TMPFS_MAGIC, int64(st.Blocks)*st.Bsize, err)
+		b, err := os.ReadFile("/data/from-host")
+		fmt.Printf("data=%s err=%v\n", b, err)
+		fmt.Printf("write=%v\n", os.WriteFile("/data/from-guest", []byte("written in the VM"), 0o644))
 	case "files":
 		for _, p := range []string{"/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/run/.containerenv"} {
 			b, err := os.ReadFile(p)
