@@ -17,8 +17,9 @@
 // {"level":"error","msg":…,"time":…} that containerd's shim reads back),
 // --debug, --version, and --systemd-cgroup, which is accepted and
 // ignored: the VM's memory and vCPUs come from config.json and QEMU is
-// not put in the engine's cgroup yet. pause, resume, update, checkpoint,
-// restore and exec are refused with an error saying so. An unknown
+// not put in the engine's cgroup yet. pause, resume, update, checkpoint
+// and restore are refused with an error saying so. exec (exec.go) runs a
+// process in the guest beside the app. An unknown
 // id is an error containing "does not exist", which podman and
 // containerd match.
 //
@@ -107,9 +108,15 @@
 //     content; its writes stay in the guest and the root's own file is
 //     unchanged; the engine's later edits of the host file (docker
 //     network connect) are not seen.
+//   - tmpfs mounts elsewhere (--tmpfs): made by nos-init, with the
+//     entry's size= (bytes, k, m, g; a percentage is the kernel's
+//     default) and mode=.
+//   - Shared: other bind mounts whose source is a directory at start
+//     (-v DIR:/path[:ro]) get a virtiofsd each (16 at most) and nos-init
+//     mounts them; other sources are skipped with a warning in the
+//     supervisor's log.
 //   - Ignored, with a note in the plan (ROOT/ID/plan.json, the
-//     supervisor's log): every other mount, such as -v binds of host
-//     directories or files and tmpfs mounts elsewhere.
+//     supervisor's log): every other mount kind.
 //
 // Engines: podman (conmon) and containerd's runc shim (io.containerd.runc.v2,
 // so ctr with --runc-binary and docker with --add-runtime) call
@@ -119,7 +126,6 @@
 // "failed to remove runc container … exit status 255" for runc too: it
 // is the shim's, not the runtime's.
 //
-// Not yet: exec (podman exec; the guest's exec sessions exist), mounts
-// other than the above (noted, not made), hooks, IPv6 in the guest
-// (networking: see network.go).
+// Not yet: bind mounts of single files other than the copied ones,
+// hooks, IPv6 in the guest (networking: see network.go).
 package ociruntime
