@@ -324,7 +324,9 @@ func startDockerdIn(t *testing.T, netns, dir, rt string, env []string) string {
 	if netns == "" {
 		args = append(args, "--bridge", "none", "--iptables=false", "--ip6tables=false", "--ip-masq=false")
 	} else {
-		prog, args = "ip", append([]string{"netns", "exec", netns, bin}, append(args, "--ip6tables=false")...)
+		// nsenter, not ip netns exec, which would mount a sysfs of the
+		// namespace's over /sys and hide the cgroup mounts dockerd needs.
+		prog, args = "nsenter", append([]string{"--net=/run/netns/" + netns, bin}, append(args, "--ip6tables=false")...)
 	}
 	d := startDaemon(t, logPath, env, prog, args...)
 	t.Cleanup(func() {

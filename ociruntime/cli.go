@@ -348,9 +348,20 @@ func cmdCreate(g globals, st store, args []string, stdio Stdio) error {
 		}
 		defer tty.Close()
 	}
-	pid, err := startSupervisor(g.root, c.id, stdio, tty)
+	pid, err := startSupervisor(g.root, c.id, stdio, tty, plan.NewNetNS)
 	if err != nil {
 		return err
+	}
+	if h := plan.Hooks; h != nil {
+		state := specs.State{Version: specs.Version, ID: c.id, Status: specs.StateCreated, Pid: pid, Bundle: bundle, Annotations: spec.Annotations}
+		err := runHooks("prestart", h.Prestart, state)
+		if err == nil {
+			err = runHooks("createRuntime", h.CreateRuntime, state)
+		}
+		if err != nil {
+			_ = unix.Kill(pid, unix.SIGKILL)
+			return err
+		}
 	}
 	if c.pidFile != "" {
 		if err := writePidFile(c.pidFile, pid); err != nil {
@@ -368,7 +379,7 @@ func cmdCreate(g globals, st store, args []string, stdio Stdio) error {
 // standard descriptors are tty instead, and it is its controlling
 // terminal: the supervisor leads tty's session, so the kernel sends it
 // SIGWINCH when the engine resizes the master.
-func startSupervisor(root, id string, stdio Stdio, tty *os.File) (int, error) {
+func startSupervisor(root, id string, stdio Stdio, tty *os.File, newNetNS bool) (int, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return 0, err
@@ -391,6 +402,9 @@ func startSupervisor(root, id string, stdio Stdio, tty *os.File) (int, error) {
 	if tty != nil {
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
 		cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, 0
+	}
+	if newNetNS {
+		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWNET
 	}
 	if err := cmd.Start(); err != nil {
 		w.Close()
@@ -454,7 +468,27 @@ func cmdStart(st store, id string) error {
 	if s := r.current(); s != specs.StateCreated {
 		return fmt.Errorf("cannot start container %s: it is %s, not created", id, s)
 	}
-	return call(st, id, request{Op: "start"})
+	if err := call(st, id, request{Op: "start"}); err != nil {
+		return err
+	}
+	if h := readHooks(st, id); h != nil && len(h.Poststart) > 0 {
+		if r, err := st.read(id); err == nil {
+			if err := runHooks("poststart", h.Poststart, r.ociState().State); err != nil {
+				fmt.Fprintf(os.Stderr, "%s: warning: %v\n", Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// readHooks are the hooks in the container's plan; nil when it has none
+// or cannot be read.
+func readHooks(st store, id string) *specs.Hooks {
+	var l launch
+	if err := readJSONFile(filepath.Join(st.dir(id), planFile), &l); err != nil {
+		return nil
+	}
+	return l.Plan.Hooks
 }
 
 // ParseSignal reads a signal as kill takes it: a number, or a name with
@@ -554,6 +588,13 @@ func cmdDelete(st store, args []string) error {
 	if err := teardownNetworkDir(st.dir(id)); err != nil {
 		return err
 	}
+	if h := readHooks(st, id); h != nil && len(h.Poststop) > 0 {
+		state := r.ociState().State
+		state.Status = specs.StateStopped
+		if err := runHooks("poststop", h.Poststop, state); err != nil {
+			fmt.Fprintf(os.Stderr, "%s: warning: %v\n", Name, err)
+		}
+	}
 	sock := socketPath(st.dir(id))
 	if filepath.Dir(sock) != st.dir(id) {
 		_ = os.RemoveAll(filepath.Dir(sock))
@@ -586,7 +627,7 @@ func runtimeFeatures() features.Features {
 	return features.Features{
 		OCIVersionMin: "1.0.0",
 		OCIVersionMax: specs.Version,
-		Hooks:         []string{},
+		Hooks:         []string{"prestart", "createRuntime", "poststart", "poststop"},
 		MountOptions:  []string{},
 		Linux: &features.Linux{
 			// The VM is every namespace at once; none is joined yet.

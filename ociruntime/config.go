@@ -52,6 +52,13 @@ type Plan struct {
 	// guest's DNS servers. Empty: none.
 	NetNS      string `json:"netns,omitempty"`
 	ResolvConf string `json:"resolvConf,omitempty"`
+	// NewNetNS: config.json asks for a new network namespace (no path):
+	// the supervisor runs in one of its own, which hooks (docker's
+	// libnetwork) find as /proc/PID/ns/net and put the engine's veth in
+	// before start.
+	NewNetNS bool `json:"newNetns,omitempty"`
+	// Hooks are config.json's hooks (hooks.go says which run, and when).
+	Hooks *specs.Hooks `json:"hooks,omitempty"`
 	// Files are the engine's bind-mounted files the guest gets copies of
 	// at start (copiedFiles).
 	Files []PlanFile `json:"files,omitempty"`
@@ -362,8 +369,21 @@ func MakePlan(s *specs.Spec, bundle string, hostCPUs int) (Plan, error) {
 		p.Rlimits = append(p.Rlimits, guestapi.Rlimit{Type: r.Type, Soft: r.Soft, Hard: r.Hard})
 	}
 	p.NetNS, p.ResolvConf = specNetwork(s)
-	if h := s.Hooks; h != nil && len(h.Prestart)+len(h.CreateRuntime)+len(h.CreateContainer)+len(h.StartContainer)+len(h.Poststart)+len(h.Poststop) > 0 {
-		p.Notes = append(p.Notes, "hooks are not run")
+	if s.Linux != nil && p.NetNS == "" {
+		p.NewNetNS = slices.ContainsFunc(s.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.NetworkNamespace })
+	}
+	if h := s.Hooks; h != nil {
+		for _, hs := range [][]specs.Hook{h.Prestart, h.CreateRuntime, h.Poststart, h.Poststop} {
+			for _, x := range hs {
+				if !filepath.IsAbs(x.Path) {
+					return Plan{}, bad("hook path %q is not absolute", x.Path)
+				}
+			}
+		}
+		if len(h.CreateContainer)+len(h.StartContainer) > 0 {
+			p.Notes = append(p.Notes, "createContainer and startContainer hooks are not run: they belong in the container's mount namespace, which the guest does not share")
+		}
+		p.Hooks = &specs.Hooks{Prestart: h.Prestart, CreateRuntime: h.CreateRuntime, Poststart: h.Poststart, Poststop: h.Poststop}
 	}
 	return p, nil
 }

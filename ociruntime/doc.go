@@ -62,7 +62,9 @@
 //   - The container's network namespace becomes the VM's NIC at start
 //     (network.go): a tap beside the engine's veth, tc redirects both
 //     ways, the veth's MAC, address and gateway and the bundle's DNS
-//     servers as the guest's static configuration.
+//     servers as the guest's static configuration. A new namespace asked
+//     for without a path (docker, ctr) is the supervisor's own (it starts
+//     with CLONE_NEWNET), where docker's prestart hook puts its veth.
 //
 //   - A terminal (process.terminal; the engine's -t): create needs
 //     --console-socket (and refuses it without process.terminal, as runc
@@ -126,6 +128,6 @@
 // "failed to remove runc container … exit status 255" for runc too: it
 // is the shim's, not the runtime's.
 //
-// Not yet: bind mounts of single files other than the copied ones,
-// hooks, IPv6 in the guest (networking: see network.go).
+// Hooks: see hooks.go. Not yet: bind mounts of single files other than
+// the copied ones, IPv6 in the guest (networking: see network.go).
 package ociruntime

@@ -212,12 +212,22 @@ func cmdExec(st store, args []string, stdio Stdio) (int, error) {
 	// With a terminal the process reads it; else a pipe, FIFO or socket
 	// as stdin is the engine's -i.
 	x.Stdin = x.TTY || isStreamInput(stdio.In)
+	if tty != nil {
+		// The helper starts the process: the engines size the terminal
+		// only once exec has returned (conmon, the shim), and the
+		// process should start with that size.
+		pid, err := startExecHelper(st, f.id, nil, &x, stdio, tty)
+		if err != nil {
+			return 0, err
+		}
+		return finishExec(f, pid)
+	}
 	c, br, err := openExec(st, f.id, x)
 	if err != nil {
 		return 0, err
 	}
 	defer c.Close()
-	if !f.detach && tty == nil {
+	if !f.detach {
 		if f.pidFile != "" {
 			if err := writePidFile(f.pidFile, os.Getpid()); err != nil {
 				return 0, err
@@ -225,10 +235,16 @@ func cmdExec(st store, args []string, stdio Stdio) (int, error) {
 		}
 		return relayExec(c, br, stdio, false), nil
 	}
-	pid, err := startExecHelper(c, stdio, tty)
+	pid, err := startExecHelper(st, f.id, c, nil, stdio, nil)
 	if err != nil {
 		return 0, err
 	}
+	return finishExec(f, pid)
+}
+
+// finishExec writes the helper's pid and, without --detach, waits for it
+// and returns its exit code.
+func finishExec(f execFlags, pid int) (int, error) {
 	if f.pidFile != "" {
 		if err := writePidFile(f.pidFile, pid); err != nil {
 			_ = unix.Kill(pid, unix.SIGKILL)
@@ -236,7 +252,6 @@ func cmdExec(st store, args []string, stdio Stdio) (int, error) {
 		}
 	}
 	if !f.detach {
-		// Foreground with a terminal: wait for the helper, which holds it.
 		var ws unix.WaitStatus
 		if _, err := unix.Wait4(pid, &ws, 0, nil); err != nil {
 			return 0, err
@@ -283,19 +298,26 @@ func openExec(st store, id string, x guestapi.Exec) (*net.UnixConn, *bufio.Reade
 	return c.(*net.UnixConn), br, nil
 }
 
-// startExecHelper starts the exec helper with the connection as its
-// descriptor 3 and returns its pid; with tty, the terminal is its stdio
-// and controlling terminal (it leads tty's session and hears SIGWINCH).
-func startExecHelper(c *net.UnixConn, stdio Stdio, tty *os.File) (int, error) {
+// startExecHelper starts the exec helper and returns its pid. Either c
+// is the started process's stream, the helper's descriptor 3; or (with
+// tty) x is the process to start, sent as JSON on a pipe that is the
+// helper's descriptor 3, with the container's root and id as arguments:
+// the terminal is then the helper's stdio and controlling terminal (it
+// leads tty's session and hears SIGWINCH).
+func startExecHelper(st store, id string, c *net.UnixConn, x *guestapi.Exec, stdio Stdio, tty *os.File) (int, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return 0, err
 	}
-	cf, err := c.File()
-	if err != nil {
+	var fd3, w *os.File
+	if c != nil {
+		if fd3, err = c.File(); err != nil {
+			return 0, err
+		}
+	} else if fd3, w, err = os.Pipe(); err != nil {
 		return 0, err
 	}
-	defer cf.Close()
+	defer fd3.Close()
 	cmd := &exec.Cmd{
 		Path:        exe,
 		Args:        []string{Name, execVerb},
@@ -303,31 +325,82 @@ func startExecHelper(c *net.UnixConn, stdio Stdio, tty *os.File) (int, error) {
 		Stdin:       stdio.In,
 		Stdout:      stdio.Out,
 		Stderr:      stdio.Err,
-		ExtraFiles:  []*os.File{cf},
+		ExtraFiles:  []*os.File{fd3},
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
 	}
 	if tty != nil {
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
-		cmd.Args = append(cmd.Args, "tty")
+		cmd.Args = append(cmd.Args, "tty", st.root, id)
 		cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, 0
 	}
 	if err := cmd.Start(); err != nil {
+		if w != nil {
+			w.Close()
+		}
 		return 0, fmt.Errorf("starting the exec helper: %w", err)
 	}
 	pid := cmd.Process.Pid
 	_ = cmd.Process.Release() // our parent (conmon, the shim) reaps it
+	if w != nil {
+		err := json.NewEncoder(w).Encode(x)
+		w.Close()
+		if err != nil {
+			_ = unix.Kill(pid, unix.SIGKILL)
+			return 0, fmt.Errorf("starting the exec helper: %w", err)
+		}
+	}
 	return pid, nil
 }
 
-// execHelper is the helper's body: the connection is descriptor 3.
+// ttyWait is how long the helper waits for the engine to size a terminal
+// that has no size before it starts the process anyway.
+const ttyWait = 3 * time.Second
+
+// execHelper is the helper's body: descriptor 3 is the process's stream,
+// or with "tty ROOT ID" the process to start on the terminal that is its
+// stdio, once the terminal has a size.
 func execHelper(args []string, stdio Stdio) int {
-	c, err := net.FileConn(os.NewFile(3, "exec"))
+	fd3 := os.NewFile(3, "exec")
+	if len(args) == 3 && args[0] == "tty" {
+		var x guestapi.Exec
+		err := json.NewDecoder(io.LimitReader(fd3, maxConfigSize)).Decode(&x)
+		fd3.Close()
+		if err != nil {
+			fmt.Fprintf(stdio.Err, "%s: exec helper: %v\r\n", Name, err)
+			return 255
+		}
+		winch := make(chan os.Signal, 1)
+		signal.Notify(winch, syscall.SIGWINCH)
+		deadline := time.Now().Add(ttyWait)
+		for {
+			if r, c := termSize(stdio.In); r > 0 && c > 0 {
+				x.Rows, x.Cols = r, c
+				break
+			}
+			if time.Now().After(deadline) {
+				break
+			}
+			select {
+			case <-winch:
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		signal.Stop(winch)
+		conn, br, err := openExec(store{args[1]}, args[2], x)
+		if err != nil {
+			fmt.Fprintf(stdio.Err, "%s: exec: %v\r\n", Name, err)
+			return 255
+		}
+		defer conn.Close()
+		return relayExec(conn, br, stdio, true)
+	}
+	c, err := net.FileConn(fd3)
 	if err != nil {
 		fmt.Fprintf(stdio.Err, "%s: exec helper: %v\n", Name, err)
 		return 255
 	}
 	defer c.Close()
-	return relayExec(c, bufio.NewReader(c), stdio, len(args) > 0 && args[0] == "tty")
+	return relayExec(c, bufio.NewReader(c), stdio, false)
 }
 
 // relayExec copies stdin (when the process reads it) to the process and

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/nosproject/nos/guestapi"
 )
 
@@ -119,4 +121,28 @@ func FuzzExecProcess(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Hooks get the state on stdin, their args and env; a failure or a
+// timeout is an error naming the hook.
+func TestRunHooks(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out")
+	one := 1
+	st := specs.State{Version: specs.Version, ID: "c1", Status: specs.StateCreated, Pid: 42, Bundle: "/b"}
+	ok := specs.Hook{Path: "/bin/sh", Args: []string{"sh", "-c", `cat > "$1"; echo " $0 $X" >> "$1"`, "arg0", out}, Env: []string{"X=y"}}
+	if err := runHooks("prestart", []specs.Hook{ok}, st); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(out)
+	if !strings.Contains(string(b), `"id":"c1"`) || !strings.Contains(string(b), `"pid":42`) || !strings.Contains(string(b), " arg0 y") {
+		t.Errorf("the hook saw %s", b)
+	}
+	err := runHooks("poststop", []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "echo broken >&2; exit 3"}}}, st)
+	if err == nil || !strings.Contains(err.Error(), "poststop hook 0") || !strings.Contains(err.Error(), "broken") {
+		t.Errorf("failing hook: %v", err)
+	}
+	err = runHooks("createRuntime", []specs.Hook{{Path: "/bin/sleep", Args: []string{"sleep", "10"}, Timeout: &one}}, st)
+	if err == nil || !strings.Contains(err.Error(), "timed out") {
+		t.Errorf("slow hook: %v", err)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -240,7 +241,10 @@ func (vn *vmNetwork) close() {
 // teardownNetwork leaves the namespace as the engine made it: no tap, no
 // ingress qdisc on the veth. A namespace that is gone is fine.
 func teardownNetwork(s netState) error {
-	if s.NetNS == "" {
+	if s.NetNS == "" || strings.HasPrefix(s.NetNS, "/proc/") {
+		// No namespace, or the supervisor's own: the supervisor undid it
+		// when the VM ended, and once it is gone its pid may be another
+		// process's.
 		return nil
 	}
 	if _, err := os.Stat(s.NetNS); err != nil {

@@ -344,6 +344,11 @@ func (s *supervisor) boot() (*vmm.VM, error) {
 			s.size = [2]uint16{cfg.Rows, cfg.Cols}
 		}
 	}
+	if p.NewNetNS {
+		// The supervisor's own namespace, where the engine's hooks put
+		// its veth.
+		p.NetNS = fmt.Sprintf("/proc/%d/ns/net", os.Getpid())
+	}
 	vn, nic, gnet, err := setupNetwork(p, s.dir)
 	if err != nil {
 		return nil, fmt.Errorf("the container's network: %w", err)

@@ -9,7 +9,7 @@
 //	ocihello tty           print the terminal's size ("tty rows=R cols=C"), read a line and print it ("got LINE"),
 //	                       then wait for SIGWINCH and print the new size ("winch rows=R cols=C")
 //	ocihello files         print the files engines bind-mount: /etc/hostname, /etc/hosts, /etc/resolv.conf, /run/.containerenv
-//	ocihello mounts        print RLIMIT_NOFILE ("nofile=SOFT:HARD"), /scratch's file system ("scratch tmpfs=BOOL size=BYTES"),
+//	ocihello mounts        print RLIMIT_NPROC ("nproc=SOFT:HARD"), /scratch's file system ("scratch tmpfs=BOOL size=BYTES"),
 //	                       /data/from-host's content ("data=..."), and write /data/from-guest
 package main
 
@@ -76,9 +76,10 @@ func main() {
 			os.Exit(3)
 		}
 	case "mounts":
+		// NPROC: Go's runtime raises a program's soft NOFILE itself.
 		var l unix.Rlimit
-		_ = unix.Getrlimit(unix.RLIMIT_NOFILE, &l)
-		fmt.Printf("nofile=%d:%d\n", l.Cur, l.Max)
+		_ = unix.Getrlimit(unix.RLIMIT_NPROC, &l)
+		fmt.Printf("nproc=%d:%d\n", l.Cur, l.Max)
 		var st unix.Statfs_t
 		err := unix.Statfs("/scratch", &st)
 		fmt.Printf("scratch tmpfs=%v size=%d err=%v\n", st.Type == unix.TMPFS_MAGIC, int64(st.Blocks)*st.Bsize, err)
