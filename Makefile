@@ -81,6 +81,11 @@ bench-export: build
 
 # nos-runtime under podman: host memory and idle CPU of one container
 # (issue 14; root, podman).
+# TCG's translation buffer sizes side by side (issue 15).
+.PHONY: bench-tcg-buffer
+bench-tcg-buffer: build
+	./scripts/bench-tcg-buffer.sh
+
 .PHONY: bench-runtime
 bench-runtime: build
 	./scripts/bench-runtime.sh

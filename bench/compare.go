@@ -201,7 +201,7 @@ func (c *compare) measure(ctx context.Context) (*compareReport, error) {
 }
 
 // findKernels finds nos's built kernel (a, d) and the distribution kernel
-// (b, the harness's kernel: -kernel, else the one nos fetched).
+// (b: -kernel, else the one nos fetched).
 func (c *compare) findKernels(ctx context.Context) error {
 	// The kernel nos build picks for an image that needs networking, booted
 	// as nos boots it: its ELF vmlinux through the PVH entry point.
@@ -219,6 +219,11 @@ func (c *compare) findKernels(ctx context.Context) error {
 	}
 	c.builtKernel = k
 	c.distroKernel = c.h.kernel
+	if c.h.opts.kernel == "" {
+		if c.distroKernel, err = distroKernel(ctx); err != nil {
+			return err
+		}
+	}
 	progress("kernels: a and d %s (%s), b %s", k.Version, k.Path, c.distroKernel)
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/nosproject/nos/vmm/accel"
 
 	"github.com/nosproject/nos/kernel"
+	"github.com/nosproject/nos/kernel/config"
 	"github.com/nosproject/nos/kernel/kbuild"
 )
 
@@ -98,8 +99,9 @@ func repoRoot(ctx context.Context) (string, error) {
 	return filepath.Dir(gomod), nil
 }
 
-// findKernel returns path when given, else the kernel the e2e tests use:
-// nos's cache first, then the host's /boot.
+// findKernel returns path when given, else what nos build gives a user
+// by default: nos's own kernel with the default features; without one,
+// the distribution kernel nos fetched, then the host's /boot, saying so.
 func findKernel(ctx context.Context, path string) (string, error) {
 	if path != "" {
 		k, err := kernel.File{Path: path}.Find(ctx)
@@ -108,6 +110,15 @@ func findKernel(ctx context.Context, path string) (string, error) {
 		}
 		return k.Path, nil
 	}
+	if e, err := builtKernel(config.DefaultFeatures); err == nil {
+		return e.Path(), nil
+	}
+	progress("no nos-built kernel with the default features (make kernel): measuring the distribution kernel")
+	return distroKernel(ctx)
+}
+
+// distroKernel is the distribution kernel nos fetched, else the host's.
+func distroKernel(ctx context.Context) (string, error) {
 	l, err := home.Default()
 	if err != nil {
 		return "", err

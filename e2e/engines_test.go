@@ -479,18 +479,6 @@ func TestDockerNetworkNosRuntime(t *testing.T) {
 	if page.stdout != nginxPage {
 		t.Fatalf("no page at the published port: %v; logs: %v", page, docker("logs", id))
 	}
-	ip := docker("inspect", "--format", "{{.NetworkSettings.IPAddress}}", id)
-	t.Logf("the container's address %s answered at the published port: %q", strings.TrimSpace(ip.stdout), page.stdout)
-	if r := docker("exec", id, "/usr/sbin/nginx", "-t", "-e", "stderr"); r.code != 0 || !strings.Contains(r.stderr, "syntax is ok") {
-		t.Errorf("docker exec nginx -t: %v", r)
-	}
-	if r := docker("stop", "-t", "60", id); r.code != 0 {
-		t.Errorf("docker stop: %v", r)
-	}
-	if r := docker("inspect", "--format", "{{.State.ExitCode}}", id); strings.TrimSpace(r.stdout) != "0" {
-		t.Errorf("exit code after stop: %v", r)
-	}
-	if r := docker("logs", id); !strings.Contains(r.stderr+r.stdout, "signal 15 (SIGTERM) received") {
-		t.Errorf("nginx did not see SIGTERM: %v", r)
-	}
+	t.Logf("the container answered at the published port: %q", page.stdout)
+	checkNginxContainer(t, "docker", docker, id)
 }

@@ -34,29 +34,9 @@ func httpRootfs(t *testing.T, dir string) {
 	}
 }
 
-// containerNginxConf: Debian's nginx as a container's root runs it,
-// listening on 80, its workers as nobody, logs on stderr (notice: the
-// signals it gets are logged), pid and temporary files in /tmp.
-const containerNginxConf = `daemon off;
-worker_processes 1;
-error_log stderr notice;
-pid /tmp/nginx.pid;
-events { worker_connections 256; }
-http {
-	access_log off;
-	client_body_temp_path /tmp/body;
-	proxy_temp_path /tmp/proxy;
-	fastcgi_temp_path /tmp/fastcgi;
-	uwsgi_temp_path /tmp/uwsgi;
-	scgi_temp_path /tmp/scgi;
-	types { text/html html; }
-	default_type application/octet-stream;
-	server {
-		listen 80;
-		root /srv/www;
-	}
-}
-`
+// containerNginxConf is nginxConf as a container's root runs it: on 80,
+// its workers as nobody, logging at notice (the signals it gets).
+var containerNginxConf = strings.NewReplacer("listen 8080;", "listen 80;", "error_log stderr;", "error_log stderr notice;").Replace(nginxConf)
 
 // nginxPage is what nginxRootfs serves at /.
 const nginxPage = "<h1>nginx in a nos-runtime microVM</h1>\n"
@@ -226,21 +206,30 @@ func TestPodmanNetworkNosRuntime(t *testing.T) {
 	if body != nginxPage {
 		t.Fatalf("no page at %s: %q; logs: %v", url, body, podman("logs", id))
 	}
-	ip := podman("inspect", "--format", "{{.NetworkSettings.IPAddress}}", id)
-	t.Logf("the container's address %s answered at %s: %q", strings.TrimSpace(ip.stdout), url, body)
-	if r := podman("exec", id, "/usr/sbin/nginx", "-t", "-e", "stderr"); r.code != 0 || !strings.Contains(r.stderr, "syntax is ok") {
-		t.Errorf("podman exec nginx -t: %v", r)
-	}
-	if r := podman("stop", "-t", "60", id); r.code != 0 {
-		t.Errorf("podman stop: %v", r)
-	}
-	if r := podman("inspect", "--format", "{{.State.ExitCode}}", id); strings.TrimSpace(r.stdout) != "0" {
-		t.Errorf("exit code after stop: %v", r)
-	}
-	if r := podman("logs", id); !strings.Contains(r.stderr+r.stdout, "signal 15 (SIGTERM) received") {
-		t.Errorf("nginx did not see SIGTERM: %v", r)
-	}
+	t.Logf("the container answered at %s: %q", url, body)
+	checkNginxContainer(t, "podman", podman, id)
 	if r := podman("rm", id); r.code != 0 {
 		t.Errorf("podman rm: %v", r)
+	}
+}
+
+// checkNginxContainer: in the running nginx container id, the engine's
+// exec runs nginx -t in the VM; stop ends it gracefully (nginx logs the
+// SIGTERM, exit code 0).
+func checkNginxContainer(t *testing.T, engine string, cli func(args ...string) result, id string) {
+	t.Helper()
+	ip := cli("inspect", "--format", "{{.NetworkSettings.IPAddress}}", id)
+	t.Logf("%s: the container's address is %s", engine, strings.TrimSpace(ip.stdout))
+	if r := cli("exec", id, "/usr/sbin/nginx", "-t", "-e", "stderr"); r.code != 0 || !strings.Contains(r.stderr, "syntax is ok") {
+		t.Errorf("%s exec nginx -t: %v", engine, r)
+	}
+	if r := cli("stop", "-t", "60", id); r.code != 0 {
+		t.Errorf("%s stop: %v", engine, r)
+	}
+	if r := cli("inspect", "--format", "{{.State.ExitCode}}", id); strings.TrimSpace(r.stdout) != "0" {
+		t.Errorf("%s: exit code after stop: %v", engine, r)
+	}
+	if r := cli("logs", id); !strings.Contains(r.stderr+r.stdout, "signal 15 (SIGTERM) received") {
+		t.Errorf("%s: nginx did not see SIGTERM: %v", engine, r)
 	}
 }

@@ -328,6 +328,8 @@ func (m *monitor) machine(nb *netBoot, atts ...*volume.Attachment) vmm.Machine {
 		ConsoleLog: filepath.Join(m.dir, consoleFile),
 		Channels:   vmm.GuestChannels(),
 		Confine:    confinement(m.cfg, m.rl),
+		// TCG's translation buffer: see vmm.DefaultTCGBufferMiB.
+		TCGBufferMiB: vmm.DefaultTCGBufferMiB(),
 	}
 	if m.cfg.InitAPI >= image.InitAPIInteractive {
 		mach.Channels = vmm.InteractiveChannels()

@@ -171,7 +171,7 @@ func run(g globals, cmd string, args []string, stdio Stdio, stdout io.Writer) er
 		if err != nil {
 			return err
 		}
-		return cmdStart(st, id)
+		return cmdStart(st, id, stdio.Err)
 	case "state":
 		id, err := oneID("state", args)
 		if err != nil {
@@ -187,7 +187,7 @@ func run(g globals, cmd string, args []string, stdio Stdio, stdout io.Writer) er
 	case "kill":
 		return cmdKill(st, args)
 	case "delete":
-		return cmdDelete(st, args)
+		return cmdDelete(st, args, stdio.Err)
 	case "features":
 		b, _ := json.MarshalIndent(runtimeFeatures(), "", "  ")
 		_, err := fmt.Fprintf(stdout, "%s\n", b)
@@ -460,7 +460,7 @@ func call(st store, id string, req request) error {
 	return nil
 }
 
-func cmdStart(st store, id string) error {
+func cmdStart(st store, id string, stderr io.Writer) error {
 	r, err := st.read(id)
 	if err != nil {
 		return err
@@ -474,11 +474,18 @@ func cmdStart(st store, id string) error {
 	if h := readHooks(st, id); h != nil && len(h.Poststart) > 0 {
 		if r, err := st.read(id); err == nil {
 			if err := runHooks("poststart", h.Poststart, r.ociState().State); err != nil {
-				fmt.Fprintf(os.Stderr, "%s: warning: %v\n", Name, err)
+				warn(stderr, err)
 			}
 		}
 	}
 	return nil
+}
+
+// warn prints a warning (a hook that failed after the fact) where errors go.
+func warn(stderr io.Writer, err error) {
+	if stderr != nil {
+		fmt.Fprintf(stderr, "%s: warning: %v\n", Name, err)
+	}
 }
 
 // readHooks are the hooks in the container's plan; nil when it has none
@@ -548,7 +555,7 @@ func cmdKill(st store, args []string) error {
 	return nil
 }
 
-func cmdDelete(st store, args []string) error {
+func cmdDelete(st store, args []string, stderr io.Writer) error {
 	fs := pflag.NewFlagSet("delete", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	force := fs.BoolP("force", "f", false, "kill a container that is not stopped")
@@ -592,7 +599,7 @@ func cmdDelete(st store, args []string) error {
 		state := r.ociState().State
 		state.Status = specs.StateStopped
 		if err := runHooks("poststop", h.Poststop, state); err != nil {
-			fmt.Fprintf(os.Stderr, "%s: warning: %v\n", Name, err)
+			warn(stderr, err)
 		}
 	}
 	sock := socketPath(st.dir(id))

@@ -310,13 +310,14 @@ func (s *supervisor) kill(sig syscall.Signal) error {
 func (s *supervisor) boot() (*vmm.VM, error) {
 	p := s.l.Plan
 	m := vmm.Machine{
-		Accel:      s.l.Accel,
-		MemoryMiB:  p.MemoryMiB,
-		CPUs:       p.CPUs,
-		Kernel:     s.l.Kernel,
-		Initrd:     s.l.Initrd,
-		Cmdline:    s.l.Cmdline,
-		ConsoleLog: filepath.Join(s.dir, consoleFile),
+		Accel:        s.l.Accel,
+		MemoryMiB:    p.MemoryMiB,
+		CPUs:         p.CPUs,
+		Kernel:       s.l.Kernel,
+		Initrd:       s.l.Initrd,
+		Cmdline:      s.l.Cmdline,
+		ConsoleLog:   filepath.Join(s.dir, consoleFile),
+		TCGBufferMiB: vmm.DefaultTCGBufferMiB(),
 		// The interactive streams: exec sessions, the app's stdin, its
 		// terminal.
 		Channels: vmm.InteractiveChannels(),

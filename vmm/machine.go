@@ -2,6 +2,7 @@ package vmm
 
 import (
 	"os"
+	"strconv"
 
 	"github.com/nosproject/nos/guestapi"
 )
@@ -38,7 +39,27 @@ type Machine struct {
 	// Confine, when set, asks the driver to confine the hypervisor
 	// process (see Confinement).
 	Confine *Confinement
+	// TCGBufferMiB caps the translation buffer of a TCG machine (QEMU's
+	// tb-size): the host memory its translated guest code may take. 0 is
+	// the hypervisor's own default; ignored under KVM.
+	TCGBufferMiB int
 }
+
+// DefaultTCGBufferMiB is the translation buffer nos gives TCG machines:
+// $NOS_TCG_BUFFER_MIB when set to a number (0: QEMU's default, 1 GiB on
+// this host's QEMU 7.2), else TCGBufferMiB. BENCHMARKS.md has the
+// measurements behind the default.
+func DefaultTCGBufferMiB() int {
+	if v := os.Getenv("NOS_TCG_BUFFER_MIB"); v != "" {
+		if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+			return n
+		}
+	}
+	return TCGBufferMiB
+}
+
+// TCGBufferMiB is the default translation buffer of TCG machines.
+const TCGBufferMiB = 0
 
 // Disk formats.
 const (

@@ -99,7 +99,7 @@ func Command(m vmm.Machine, a Access) []string {
 		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
 		// microvm: no PCI, no firmware tables beyond ACPI, virtio-mmio devices.
 		"-M", machine,
-		"-accel", m.Accel,
+		"-accel", accelOption(m),
 		"-cpu", cpu(m.Accel),
 		"-m", strconv.Itoa(m.MemoryMiB)+"M",
 		"-smp", strconv.Itoa(max(m.CPUs, 1)),
@@ -187,6 +187,15 @@ func drive(file string, i int, d vmm.Disk) string {
 		s += ",cache=" + d.Cache
 	}
 	return s
+}
+
+// accelOption is -accel's value: TCG with its translation buffer capped
+// when the machine asks.
+func accelOption(m vmm.Machine) string {
+	if m.Accel == vmm.AccelTCG && m.TCGBufferMiB > 0 {
+		return m.Accel + ",tb-size=" + strconv.Itoa(m.TCGBufferMiB)
+	}
+	return m.Accel
 }
 
 func cpu(accel string) string {
