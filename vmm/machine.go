@@ -59,7 +59,7 @@ func DefaultTCGBufferMiB() int {
 }
 
 // TCGBufferMiB is the default translation buffer of TCG machines.
-const TCGBufferMiB = 0
+const TCGBufferMiB = 32
 
 // Disk formats.
 const (

@@ -188,6 +188,17 @@ func TestCommandSemantics(t *testing.T) {
 			}
 		}
 	})
+	t.Run("tcg translation buffer", func(t *testing.T) {
+		m := base()
+		m.Accel, m.TCGBufferMiB = vmm.AccelTCG, 32
+		if got := optionValue(t, Command(m, Access{}), "-accel", 0); got != "tcg,tb-size=32" {
+			t.Errorf("-accel %s, want tcg,tb-size=32", got)
+		}
+		m.Accel = vmm.AccelKVM // KVM has no translation buffer
+		if got := optionValue(t, Command(m, Access{}), "-accel", 0); got != "kvm" {
+			t.Errorf("-accel %s under KVM, want kvm", got)
+		}
+	})
 	t.Run("memory and cpus", func(t *testing.T) {
 		m := base()
 		m.MemoryMiB, m.CPUs = 1024, 2
