@@ -53,6 +53,14 @@ test: test-deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 35m ./...
 
+# The crash-safety harness's long form (issue 16): 300 rounds of nos
+# build, tag, rmi, volume create and system prune killed at random
+# moments, nos system check after each.
+.PHONY: stress
+STRESS_ROUNDS ?= 300
+stress: build
+	NOS_STRESS_ROUNDS=$(STRESS_ROUNDS) $(GO) test -count=1 -timeout 60m -run 'TestCrashSafety' -v ./e2e
+
 test-unit:
 	$(GO) test -short ./...
 

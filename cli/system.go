@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"strings"
 
 	"github.com/nosproject/nos/bootable"
 
@@ -59,18 +60,99 @@ func newSystemCmd(e *env) *cobra.Command {
 			}); err != nil {
 				return err
 			}
-			if withVolumes {
-				names, err := pruneVolumes(cmd, e)
-				for _, n := range names {
-					fmt.Fprintf(e.stdout, "Removed volume %s\n", n)
+			if !withVolumes {
+				// What killed volume creates left, even without --volumes.
+				vs, err := e.volumes()
+				if err != nil {
+					return err
 				}
+				return vs.PruneLeftovers(cmd.Context())
+			}
+			names, err := pruneVolumes(cmd, e)
+			for _, n := range names {
+				fmt.Fprintf(e.stdout, "Removed volume %s\n", n)
+			}
+			return err
+		},
+	}
+	prune.Flags().BoolVar(&withVolumes, "volumes", false, "also remove the volumes no instance names")
+	cmd.AddCommand(prune, newSystemCheckCmd(e))
+	return cmd
+}
+
+func newSystemCheckCmd(e *env) *cobra.Command {
+	var repair bool
+	cmd := &cobra.Command{
+		Use:   "check [--repair]",
+		Short: "Verify the image store and the volumes: every blob's digest, every image's blobs, leftovers of interrupted writes",
+		Long: `Check verifies, under the store's lock, that index.json parses and that
+every image it lists has its manifest, config and layers; that every blob
+hashes to its name; that nothing else lies among the blobs and nothing is
+left in the store's tmp/; and that every volume has readable metadata
+and its disk. It prints one line per finding and exits 1 when damage
+remains; leftovers of interrupted operations (temporary files, blobs no
+image refers to, killed volume creates) are listed but are not damage:
+nos system prune removes them.
+
+With --repair it removes what is torn or unreferenced: corrupt and stray
+blobs, leftovers of interrupted writes, blobs no image refers to (what
+nos system prune would remove), the tags of images that lack a blob, and
+volumes without metadata or disk that no instance holds; each line says
+what it did.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := e.store()
+			if err != nil {
 				return err
+			}
+			ps, err := st.Check(cmd.Context(), repair)
+			if err != nil {
+				return err
+			}
+			// Damage makes the exit code 1; leftovers (what interrupted
+			// operations leave and prune removes) are listed only.
+			var damaged, leftovers, fixed int
+			say := func(kind, path, detail, repaired string, leftover bool) {
+				line := fmt.Sprintf("%s\t%s\t%s", kind, path, detail)
+				if repaired != "" {
+					line += "\t" + repaired
+				}
+				fmt.Fprintln(e.stdout, line)
+				switch {
+				case repaired != "" && !strings.Contains(repaired, "failed"):
+					fixed++
+				case leftover:
+					leftovers++
+				default:
+					damaged++
+				}
+			}
+			for _, p := range ps {
+				say(p.Kind, "images/"+p.Path, p.Detail, p.Repaired, p.Leftover())
+			}
+			vs, err := e.volumes()
+			if err != nil {
+				return err
+			}
+			vps, err := vs.Check(cmd.Context(), repair)
+			if err != nil {
+				return err
+			}
+			for _, p := range vps {
+				kind := "torn volume"
+				if p.Leftover {
+					kind = "volume leftover"
+				}
+				say(kind, p.Path, p.Detail, p.Repaired, p.Leftover)
+			}
+			fmt.Fprintf(e.stderr, "nos system check: %d problems, %d leftovers of interrupted operations (nos system prune removes them), %d repaired\n", damaged, leftovers, fixed)
+			if damaged > 0 {
+				return &exitError{code: 1, err: fmt.Errorf("system check: %d problems (nos system check --repair removes what is torn)", damaged)}
 			}
 			return nil
 		},
 	}
-	prune.Flags().BoolVar(&withVolumes, "volumes", false, "also remove the volumes no instance names")
-	cmd.AddCommand(prune)
+	cmd.Flags().BoolVar(&repair, "repair", false, "remove what is torn or unreferenced, and say what was done")
 	return cmd
 }
 

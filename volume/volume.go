@@ -375,3 +375,61 @@ func (v *Volume) update(fn func(*Volume)) error {
 
 // writeMeta replaces path atomically.
 func writeMeta(path string, v *Volume) error { return fsutil.WriteJSON(path, v) }
+
+// Problem is something Check found wrong among the volumes.
+type Problem struct {
+	Path, Detail string
+	// Leftover: a killed create's directory, which nos system prune
+	// removes, rather than damage.
+	Leftover bool
+	// Repaired says what repair did, "" when not asked or not possible.
+	Repaired string
+}
+
+// Check reads every volume under the store's lock: its metadata must
+// parse and its disk be a regular file; .tmp-* directories are creates
+// that were killed. With repair it removes the leftovers and the torn
+// volumes no monitor holds (a volume whose metadata or disk is gone has
+// no data nos can attach).
+func (s *Store) Check(ctx context.Context, repair bool) ([]Problem, error) {
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	des, err := os.ReadDir(s.Dir)
+	if err != nil {
+		return nil, err
+	}
+	var ps []Problem
+	for _, de := range des {
+		dir := filepath.Join(s.Dir, de.Name())
+		var p Problem
+		switch {
+		case strings.HasPrefix(de.Name(), ".tmp-"):
+			p = Problem{Path: dir, Detail: "left by an interrupted volume create", Leftover: true}
+		case !de.IsDir() || !ValidName(de.Name()):
+			continue
+		default:
+			if _, err := s.Get(de.Name()); err == nil {
+				continue
+			} else {
+				p = Problem{Path: dir, Detail: err.Error()}
+			}
+			if lockfile.Held(filepath.Join(dir, attachLock)) {
+				p.Detail += " (attached: not repaired)"
+				ps = append(ps, p)
+				continue
+			}
+		}
+		if repair {
+			if err := os.RemoveAll(dir); err != nil {
+				p.Repaired = "removing it failed: " + err.Error()
+			} else {
+				p.Repaired = "removed"
+			}
+		}
+		ps = append(ps, p)
+	}
+	return ps, nil
+}

@@ -158,3 +158,35 @@ func TestAttachRefusesABrokenFileSystem(t *testing.T) {
 		t.Error("a refused attach holds the lock")
 	}
 }
+
+// TestCheck: a sound volume passes; a killed create's directory and a
+// volume without its disk are found and, with repair, removed.
+func TestCheck(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	if _, err := s.Create(ctx, "good", CreateOptions{Size: 16 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Create(ctx, "torn", CreateOptions{Size: 16 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(s.DiskOf("torn")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(s.Dir, ".tmp-123"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ps, err := s.Check(ctx, false)
+	if err != nil || len(ps) != 2 {
+		t.Fatalf("check: %+v, %v; want two problems", ps, err)
+	}
+	if ps, err = s.Check(ctx, true); err != nil || len(ps) != 2 || ps[0].Repaired != "removed" || ps[1].Repaired != "removed" {
+		t.Fatalf("repair: %+v, %v", ps, err)
+	}
+	if ps, err := s.Check(ctx, false); err != nil || len(ps) != 0 {
+		t.Errorf("after repair: %+v, %v", ps, err)
+	}
+	if _, err := s.Get("good"); err != nil {
+		t.Errorf("the sound volume: %v", err)
+	}
+}
