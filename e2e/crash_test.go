@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -19,33 +18,16 @@ import (
 // leftovers, which prune removes), the killed operation must have
 // happened completely or not at all, and at the end check --repair, then
 // check, must find nothing at all. The short form runs 12 rounds;
-// NOS_STRESS_ROUNDS sets more (make stress). No VM boots.
+// NOS_STRESS_ROUNDS sets more (make stress). No VM boots, though like
+// every e2e test it is left out in -short mode.
 func TestCrashSafety(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds images; not in -short mode")
-	}
 	t.Parallel()
 	rounds := 12
 	if n, err := strconv.Atoi(os.Getenv("NOS_STRESS_ROUNDS")); err == nil && n > 0 {
 		rounds = n
 	}
-	home := t.TempDir()
-	env := append(envWithout("NOS_HOME"), "NOS_HOME="+home)
-	nos := func(args ...string) result {
-		t.Helper()
-		cmd := exec.Command(nosBin, args...)
-		cmd.Dir, cmd.Env = repoRoot, env
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		r := result{stdout: out.String(), stderr: errb.String()}
-		if x, ok := err.(*exec.ExitError); ok {
-			r.code = x.ExitCode()
-		} else if err != nil {
-			t.Fatalf("nos %v: %v", args, err)
-		}
-		return r
-	}
+	e := newEnv(t)
+	env, nos := e.env, e.nos
 	// killed runs nos with args and SIGKILLs it after d, unless it ended
 	// first; it reports whether it was killed and how long it ran.
 	killed := func(d time.Duration, args ...string) (bool, time.Duration) {
