@@ -262,8 +262,11 @@ func (m *monitor) boot(ctx context.Context, logs *logfile.Writer) (o vmm.Outcome
 	logOut, logErr := logs.Stream("stdout"), logs.Stream("stderr")
 	defer logOut.Close()
 	defer logErr.Close()
-	stdout := io.MultiWriter(logOut, m.live.writer(guestapi.FrameStdout))
-	stderr := io.MultiWriter(logErr, m.live.writer(guestapi.FrameStderr))
+	lossyOut, lossyErr := newLossyLog(logOut, m.log, "stdout"), newLossyLog(logErr, m.log, "stderr")
+	defer lossyOut.report()
+	defer lossyErr.report()
+	stdout := io.MultiWriter(lossyOut, m.live.writer(guestapi.FrameStdout))
+	stderr := io.MultiWriter(lossyErr, m.live.writer(guestapi.FrameStderr))
 
 	m.mu.Lock()
 	if m.stopped {

@@ -1,0 +1,54 @@
+package instance
+
+import (
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// lossyLog writes the app's output to its log and never fails: a log that
+// cannot be written (a full disk, an I/O error) must not stop the copy of
+// the guest's output, or the guest's writes would block once the virtio
+// port's buffer fills and the app would hang. What could not be written
+// is counted and reported in monitor.log, at most every warnEvery.
+type lossyLog struct {
+	w         io.Writer
+	log       *slog.Logger
+	stream    string
+	warnEvery time.Duration
+
+	mu       sync.Mutex
+	dropped  int64 // bytes of output in writes that failed
+	failures int64
+	lastWarn time.Time
+	now      func() time.Time
+}
+
+func newLossyLog(w io.Writer, log *slog.Logger, stream string) *lossyLog {
+	return &lossyLog{w: w, log: log, stream: stream, warnEvery: 10 * time.Second, now: time.Now}
+}
+
+func (l *lossyLog) Write(p []byte) (int, error) {
+	if _, err := l.w.Write(p); err != nil {
+		l.mu.Lock()
+		l.dropped += int64(len(p))
+		l.failures++
+		if t := l.now(); l.failures == 1 || t.Sub(l.lastWarn) >= l.warnEvery {
+			l.lastWarn = t
+			l.log.Warn("the app's log cannot be written: its output is dropped from the log (it still reaches attached clients)",
+				"stream", l.stream, "droppedBytes", l.dropped, "failedWrites", l.failures, "err", err)
+		}
+		l.mu.Unlock()
+	}
+	return len(p), nil
+}
+
+// report logs the totals once the VM ended, when anything was dropped.
+func (l *lossyLog) report() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.failures > 0 {
+		l.log.Warn("app output dropped from the log", "stream", l.stream, "droppedBytes", l.dropped, "failedWrites", l.failures)
+	}
+}
