@@ -88,17 +88,18 @@ func newSystemCheckCmd(e *env) *cobra.Command {
 		Long: `Check verifies, under the store's lock, that index.json parses and that
 every image it lists has its manifest, config and layers; that every blob
 hashes to its name; that nothing else lies among the blobs and nothing is
-left in the store's tmp/; and that every volume has readable metadata
-and its disk. It prints one line per finding and exits 1 when damage
+left in the store's tmp/; that every volume has readable metadata and
+its disk; and that every instance's config.json and state.json parse. It prints one line per finding and exits 1 when damage
 remains; leftovers of interrupted operations (temporary files, blobs no
 image refers to, killed volume creates) are listed but are not damage:
 nos system prune removes them.
 
 With --repair it removes what is torn or unreferenced: corrupt and stray
 blobs, leftovers of interrupted writes, blobs no image refers to (what
-nos system prune would remove), the tags of images that lack a blob, and
-volumes without metadata or disk that no instance holds; each line says
-what it did.`,
+nos system prune would remove), the tags of images that lack a blob,
+volumes without metadata or disk that no instance holds, and instance
+directories without a readable config that no monitor holds; each line
+says what it did.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, err := e.store()
@@ -142,6 +143,21 @@ what it did.`,
 				kind := "torn volume"
 				if p.Leftover {
 					kind = "volume leftover"
+				}
+				say(kind, p.Path, p.Detail, p.Repaired, p.Leftover)
+			}
+			is, err := e.instances()
+			if err != nil {
+				return err
+			}
+			ips, err := is.Check(cmd.Context(), repair)
+			if err != nil {
+				return err
+			}
+			for _, p := range ips {
+				kind := "torn instance"
+				if p.Leftover {
+					kind = "instance leftover"
 				}
 				say(kind, p.Path, p.Detail, p.Repaired, p.Leftover)
 			}
