@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
-	"strings"
+	"slices"
 
 	"github.com/nosproject/nos/bootable"
 
@@ -110,27 +110,6 @@ says what it did.`,
 			if err != nil {
 				return err
 			}
-			// Damage makes the exit code 1; leftovers (what interrupted
-			// operations leave and prune removes) are listed only.
-			var damaged, leftovers, fixed int
-			say := func(kind, path, detail, repaired string, leftover bool) {
-				line := fmt.Sprintf("%s\t%s\t%s", kind, path, detail)
-				if repaired != "" {
-					line += "\t" + repaired
-				}
-				fmt.Fprintln(e.stdout, line)
-				switch {
-				case repaired != "" && !strings.Contains(repaired, "failed"):
-					fixed++
-				case leftover:
-					leftovers++
-				default:
-					damaged++
-				}
-			}
-			for _, p := range ps {
-				say(p.Kind, "images/"+p.Path, p.Detail, p.Repaired, p.Leftover())
-			}
 			vs, err := e.volumes()
 			if err != nil {
 				return err
@@ -138,13 +117,6 @@ says what it did.`,
 			vps, err := vs.Check(cmd.Context(), repair)
 			if err != nil {
 				return err
-			}
-			for _, p := range vps {
-				kind := "torn volume"
-				if p.Leftover {
-					kind = "volume leftover"
-				}
-				say(kind, p.Path, p.Detail, p.Repaired, p.Leftover)
 			}
 			is, err := e.instances()
 			if err != nil {
@@ -154,12 +126,23 @@ says what it did.`,
 			if err != nil {
 				return err
 			}
-			for _, p := range ips {
-				kind := "torn instance"
-				if p.Leftover {
-					kind = "instance leftover"
+			// Damage makes the exit code 1; leftovers (what interrupted
+			// operations leave and prune removes) are listed only.
+			var damaged, leftovers, fixed int
+			for _, p := range slices.Concat(ps, vps, ips) {
+				line := p.Kind + "\t" + p.Path + "\t" + p.Detail
+				if p.Repaired != "" {
+					line += "\t" + p.Repaired
 				}
-				say(kind, p.Path, p.Detail, p.Repaired, p.Leftover)
+				fmt.Fprintln(e.stdout, line)
+				switch {
+				case p.Fixed():
+					fixed++
+				case p.Leftover:
+					leftovers++
+				default:
+					damaged++
+				}
 			}
 			fmt.Fprintf(e.stderr, "nos system check: %d problems, %d leftovers of interrupted operations (nos system prune removes them), %d repaired\n", damaged, leftovers, fixed)
 			if damaged > 0 {

@@ -11,26 +11,15 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/nosproject/nos/internal/check"
 )
 
-// Problem is one thing Check found wrong in the store.
-type Problem struct {
-	// Kind: ProblemCorrupt, ProblemMissing, ProblemStray, ProblemTemp,
-	// ProblemUnreferenced or ProblemIndex.
-	Kind   string
-	Path   string // the file concerned, relative to the store's root
-	Detail string
-	// Repaired says what --repair did about it, "" when it was not asked
-	// or could not.
-	Repaired string
-}
+// Problem is one thing Check found in the store.
+type Problem = check.Problem
 
-// Leftover reports whether p is what an interrupted operation normally
-// leaves and nos system prune removes (a temporary file, an unreferenced
-// blob), rather than damage.
-func (p Problem) Leftover() bool { return p.Kind == ProblemTemp || p.Kind == ProblemUnreferenced }
-
-// Kinds of Problem.
+// Kinds of Problem; temporary files and unreferenced blobs are
+// leftovers (nos system prune removes them).
 const (
 	ProblemCorrupt      = "corrupt blob"      // content does not hash to its name
 	ProblemMissing      = "missing blob"      // an image refers to a blob the store lacks
@@ -55,7 +44,6 @@ func (s *Store) Check(ctx context.Context, repair bool) ([]Problem, error) {
 	}
 	defer unlock()
 	var problems []Problem
-	rel := func(p string) string { return p[len(s.root)+1:] }
 
 	// Every blob: a digest name, a regular file, the right content.
 	dir := s.path(blobsDir, "sha256")
@@ -72,17 +60,17 @@ func (s *Store) Check(ctx context.Context, repair bool) ([]Problem, error) {
 		p := s.path(blobsDir, "sha256", e.Name())
 		d := digest.NewDigestFromEncoded(digest.SHA256, e.Name())
 		if d.Validate() != nil || !e.Type().IsRegular() {
-			pr := Problem{Kind: ProblemStray, Path: rel(p), Detail: "not a blob named by its sha256 digest"}
+			pr := Problem{Kind: ProblemStray, Path: p, Detail: "not a blob named by its sha256 digest"}
 			if repair {
-				pr.Repaired = removed(os.RemoveAll(p))
+				pr.Remove(p)
 			}
 			problems = append(problems, pr)
 			continue
 		}
 		if err := s.VerifyBlob(d, -1); err != nil {
-			pr := Problem{Kind: ProblemCorrupt, Path: rel(p), Detail: err.Error()}
+			pr := Problem{Kind: ProblemCorrupt, Path: p, Detail: err.Error()}
 			if repair {
-				pr.Repaired = removed(os.Remove(p))
+				pr.Remove(p)
 			}
 			problems = append(problems, pr)
 			corrupt[d] = true
@@ -94,7 +82,7 @@ func (s *Store) Check(ctx context.Context, repair bool) ([]Problem, error) {
 	// The index and what its images reach.
 	idx, _, err := s.readIndex()
 	if err != nil {
-		return append(problems, Problem{Kind: ProblemIndex, Path: indexFile, Detail: err.Error()}), nil
+		return append(problems, Problem{Kind: ProblemIndex, Path: s.path(indexFile), Detail: err.Error()}), nil
 	}
 	live := map[digest.Digest]bool{}
 	var keep []ocispec.Descriptor
@@ -109,7 +97,7 @@ func (s *Store) Check(ctx context.Context, repair bool) ([]Problem, error) {
 			if corrupt[d] && !repair {
 				continue // reported as corrupt; repair removed it, and untags
 			}
-			pr := Problem{Kind: ProblemMissing, Path: rel(s.BlobPath(d)), Detail: fmt.Sprintf("image %s (%s) needs it", name, m.Digest)}
+			pr := Problem{Kind: ProblemMissing, Path: s.BlobPath(d), Detail: fmt.Sprintf("image %s (%s) needs it", name, m.Digest)}
 			if repair {
 				pr.Repaired = "untagged " + name
 			}
@@ -134,9 +122,9 @@ func (s *Store) Check(ctx context.Context, repair bool) ([]Problem, error) {
 	}
 	sort.Slice(orphans, func(i, j int) bool { return orphans[i] < orphans[j] })
 	for _, d := range orphans {
-		pr := Problem{Kind: ProblemUnreferenced, Path: rel(s.BlobPath(d)), Detail: "no image refers to it"}
+		pr := Problem{Kind: ProblemUnreferenced, Path: s.BlobPath(d), Detail: "no image refers to it", Leftover: true}
 		if repair {
-			pr.Repaired = removed(os.Remove(s.BlobPath(d)))
+			pr.Remove(s.BlobPath(d))
 		}
 		problems = append(problems, pr)
 	}
@@ -154,9 +142,9 @@ func (s *Store) Check(ctx context.Context, repair bool) ([]Problem, error) {
 		leftovers = append(leftovers, s.path(indexTemp))
 	}
 	for _, p := range leftovers {
-		pr := Problem{Kind: ProblemTemp, Path: rel(p), Detail: "left by an interrupted write"}
+		pr := Problem{Kind: ProblemTemp, Path: p, Detail: "left by an interrupted write", Leftover: true}
 		if repair {
-			pr.Repaired = removed(os.RemoveAll(p))
+			pr.Remove(p)
 		}
 		problems = append(problems, pr)
 	}
@@ -164,13 +152,6 @@ func (s *Store) Check(ctx context.Context, repair bool) ([]Problem, error) {
 		_ = syncDir(dir)
 	}
 	return problems, nil
-}
-
-func removed(err error) string {
-	if err != nil {
-		return "removing it failed: " + err.Error()
-	}
-	return "removed"
 }
 
 // walk marks what d reaches in live and returns the digests it needs that

@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/nosproject/nos/internal/check"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -376,22 +377,12 @@ func (v *Volume) update(fn func(*Volume)) error {
 // writeMeta replaces path atomically.
 func writeMeta(path string, v *Volume) error { return fsutil.WriteJSON(path, v) }
 
-// Problem is something Check found wrong among the volumes.
-type Problem struct {
-	Path, Detail string
-	// Leftover: a killed create's directory, which nos system prune
-	// removes, rather than damage.
-	Leftover bool
-	// Repaired says what repair did, "" when not asked or not possible.
-	Repaired string
-}
-
 // Check reads every volume under the store's lock: its metadata must
 // parse and its disk be a regular file; .tmp-* directories are creates
 // that were killed. With repair it removes the leftovers and the torn
 // volumes no monitor holds (a volume whose metadata or disk is gone has
 // no data nos can attach).
-func (s *Store) Check(ctx context.Context, repair bool) ([]Problem, error) {
+func (s *Store) Check(ctx context.Context, repair bool) ([]check.Problem, error) {
 	unlock, err := s.lock(ctx)
 	if err != nil {
 		return nil, err
@@ -401,21 +392,21 @@ func (s *Store) Check(ctx context.Context, repair bool) ([]Problem, error) {
 	if err != nil {
 		return nil, err
 	}
-	var ps []Problem
+	var ps []check.Problem
 	for _, de := range des {
 		dir := filepath.Join(s.Dir, de.Name())
-		var p Problem
+		var p check.Problem
 		switch {
 		case strings.HasPrefix(de.Name(), ".tmp-"):
-			p = Problem{Path: dir, Detail: "left by an interrupted volume create", Leftover: true}
+			p = check.Problem{Kind: "volume leftover", Path: dir, Detail: "left by an interrupted volume create", Leftover: true}
 		case !de.IsDir() || !ValidName(de.Name()):
 			continue
 		default:
-			if _, err := s.Get(de.Name()); err == nil {
+			_, err := s.Get(de.Name())
+			if err == nil {
 				continue
-			} else {
-				p = Problem{Path: dir, Detail: err.Error()}
 			}
+			p = check.Problem{Kind: "torn volume", Path: dir, Detail: err.Error()}
 			if lockfile.Held(filepath.Join(dir, attachLock)) {
 				p.Detail += " (attached: not repaired)"
 				ps = append(ps, p)
@@ -423,11 +414,7 @@ func (s *Store) Check(ctx context.Context, repair bool) ([]Problem, error) {
 			}
 		}
 		if repair {
-			if err := os.RemoveAll(dir); err != nil {
-				p.Repaired = "removing it failed: " + err.Error()
-			} else {
-				p.Repaired = "removed"
-			}
+			p.Remove(dir)
 		}
 		ps = append(ps, p)
 	}
