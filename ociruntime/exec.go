@@ -101,7 +101,7 @@ func parseExec(args []string) (execFlags, error) {
 func execProcess(f execFlags) (guestapi.Exec, error) {
 	var p specs.Process
 	if f.process != "" {
-		b, err := readLimited(f.process, maxConfigSize)
+		b, _, err := readSmallFile(f.process, maxConfigSize)
 		if err != nil {
 			return guestapi.Exec{}, fmt.Errorf("exec: --process: %w", err)
 		}
@@ -158,23 +158,6 @@ func ExecOf(p specs.Process) (guestapi.Exec, error) {
 		x.Rows, x.Cols = uint16(min(cs.Height, 65535)), uint16(min(cs.Width, 65535))
 	}
 	return x, nil
-}
-
-// readLimited reads a file of at most max bytes.
-func readLimited(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > max {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, max)
-	}
-	return b, nil
 }
 
 func cmdExec(st store, args []string, stdio Stdio) (int, error) {

@@ -149,7 +149,7 @@ func (b builder) buildAll(ctx context.Context, c Cache, o Options, sets [][]stri
 	// Fewest options first: each later build then mostly adds objects.
 	slices.SortStableFunc(todo, func(i, j int) int { return len(vs[i].want.Bytes()) - len(vs[j].want.Bytes()) })
 	if len(todo) > 0 {
-		built, err := b.compile(ctx, c, o, src, digest, compiler, vs, todo)
+		built, err := b.compile(ctx, c, o, p, src, digest, compiler, vs, todo)
 		for i, r := range built {
 			results[i] = r
 		}
@@ -171,11 +171,7 @@ func (b builder) buildAll(ctx context.Context, c Cache, o Options, sets [][]stri
 
 // compile builds the variants vs[todo...] in order in one work directory
 // and returns their results by index.
-func (b builder) compile(ctx context.Context, c Cache, o Options, src Source, digest, compiler string, vs []*variant, todo []int) (map[int]*Result, error) {
-	p := o.Progress
-	if p == nil {
-		p = io.Discard
-	}
+func (b builder) compile(ctx context.Context, c Cache, o Options, p io.Writer, src Source, digest, compiler string, vs []*variant, todo []int) (map[int]*Result, error) {
 	w, err := c.newWork()
 	if err != nil {
 		return nil, fmt.Errorf("kernel build: %w", err)
