@@ -22,6 +22,8 @@ import (
 type runFlags struct {
 	user      string
 	capAdd    []string
+	addHosts  []string
+	hostPorts []string
 	publish   []string
 	env       []string
 	memory    string
@@ -110,6 +112,8 @@ stops. --read-only keeps the root read-only. --tmpfs adds tmpfs mounts.`,
 	fl.BoolVar(&f.rm, "rm", false, "remove the instance when it ends")
 	fl.StringVar(&f.entry, "entrypoint", "", "override the image's entrypoint (the program to run)")
 	fl.StringVarP(&f.user, "user", "u", "", "run the application as UID[:GID] instead of the image's user")
+	fl.StringArrayVar(&f.addHosts, "add-host", nil, "add NAME:IP to the guest's /etc/hosts (repeatable); NAME:host-gateway names the host, which the guest may reach only then")
+	fl.StringArrayVar(&f.hostPorts, "host-port", nil, "with --add-host NAME:host-gateway, the host's only ports the guest may reach, PORT[,PORT...] (repeatable; default: all)")
 	fl.StringArrayVar(&f.capAdd, "cap-add", nil, "capability the application keeps besides the image's, e.g. NET_BIND_SERVICE (repeatable)")
 	fl.BoolVarP(&f.interactive, "interactive", "i", false, "keep the application's stdin open and forward ours to it")
 	fl.BoolVarP(&f.tty, "tty", "t", false, "run the application on a terminal (with -i, ours in raw mode: Ctrl-C goes to the application, Ctrl-P Ctrl-Q detaches)")
@@ -186,6 +190,20 @@ func (f *runFlags) options(e *env, args []string) (instance.Options, error) {
 			return o, err
 		}
 		m.AddTo(&o)
+	}
+	for _, s := range f.addHosts {
+		h, err := instance.ParseAddHost(s)
+		if err != nil {
+			return o, err
+		}
+		o.AddHosts = append(o.AddHosts, h)
+	}
+	for _, s := range f.hostPorts {
+		ps, err := instance.ParseHostPorts(s)
+		if err != nil {
+			return o, err
+		}
+		o.HostPorts = append(o.HostPorts, ps...)
 	}
 	for _, s := range f.publish {
 		fw, err := instance.ParsePublish(s)

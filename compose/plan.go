@@ -254,6 +254,15 @@ func translateService(p *types.Project, plan *Plan, sc types.ServiceConfig) (Ser
 		}
 		o.CapAdd = append(o.CapAdd, norm)
 	}
+	for _, name := range slices.Sorted(maps.Keys(sc.ExtraHosts)) {
+		for _, ip := range sc.ExtraHosts[name] {
+			h, err := instance.ParseAddHost(name + "=" + ip)
+			if err != nil {
+				return bad("extra_hosts %s=%s: want an IP address (services are on private networks, which cannot reach the host: host-gateway does not work there)", name, ip)
+			}
+			o.AddHosts = append(o.AddHosts, h)
+		}
+	}
 	o.ReadOnlyRoot = sc.ReadOnly
 	for _, t := range sc.Tmpfs {
 		tm, err := instance.ParseTmpfs(t)

@@ -8,10 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/nosproject/nos/instance"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -211,4 +214,28 @@ func FuzzLoad(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestExtraHosts: extra_hosts become --add-host entries, in name order;
+// an address that is not one is refused.
+func TestExtraHosts(t *testing.T) {
+	p, err := LoadBytes(context.Background(), []byte("services:\n  a:\n    image: x\n    extra_hosts: [\"db=192.0.2.7\", \"cache:192.0.2.8\"]\n"), t.TempDir(), "demo", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := Translate(p, TranslateOptions{Strict: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []instance.HostEntry{{Name: "cache", IP: "192.0.2.8"}, {Name: "db", IP: "192.0.2.7"}}
+	if got := plan.Services[0].Options.AddHosts; !slices.Equal(got, want) {
+		t.Errorf("AddHosts = %v, want %v", got, want)
+	}
+	p, err = LoadBytes(context.Background(), []byte("services:\n  a:\n    image: x\n    extra_hosts: [\"db=not-an-ip\"]\n"), t.TempDir(), "demo", nil)
+	if err == nil {
+		_, err = Translate(p, TranslateOptions{})
+	}
+	if err == nil || !strings.Contains(err.Error(), "extra_hosts db=not-an-ip") {
+		t.Errorf("a bad address: %v", err)
+	}
 }

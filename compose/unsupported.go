@@ -26,7 +26,7 @@ var (
 		"networks":     {"aliases": nil, "ipv4_address": nil, "priority": nil},
 		"network_mode": nil, "depends_on": {"condition": nil, "required": nil},
 		"healthcheck": {"test": nil, "interval": nil, "timeout": nil, "retries": nil, "start_period": nil, "disable": nil},
-		"restart":     nil, "mem_limit": nil, "cpus": nil, "user": nil, "labels": nil, "cap_add": nil,
+		"restart":     nil, "mem_limit": nil, "cpus": nil, "user": nil, "labels": nil, "cap_add": nil, "extra_hosts": nil,
 		"container_name": nil, "read_only": nil, "tmpfs": nil, "stop_grace_period": nil,
 		"profiles": nil, "extends": nil, "init": nil, "scale": nil,
 		"deploy": {"replicas": nil, "resources": {"limits": {"cpus": nil, "memory": nil}}, "restart_policy": {"condition": nil, "max_attempts": nil}},

@@ -177,7 +177,7 @@ func setup(ctx context.Context, cfg *guestapi.Config, standalone bool) error {
 			if err := setHostname(cfg.Hostname); err != nil {
 				return err
 			}
-			if err := writeHosts(cfg.Hostname); err != nil {
+			if err := writeHosts(cfg.Hostname, cfg.Hosts); err != nil {
 				return err
 			}
 		}

@@ -22,7 +22,7 @@ import (
 // so nothing waits on the network; a NIC marked DHCP (an exported disk's,
 // which no runner manages) takes them from a DHCP server instead.
 func setupNetwork(ctx context.Context, cfg *guestapi.Config) error {
-	if err := writeHosts(cfg.Hostname); err != nil {
+	if err := writeHosts(cfg.Hostname, cfg.Hosts); err != nil {
 		return err
 	}
 	nets := cfg.Networks
@@ -180,10 +180,20 @@ func writeResolv(dns []string, search string) error {
 	return writeEtc("resolv.conf", b.String())
 }
 
-func writeHosts(hostname string) error {
+// writeHosts writes /etc/hosts: localhost, the hostname, and the extra
+// entries the host gave (nos run --add-host), one per line; an entry with
+// a space or newline in it would add names the host did not ask for, and
+// is skipped.
+func writeHosts(hostname string, extra []guestapi.Host) error {
 	s := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 	if hostname != "" {
 		s += "127.0.1.1\t" + hostname + "\n"
+	}
+	for _, h := range extra {
+		if h.Name == "" || h.IP == "" || strings.ContainsAny(h.Name+h.IP, " \t\n\r#") {
+			continue
+		}
+		s += h.IP + "\t" + h.Name + "\n"
 	}
 	return writeEtc("hosts", s)
 }

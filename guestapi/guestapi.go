@@ -156,6 +156,8 @@ type Config struct {
 	// Rlimits are set by the init before it starts the application (its
 	// exec sessions inherit them): a container's process.rlimits.
 	Rlimits []Rlimit `json:"rlimits,omitempty"`
+	// Hosts are extra /etc/hosts entries (nos run --add-host).
+	Hosts []Host `json:"hosts,omitempty"`
 
 	// IO says the host wired PortIO; the fields below need it.
 	IO bool `json:"io,omitempty"`
@@ -249,6 +251,12 @@ type Tmpfs struct {
 	Size int64 `json:"size,omitempty"`
 	// Mode is its root directory's permissions; 0 is 01777, as /tmp.
 	Mode uint32 `json:"mode,omitempty"`
+}
+
+// Host is one /etc/hosts entry: Name resolves to IP in the guest.
+type Host struct {
+	Name string `json:"name"`
+	IP   string `json:"ip"`
 }
 
 // Rlimit is a resource limit: Type is the kernel's name (RLIMIT_NOFILE,

@@ -167,8 +167,11 @@ const (
 	// (guestapi.Config.Stdin, TTY) and processes started beside it
 	// (guestapi.TypeExec).
 	InitAPIInteractive = 8
+	// InitAPIHosts: the init writes the extra /etc/hosts entries of
+	// guestapi.Config.Hosts (nos run --add-host).
+	InitAPIHosts = 9
 	// InitAPI is what the nos-init of this nos speaks.
-	InitAPI = InitAPIInteractive
+	InitAPI = InitAPIHosts
 )
 
 // KernelInfo identifies the kernel an image carries.

@@ -61,6 +61,9 @@ func Create(ctx context.Context, st *store.Store, is *Instances, o Options) (*In
 	if o.NoNIC && len(o.Publish) > 0 {
 		return nil, "", fmt.Errorf("--network none gives the instance no NIC: -p has nothing to publish: %w", ErrBadFlag)
 	}
+	if err := checkHosts(o, icfg); err != nil {
+		return nil, "", err
+	}
 	if (o.Stdin || o.TTY) && icfg.InitAPI < image.InitAPIInteractive {
 		return nil, "", fmt.Errorf("image %s was built by an older nos, whose init has no stdin or terminal for the application (-i, -t): build it again with this nos: %w", o.Image, ErrBadFlag)
 	}
@@ -122,6 +125,8 @@ func Create(ctx context.Context, st *store.Store, is *Instances, o Options) (*In
 		AutoRemove:  o.AutoRemove,
 		StopTimeout: o.StopTimeout,
 		Labels:      maps.Clone(o.Labels),
+		Hosts:       slices.Clone(o.AddHosts),
+		HostPorts:   slices.Clone(o.HostPorts),
 		InitAPI:     icfg.InitAPI,
 		NoExec:      icfg.NoExec,
 		Stdin:       o.Stdin,
@@ -419,4 +424,21 @@ func removeIfStopped(ctx context.Context, in *Instance) (bool, error) {
 		return false, nil
 	}
 	return true, removeDir(in.Dir)
+}
+
+// checkHosts refuses --add-host and --host-port where they cannot work.
+func checkHosts(o Options, icfg image.Config) error {
+	if len(o.AddHosts) > 0 && icfg.InitAPI < image.InitAPIHosts {
+		return fmt.Errorf("image %s was built by an older nos, whose init writes no --add-host entries: build it again with this nos: %w", o.Image, ErrBadFlag)
+	}
+	gw := reachesHost(o.AddHosts)
+	switch {
+	case len(o.HostPorts) > 0 && !gw:
+		return fmt.Errorf("--host-port opens host ports to an instance that reaches the host: add --add-host NAME:%s: %w", HostGateway, ErrBadFlag)
+	case gw && (o.NoNIC || icfg.Kernel.NoNetwork):
+		return fmt.Errorf("--add-host NAME:%s: the instance has no network to reach the host on: %w", HostGateway, ErrBadFlag)
+	case gw && len(o.Networks) > 0:
+		return fmt.Errorf("--add-host NAME:%s works on the default user-mode network only: instances on private networks cannot reach the host's addresses (the network's resolver excepted); publish the host's service on another instance, or run without --network: %w", HostGateway, ErrBadFlag)
+	}
+	return nil
 }

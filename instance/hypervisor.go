@@ -123,6 +123,9 @@ func bindsLowPort(fs []vmm.Forward) bool {
 
 // confinementNotes says what nos could not confine, once, for inspect.
 func confinementNotes(cfg Config, got vmm.Confined) vmm.Confined {
+	if cfg.JailUID == 0 && len(cfg.Networks) == 0 && !cfg.NoNetwork && !reachesHost(cfg.Hosts) {
+		got.Notes = append(got.Notes, "the guest can reach the host's loopback and addresses: only a hypervisor run as a jail user (nos run as root) is kept from them")
+	}
 	if cfg.JailUID == 0 {
 		if os.Geteuid() == 0 {
 			got.Notes = append(got.Notes, "created by a nos without jail users: the hypervisor runs as root")

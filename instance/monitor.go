@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/nosproject/nos/network/guard"
 	"io"
 	"log/slog"
 	"net"
@@ -251,6 +252,11 @@ func (m *monitor) boot(ctx context.Context, logs *logfile.Writer) (o vmm.Outcome
 	}
 	defer nb.close()
 	mach := m.machine(nb, atts...)
+	unguard, err := m.guard(mach)
+	if err != nil {
+		return vmm.Outcome{}, fmt.Errorf("%w: %w", errSetup, err)
+	}
+	defer unguard()
 	for i := range mach.Shares {
 		src, err := resolveBind(m.cfg.Binds[i])
 		if err != nil {
@@ -381,6 +387,7 @@ func (m *monitor) guestConfig(mach vmm.Machine, atts ...*volume.Attachment) *gue
 		Time:     time.Now(),
 		User:     m.cfg.User,
 		Caps:     m.cfg.Caps,
+		Hosts:    guestHosts(m.cfg.Hosts),
 	}
 	if g.Network == nil && len(g.Networks) > 0 {
 		first := g.Networks[0] // for an older init, which reads one NIC
@@ -448,6 +455,52 @@ func (m *monitor) detachVolumes(atts []*volume.Attachment, clean bool) {
 		}
 		m.log.Info("volume detached", "volume", a.Volume.Name, "clean", clean)
 	}
+}
+
+// guard keeps the guest of a user-mode NIC from the host's loopback and
+// addresses (see network/guard), unless the instance names the host
+// (--add-host NAME:host-gateway) with no --host-port; the returned func
+// removes the table when the VM is gone. Private networks are guarded by
+// their bridge's table. Without a jail user (nos not run as root) there is
+// nothing to tell the hypervisor's sockets apart by: confinementNotes says
+// so.
+func (m *monitor) guard(mach vmm.Machine) (func(), error) {
+	if len(mach.NICs) == 0 || mach.NICs[0].User == nil || m.cfg.JailUID == 0 {
+		return func() {}, nil
+	}
+	table := guard.TableName(m.cfg.ID)
+	if reachesHost(m.cfg.Hosts) && len(m.cfg.HostPorts) == 0 {
+		_ = guard.Remove(table)
+		m.log.Info("the guest may reach the host's addresses (--add-host host-gateway)")
+		return func() {}, nil
+	}
+	s := guard.Spec{Table: table, UID: m.cfg.JailUID, Nameservers: guard.Nameservers("/etc/resolv.conf")}
+	if reachesHost(m.cfg.Hosts) {
+		s.Ports = m.cfg.HostPorts
+	}
+	if err := guard.Apply(s); err != nil {
+		return nil, fmt.Errorf("%w (is nftables in the kernel? an instance made with --add-host NAME:%s may reach the host and needs no filter)", err, HostGateway)
+	}
+	m.log.Info("the guest is kept from the host's addresses", "table", table, "openPorts", s.Ports)
+	return func() {
+		if err := guard.Remove(table); err != nil {
+			m.log.Warn("removing the guard table", "table", table, "err", err)
+		}
+	}, nil
+}
+
+// guestHosts are the guest's extra /etc/hosts entries, host-gateway
+// being the user-mode network's gateway (QEMU maps it to the host).
+func guestHosts(hosts []HostEntry) []guestapi.Host {
+	var out []guestapi.Host
+	for _, h := range hosts {
+		ip := h.IP
+		if ip == HostGateway {
+			ip = vmm.UserNetGateway
+		}
+		out = append(out, guestapi.Host{Name: h.Name, IP: ip})
+	}
+	return out
 }
 
 // guestNetwork is the one place the guest's network configuration is

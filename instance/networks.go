@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/nosproject/nos/network/guard"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -158,6 +159,10 @@ func (is *Instances) joinNetworks(ctx context.Context, id, name string, rs []Net
 // leaveNetworks releases every lease of a removed instance.
 func (is *Instances) leaveNetworks(ctx context.Context, in *Instance) error {
 	if len(in.Config.Networks) == 0 {
+		// A guard table a killed monitor left (see monitor.guard).
+		if in.Config.JailUID != 0 && os.Geteuid() == 0 {
+			_ = guard.Remove(guard.TableName(in.Config.ID))
+		}
 		return nil
 	}
 	st, err := is.networks()

@@ -66,6 +66,11 @@ type Options struct {
 	// None: QEMU's user-mode NAT. NoNIC: no NIC at all (--network none).
 	Networks []NetworkRequest
 	NoNIC    bool
+	// AddHosts are extra /etc/hosts entries (--add-host NAME:IP); the IP
+	// HostGateway names the host, which only these instances may reach,
+	// on HostPorts (all ports when empty).
+	AddHosts  []HostEntry `json:",omitempty"`
+	HostPorts []uint16    `json:",omitempty"`
 	// Labels are free-form key=value metadata kept in the instance's
 	// config, as docker's --label: nos compose finds its instances by the
 	// com.docker.compose.* labels it sets.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -161,4 +162,79 @@ func ParseTmpfs(s string) (guestapi.Tmpfs, error) {
 		}
 	}
 	return t, nil
+}
+
+// HostGateway, as the address of --add-host, names the host: the
+// instance may then reach the host's own addresses (docker's
+// host-gateway). Without it, it cannot (see network/guard).
+const HostGateway = "host-gateway"
+
+// HostEntry is one --add-host: Name resolves to IP (or to the host, for
+// HostGateway) in the guest.
+type HostEntry struct {
+	Name string `json:"name"`
+	IP   string `json:"ip"`
+}
+
+// ParseAddHost parses docker's --add-host NAME:IP (or NAME=IP), the IP
+// being an address or HostGateway.
+func ParseAddHost(s string) (HostEntry, error) {
+	name, ip, ok := strings.Cut(s, "=")
+	if !ok {
+		name, ip, ok = strings.Cut(s, ":")
+	}
+	bad := func(why string) (HostEntry, error) {
+		return HostEntry{}, fmt.Errorf("--add-host %q: %s; want NAME:IP or NAME:%s: %w", s, why, HostGateway, ErrBadFlag)
+	}
+	if !ok {
+		return bad("no address")
+	}
+	if !validHostName(name) {
+		return bad("the name must be letters, digits, '.', '-' and '_', at most 253 characters")
+	}
+	ip = strings.TrimSuffix(strings.TrimPrefix(ip, "["), "]")
+	if ip == HostGateway {
+		return HostEntry{Name: name, IP: ip}, nil
+	}
+	a, err := netip.ParseAddr(ip)
+	if err != nil || a.Zone() != "" {
+		return bad(fmt.Sprintf("%q is not an IP address", ip))
+	}
+	return HostEntry{Name: name, IP: a.String()}, nil
+}
+
+func validHostName(s string) bool {
+	if s == "" || len(s) > 253 || s[0] == '-' || s[0] == '.' {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// ParseHostPorts parses --host-port PORT[,PORT...]: the host's ports an
+// instance with a host-gateway entry may reach.
+func ParseHostPorts(s string) ([]uint16, error) {
+	var out []uint16
+	for _, f := range strings.Split(s, ",") {
+		p, err := parsePort(strings.TrimSpace(f))
+		if err != nil {
+			return nil, fmt.Errorf("--host-port %q: %v; want PORT[,PORT...]: %w", s, err, ErrBadFlag)
+		}
+		out = append(out, uint16(p))
+	}
+	return out, nil
+}
+
+// reachesHost reports whether hosts name the host (HostGateway).
+func reachesHost(hosts []HostEntry) bool {
+	for _, h := range hosts {
+		if h.IP == HostGateway {
+			return true
+		}
+	}
+	return false
 }

@@ -577,3 +577,61 @@ func TestParseUser(t *testing.T) {
 		}
 	}
 }
+
+func TestParseAddHost(t *testing.T) {
+	for in, want := range map[string]HostEntry{
+		"db:192.0.2.7":                   {Name: "db", IP: "192.0.2.7"},
+		"db=192.0.2.7":                   {Name: "db", IP: "192.0.2.7"},
+		"host.nos.internal:host-gateway": {Name: "host.nos.internal", IP: HostGateway},
+		"v6:2001:db8::1":                 {Name: "v6", IP: "2001:db8::1"},
+		"v6:[2001:db8::1]":               {Name: "v6", IP: "2001:db8::1"},
+	} {
+		got, err := ParseAddHost(in)
+		if err != nil || got != want {
+			t.Errorf("ParseAddHost(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "db", "db:", ":192.0.2.1", "d b:192.0.2.1", "-db:192.0.2.1", "db:999.0.0.1", "db:fe80::1%eth0", "db:gateway", "a\nb:192.0.2.1"} {
+		if _, err := ParseAddHost(in); !errors.Is(err, ErrBadFlag) || !strings.HasPrefix(err.Error(), "--add-host ") {
+			t.Errorf("ParseAddHost(%q): %v; want a --add-host ErrBadFlag", in, err)
+		}
+	}
+	if p, err := ParseHostPorts("5432, 8080"); err != nil || len(p) != 2 || p[0] != 5432 || p[1] != 8080 {
+		t.Errorf("ParseHostPorts = %v, %v", p, err)
+	}
+	for _, in := range []string{"", "0", "70000", "80,", "http"} {
+		if _, err := ParseHostPorts(in); !errors.Is(err, ErrBadFlag) {
+			t.Errorf("ParseHostPorts(%q): %v", in, err)
+		}
+	}
+}
+
+func TestCheckHosts(t *testing.T) {
+	gw := []HostEntry{{Name: "host", IP: HostGateway}}
+	cur := image.Config{InitAPI: image.InitAPI}
+	for _, c := range []struct {
+		o    Options
+		icfg image.Config
+		want string // "" for accepted
+	}{
+		{Options{AddHosts: []HostEntry{{Name: "db", IP: "192.0.2.1"}}}, cur, ""},
+		{Options{AddHosts: gw, HostPorts: []uint16{80}}, cur, ""},
+		{Options{AddHosts: gw}, image.Config{InitAPI: image.InitAPIInteractive}, "older nos"},
+		{Options{HostPorts: []uint16{80}}, cur, "add --add-host NAME:host-gateway"},
+		{Options{AddHosts: gw, NoNIC: true}, cur, "no network"},
+		{Options{AddHosts: gw, Networks: []NetworkRequest{{Name: "n"}}}, cur, "private networks"},
+	} {
+		err := checkHosts(c.o, c.icfg)
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want) || !errors.Is(err, ErrBadFlag)) {
+			t.Errorf("checkHosts(%+v): %v; want %q", c.o, err, c.want)
+		}
+	}
+}
+
+func TestGuestHosts(t *testing.T) {
+	m := &monitor{cfg: Config{ID: strings.Repeat("ab", 32), Hosts: []HostEntry{{Name: "db", IP: "192.0.2.1"}, {Name: "host", IP: HostGateway}}}, dir: t.TempDir(), log: slog.New(slog.DiscardHandler)}
+	want := []guestapi.Host{{Name: "db", IP: "192.0.2.1"}, {Name: "host", IP: "10.0.2.2"}}
+	if diff := cmp.Diff(want, m.guestConfig(m.machine(nil)).Hosts); diff != "" {
+		t.Errorf("hosts (-want +got):\n%s", diff)
+	}
+}

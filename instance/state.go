@@ -100,6 +100,10 @@ type Config struct {
 	// JailUID, when not zero, is the unprivileged user (and group) the
 	// hypervisor runs as: one of nos's own, this instance's alone.
 	JailUID uint32 `json:"jailUid,omitempty"`
+	// Hosts are Options.AddHosts; HostPorts the host's ports a guest
+	// with a HostGateway entry may reach (none: all of them).
+	Hosts     []HostEntry `json:"hosts,omitempty"`
+	HostPorts []uint16    `json:"hostPorts,omitempty"`
 	// Labels are the metadata the instance was created with (Options.Labels).
 	Labels map[string]string `json:"labels,omitempty"`
 	// InitAPI is the image's (image.Config.InitAPI): what its init can do.

@@ -68,6 +68,12 @@ func Ensure(s Spec) error {
 	if err := netlink.AddrReplace(link, addr); err != nil {
 		return privErr("addressing bridge "+s.Bridge, err)
 	}
+	// No IPv6 on the bridge: its link-local address would let the guests
+	// reach the host's services on [::] past the IPv4 table (nos's guests
+	// have no IPv6).
+	if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+s.Bridge+"/disable_ipv6", []byte("1\n"), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return privErr("disabling IPv6 on bridge "+s.Bridge, err)
+	}
 	if err := netlink.LinkSetUp(link); err != nil {
 		return privErr("bringing up bridge "+s.Bridge, err)
 	}

@@ -59,7 +59,12 @@ func TestBridgeTapAndTableLifecycle(t *testing.T) {
 			t.Fatalf("nft list table (nftables, from Debian's nftables package): %v: %s", err, out)
 		}
 		{
-			for _, want := range []string{`oifname != "nos-test0001" masquerade`, `oifname "nos-*" drop`, `iifname "nos-*" drop`} {
+			for _, want := range []string{`oifname != "nos-test0001" masquerade`, `oifname "nos-*" drop`, `iifname "nos-*" drop`,
+				`iifname "nos-test0001" ct state established,related accept`,
+				`iifname "nos-test0001" ip daddr 10.90.7.1 udp dport 53 accept`,
+				`iifname "nos-test0001" ip daddr 10.90.7.1 tcp dport 53 accept`,
+				`iifname "nos-test0001" reject with tcp reset`,
+				`iifname "nos-test0001" reject`} {
 				if !strings.Contains(string(out), want) {
 					t.Errorf("the table lacks %q:\n%s", want, out)
 				}

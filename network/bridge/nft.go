@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 )
@@ -21,6 +22,12 @@ func TableName(bridge string) string { return bridge }
 //	    oifname BRIDGE iifname != BRIDGE iifname "nos-*" drop   # from another nos network
 //	    iifname BRIDGE oifname != BRIDGE drop                   # internal only
 //	    oifname BRIDGE iifname != BRIDGE drop }                 # internal only
+//	  chain input { type filter hook input priority filter      # the host itself
+//	    iifname BRIDGE ct state established,related accept      # replies: published ports
+//	    iifname BRIDGE ip daddr GATEWAY udp dport 53 accept     # the network's resolver
+//	    iifname BRIDGE ip daddr GATEWAY tcp dport 53 accept
+//	    iifname BRIDGE meta l4proto tcp reject with tcp reset   # nothing else of the host's
+//	    iifname BRIDGE reject }
 //	}
 func writeTable(s Spec) error {
 	c, err := nftables.New()
@@ -71,10 +78,56 @@ func writeTable(s Spec) error {
 		drop(expr.MetaKeyIIFNAME, expr.MetaKeyOIFNAME, false)
 		drop(expr.MetaKeyOIFNAME, expr.MetaKeyIIFNAME, false)
 	}
+	in := c.AddChain(&nftables.Chain{Name: "input", Table: t, Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter})
+	for _, r := range inputRules(s) {
+		c.AddRule(&nftables.Rule{Table: t, Chain: in, Exprs: r})
+	}
 	if err := c.Flush(); err != nil {
 		return privErr("writing nftables table "+t.Name, err)
 	}
 	return nil
+}
+
+// inputRules keep a network's guests from the host's own addresses
+// (its loopback is out of their reach anyway: route_localnet is off):
+// they may ask the network's resolver and get replies to the host's
+// connections (the published ports' relays), nothing else.
+func inputRules(s Spec) [][]expr.Any {
+	br := func() []expr.Any {
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(s.Bridge)},
+		}
+	}
+	l4 := func(proto byte) []expr.Any {
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+		}
+	}
+	accept := &expr.Verdict{Kind: expr.VerdictAccept}
+	gw := s.Gateway.As4()
+	var out [][]expr.Any
+	out = append(out, append(br(),
+		&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED),
+			Xor:  binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+		accept))
+	for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
+		r := append(br(),
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: gw[:]})
+		r = append(r, l4(proto)...)
+		out = append(out, append(r,
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(53)},
+			accept))
+	}
+	out = append(out, append(append(br(), l4(unix.IPPROTO_TCP)...), &expr.Reject{Type: unix.NFT_REJECT_TCP_RST}))
+	out = append(out, append(br(), &expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 3 /* port unreachable */}))
+	return out
 }
 
 // deleteTable removes the network's table if it is there.

@@ -128,9 +128,13 @@ func main() {
 		kv(args[0])
 	case "files": // list DIR's files as "path uid:gid mode size", then write DIR/NAME and wait for SIGTERM
 		files(args[0], args[1])
-	case "serve": // serve TEXT: answer TEXT on :8080, say "waiting"
+	case "serve": // serve TEXT [ADDR]: answer TEXT on ADDR (:8080), say "waiting"
 		http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, args[0]) })
-		l, err := net.Listen("tcp", ":8080")
+		addr := ":8080"
+		if len(args) > 1 {
+			addr = args[1]
+		}
+		l, err := net.Listen("tcp", addr)
 		check(err)
 		fmt.Println("waiting")
 		check(http.Serve(l, nil))

@@ -1,0 +1,116 @@
+package e2e
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestGuestHostAccess: by default a guest reaches neither the host's
+// loopback (through the user-mode gateway, which QEMU maps to it) nor the
+// host's own addresses, while the outside stays reachable; --add-host
+// NAME:host-gateway opens the host, --host-port only some of its ports;
+// a guest on a private network reaches the outside but not the host.
+// "The host" is a network namespace the test makes: its loopback and its
+// own address 198.51.100.2 hold the listeners, and a second namespace
+// behind a veth (198.51.100.1) plays the outside.
+func TestGuestHostAccess(t *testing.T) {
+	t.Parallel()
+	e := netEnv(t)
+	outer := e.netns + "-out"
+	if out, err := exec.Command("ip", "netns", "add", outer).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", outer).Run() })
+	for _, c := range [][]string{
+		{"ip", "netns", "exec", e.netns, "ip", "link", "add", "vout0", "type", "veth", "peer", "name", "vout1", "netns", outer},
+		{"ip", "netns", "exec", e.netns, "ip", "addr", "add", "198.51.100.2/24", "dev", "vout0"},
+		{"ip", "netns", "exec", e.netns, "ip", "link", "set", "vout0", "up"},
+		{"ip", "netns", "exec", outer, "ip", "addr", "add", "198.51.100.1/24", "dev", "vout1"},
+		{"ip", "netns", "exec", outer, "ip", "link", "set", "vout1", "up"},
+		{"ip", "netns", "exec", outer, "ip", "link", "set", "lo", "up"},
+	} {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v: %s", c, err, out)
+		}
+	}
+	probe := t.TempDir() + "/probe"
+	goBuild(t, probe, "amd64", "./e2e/testdata/probe")
+	for _, s := range [][]string{
+		{e.netns, "on the host", ":8080"},            // loopback and 198.51.100.2
+		{e.netns, "loopback only", "127.0.0.1:8081"}, // what a host thinks private
+		{outer, "hello from outside", "198.51.100.1:8080"},
+	} {
+		srv := exec.Command("ip", "netns", "exec", s[0], probe, "serve", s[1], s[2])
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+	}
+	if r := e.nos("network", "create", "--subnet", "10.91.5.0/24", "pub"); r.code != 0 {
+		t.Fatalf("network create: %v", r)
+	}
+
+	const (
+		gw      = "http://10.0.2.2:8080/"
+		gwLo    = "http://10.0.2.2:8081/"
+		own     = "http://198.51.100.2:8080/"
+		outside = "http://198.51.100.1:8080/"
+	)
+	def := e.runDetached("probe", "fetch-loop", gw, gwLo, own, outside)
+	opened := e.runDetached("--add-host", "hostbox:host-gateway", "probe", "fetch-loop", "http://hostbox:8081/", own)
+	some := e.runDetached("--add-host", "hostbox:host-gateway", "--host-port", "8081", "probe", "fetch-loop", "http://hostbox:8081/", "http://hostbox:8080/")
+	priv := e.runDetached("--network", "pub", "probe", "fetch-loop", "http://10.91.5.1:8080/", outside)
+
+	logs := e.waitLog(def, `got `+outside+` hello from outside`, 3*time.Minute)
+	logs = e.waitLog(def, `(?s)err `+gw+`.*err `+gwLo+`.*err `+own, time.Minute)
+	if strings.Contains(logs, "got "+gw) || strings.Contains(logs, "got "+gwLo) || strings.Contains(logs, "got "+own) {
+		t.Errorf("by default, the guest reached the host:\n%s", logs)
+	}
+	e.waitLog(opened, `got http://hostbox:8081/ loopback only`, 3*time.Minute)
+	e.waitLog(opened, `got `+own+` on the host`, time.Minute)
+	e.waitLog(some, `got http://hostbox:8081/ loopback only`, 3*time.Minute)
+	logs = e.waitLog(some, `err http://hostbox:8080/`, time.Minute)
+	if strings.Contains(logs, "got http://hostbox:8080/") {
+		t.Errorf("--host-port 8081 opened port 8080 too:\n%s", logs)
+	}
+	e.waitLog(priv, `got `+outside+` hello from outside`, 3*time.Minute)
+	logs = e.waitLog(priv, `err http://10.91.5.1:8080/`, time.Minute)
+	if strings.Contains(logs, "got http://10.91.5.1:8080/") {
+		t.Errorf("a guest on a private network reached the host through its gateway:\n%s", logs)
+	}
+	if tables, _ := e.inNS("nft", "list", "tables"); !strings.Contains(tables, "nos-g-"+def[:12]) || strings.Contains(tables, "nos-g-"+opened[:12]) {
+		t.Errorf("want a guard table for the default instance and none for the open one:\n%s", tables)
+	}
+
+	// Bad input: one line, nothing made.
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--add-host", "h:host-gateway", "--network", "pub"}, "private networks"},
+		{[]string{"--host-port", "80"}, "add --add-host NAME:host-gateway"},
+		{[]string{"--add-host", "h:nowhere"}, "not an IP address"},
+		{[]string{"--add-host", "h:host-gateway", "--host-port", "99999"}, "not a port number"},
+	} {
+		r := e.nos(append(append([]string{"run", "-d", "--accel", accel}, c.args...), "probe", "exit", "0")...)
+		if r.code == 0 || !strings.HasPrefix(r.stderr, "nos: ") || !strings.Contains(r.stderr, c.want) || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+			t.Errorf("nos run %v: want one line naming %q, got %v", c.args, c.want, r)
+		}
+	}
+	if r := e.nos("ps", "-aq"); len(strings.Fields(r.stdout)) != 4 {
+		t.Errorf("bad input made instances: %v", r)
+	}
+	for _, id := range []string{def, opened, some, priv} {
+		if r := e.nos("rm", "-f", id); r.code != 0 {
+			t.Errorf("rm: %v", r)
+		}
+	}
+	if r := e.nos("network", "rm", "pub"); r.code != 0 {
+		t.Errorf("network rm: %v", r)
+	}
+	if left := e.leftovers(); len(left) != 0 {
+		t.Errorf("left behind: %v", left)
+	}
+}
