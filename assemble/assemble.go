@@ -92,7 +92,7 @@ type Result struct {
 // the slowest step of the kernel's boot, 157 ms of initcalls under TCG;
 // Unix98 ptys remain), and no waiting for a root device: the initramfs is
 // the root.
-const DefaultCmdline = "console=ttyS0 quiet panic=-1 random.trust_cpu=on pty.legacy_count=0"
+const DefaultCmdline = "console=ttyS0 quiet panic=-1 random.trust_cpu=on pty.legacy_count=0 sysctl.vm.overcommit_memory=1"
 
 // Image builds the application o describes into an image and stores it in
 // st: detect the source, stage its files, pack them into a root disk and,

@@ -57,6 +57,7 @@ func run() error {
 		cfg            *guestapi.Config
 		stdout, stderr *os.File
 		iop            *ioPort
+		flush          func() // the app's output is all sent (nil: nothing to wait for)
 	)
 	if standalone != nil {
 		// No host manages this guest (nos export): its config came in the
@@ -70,34 +71,24 @@ func run() error {
 		})
 		t.done("config")
 	} else {
-		ctl, err := openPort(ctx, guestapi.PortControl, os.O_RDWR)
+		hc, err := connectHost(ctx)
 		if err != nil {
 			return err
 		}
-		stdout, err = openPort(ctx, guestapi.PortStdout, os.O_WRONLY)
-		if err != nil {
-			return err
-		}
-		stderr, err = openPort(ctx, guestapi.PortStderr, os.O_WRONLY)
-		if err != nil {
-			return err
-		}
-		defer stdout.Close()
-		defer stderr.Close()
+		stdout, stderr, flush = hc.stdout, hc.stderr, hc.flush
 
 		t.done("ports")
-		host = newControl(ctl)
+		host = newControl(hc.ctl)
 		host.send(guestapi.Message{Type: guestapi.TypeReady})
 		cfg, err = host.waitConfig(ctx)
 		if err != nil {
 			return err
 		}
 		if cfg.IO {
-			f, err := openPort(ctx, guestapi.PortIO, os.O_RDWR)
+			f, err := hc.openIO(ctx)
 			if err != nil {
 				return err
 			}
-			defer f.Close()
 			iop = newIOPort(f)
 		}
 		t.done("config")
@@ -105,6 +96,9 @@ func run() error {
 	// Errors from here on are the app's environment: report, don't run blind.
 	if err := setup(ctx, cfg, standalone != nil); err != nil {
 		fmt.Fprintf(stderr, "nos: %v\n", err) // as start does: nos logs shows it
+		if flush != nil {
+			flush()
+		}
 		host.send(guestapi.Message{Type: guestapi.TypeError, Error: err.Error()})
 		host.send(guestapi.Message{Type: guestapi.TypeExit, Code: guestapi.ExitCannotExecute})
 		return err
@@ -117,6 +111,9 @@ func run() error {
 	// them clean.
 	killAll()
 	unmountVolumes()
+	if flush != nil {
+		flush() // the app's last output before its exit code
+	}
 	host.send(guestapi.Message{Type: guestapi.TypeExit, Code: code})
 	return nil
 }

@@ -170,8 +170,11 @@ const (
 	// InitAPIHosts: the init writes the extra /etc/hosts entries of
 	// guestapi.Config.Hosts (nos run --add-host).
 	InitAPIHosts = 9
+	// InitAPIMux: the init talks to the host over one port,
+	// guestapi.PortMux, instead of one per channel.
+	InitAPIMux = 10
 	// InitAPI is what the nos-init of this nos speaks.
-	InitAPI = InitAPIHosts
+	InitAPI = InitAPIMux
 )
 
 // KernelInfo identifies the kernel an image carries.

@@ -340,7 +340,10 @@ func (m *monitor) machine(nb *netBoot, atts ...*volume.Attachment) vmm.Machine {
 		// TCG's translation buffer: see vmm.DefaultTCGBufferMiB.
 		TCGBufferMiB: vmm.DefaultTCGBufferMiB(),
 	}
-	if m.cfg.InitAPI >= image.InitAPIInteractive {
+	switch {
+	case m.cfg.InitAPI >= image.InitAPIMux:
+		mach.Channels = vmm.MuxedChannels()
+	case m.cfg.InitAPI >= image.InitAPIInteractive:
 		mach.Channels = vmm.InteractiveChannels()
 	}
 	switch {
@@ -411,7 +414,7 @@ func (m *monitor) guestConfig(mach vmm.Machine, atts ...*volume.Attachment) *gue
 		return strings.Count(a.Target, "/") - strings.Count(b.Target, "/")
 	})
 	g.Tmpfs = m.cfg.Tmpfs
-	if len(mach.Channels) > 3 {
+	if mach.HasIO() {
 		g.IO, g.NoExec = true, m.cfg.NoExec
 		g.Stdin, g.TTY = m.cfg.Stdin, m.cfg.TTY
 		m.sizeMu.Lock()

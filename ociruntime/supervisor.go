@@ -318,9 +318,10 @@ func (s *supervisor) boot() (*vmm.VM, error) {
 		Cmdline:      s.l.Cmdline,
 		ConsoleLog:   filepath.Join(s.dir, consoleFile),
 		TCGBufferMiB: vmm.DefaultTCGBufferMiB(),
-		// The interactive streams: exec sessions, the app's stdin, its
-		// terminal.
-		Channels: vmm.InteractiveChannels(),
+		// The interactive streams (exec sessions, the app's stdin, its
+		// terminal) with the rest, over one port: nos-runtime's init is
+		// this nos's own.
+		Channels: vmm.MuxedChannels(),
 		Shares:   []vmm.Share{{Tag: rootTag, Source: p.RootFS, ReadOnly: p.ReadOnly}},
 	}
 	cfg := guestConfig(p, s.id)

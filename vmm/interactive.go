@@ -21,6 +21,21 @@ func InteractiveChannels() []Channel {
 	return append(GuestChannels(), Channel{Name: guestapi.PortIO})
 }
 
+// MuxedChannels is the one channel of inits of image.InitAPIMux
+// (guestapi.PortMux), which carries what GuestChannels and
+// InteractiveChannels carry.
+func MuxedChannels() []Channel {
+	return []Channel{{Name: guestapi.PortMux}}
+}
+
+// Muxed reports whether m's guest talks over guestapi.PortMux.
+func (m Machine) Muxed() bool {
+	return len(m.Channels) == 1 && m.Channels[0].Name == guestapi.PortMux
+}
+
+// HasIO reports whether m's guest has the interactive streams.
+func (m Machine) HasIO() bool { return len(m.Channels) == 4 || m.Muxed() }
+
 // ioMux is the host's end of guestapi.PortIO.
 type ioMux struct {
 	conn net.Conn

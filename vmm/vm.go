@@ -50,7 +50,8 @@ type VM struct {
 	kill    chan struct{}
 	probes  chan probeRequest
 	execs   chan execRequest
-	io      *ioMux // nil without the interactive streams
+	io      *ioMux     // nil without the interactive streams
+	chans   []net.Conn // control, stdout, stderr (and I/O): ports or a PortMux's channels
 	done    chan struct{}
 	outcome Outcome
 }
@@ -65,7 +66,7 @@ type probeRequest struct {
 // of GuestChannels, or of InteractiveChannels. Cancelling ctx forces the
 // VM off.
 func Boot(ctx context.Context, d Driver, m Machine, g Guest) (*VM, error) {
-	if len(m.Channels) != 3 && len(m.Channels) != 4 {
+	if len(m.Channels) != 3 && len(m.Channels) != 4 && !m.Muxed() {
 		return nil, ErrBadChannels
 	}
 	p, err := d.Start(ctx, m)
@@ -80,8 +81,16 @@ func Boot(ctx context.Context, d Driver, m Machine, g Guest) (*VM, error) {
 		execs:   make(chan execRequest),
 		done:    make(chan struct{}),
 	}
-	if chans := p.Channels(); len(chans) == 4 {
-		v.io = &ioMux{conn: chans[3], sessions: map[uint32]*ExecSession{}}
+	v.chans = p.Channels()
+	if m.Muxed() {
+		mux := guestapi.NewMux(v.chans[0])
+		v.chans = nil
+		for ch := range guestapi.MuxChannels {
+			v.chans = append(v.chans, mux.Conn(ch))
+		}
+	}
+	if len(v.chans) == 4 {
+		v.io = &ioMux{conn: v.chans[3], sessions: map[uint32]*ExecSession{}}
 	}
 	go v.serve(ctx, g)
 	return v, nil
@@ -153,8 +162,7 @@ type session struct {
 // serve runs the guest session until the hypervisor exits.
 func (v *VM) serve(ctx context.Context, g Guest) {
 	defer close(v.done)
-	chans := v.proc.Channels()
-	ctl, out, errc := chans[0], chans[1], chans[2]
+	ctl, out, errc := v.chans[0], v.chans[1], v.chans[2]
 	defer ctl.Close()
 	if v.io != nil {
 		defer v.io.conn.Close()
