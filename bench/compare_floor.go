@@ -68,13 +68,13 @@ func (c *compare) prepareFloor(ctx context.Context) error {
 // the floor's kernel and initramfs: the same qemu.Machine fields as nos's
 // monitor sets, with the command line and CPU count nos gave variant a's
 // instance. Only the paths differ: the console goes to QEMU's stdout,
-// which the benchmark watches, and the control and output sockets are
-// the benchmark's own (QEMU needs someone listening on them).
+// which the benchmark watches, and the channel's socket is the
+// benchmark's own (QEMU needs someone listening on them).
 func (c *compare) floorMachine(memMiB int, sockDir string) vmm.Machine {
-	ch := vmm.GuestChannels()
-	for i, n := range []string{"ctl", "out", "err"} {
-		ch[i].Socket = filepath.Join(sockDir, n)
-	}
+	// nos's one port (guestapi.PortMux): each port costs the guest the
+	// same kernel buffers, whoever listens.
+	ch := vmm.MuxedChannels()
+	ch[0].Socket = filepath.Join(sockDir, "mux")
 	return vmm.Machine{
 		Accel:      c.h.accel,
 		MemoryMiB:  memMiB,
@@ -101,7 +101,7 @@ func (c *compare) bootFloor(ctx context.Context, memMiB int, timeout time.Durati
 	}
 	defer os.RemoveAll(sockDir)
 	m := c.floorMachine(memMiB, sockDir)
-	socks, err := listenSinks(m.Channels[0].Socket, m.Channels[1].Socket, m.Channels[2].Socket)
+	socks, err := listenSinks(m.Channels[0].Socket)
 	if err != nil {
 		return bootOutcome{}, err
 	}

@@ -91,6 +91,9 @@ func run() error {
 			}
 			iop = newIOPort(f)
 		}
+		if err := hidePorts(); err != nil {
+			return fmt.Errorf("hiding the host's ports from the application: %w", err)
+		}
 		t.done("config")
 	}
 	// Errors from here on are the app's environment: report, don't run blind.

@@ -2,6 +2,7 @@ package guest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -43,4 +44,24 @@ func findPort(name string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// hidePorts removes the device nodes of every virtio serial port once the
+// init holds what it needs: the application, even as root, must not open
+// the host's channels (it could forge exit reports and probe results).
+// The virtio console driver already refuses a second open of a port
+// (EBUSY) while the init holds it; without the node there is nothing to
+// open even if the init's descriptor went away. Root without capabilities may still unlink and chmod in /dev, which it
+// owns, but cannot make a node again (CAP_MKNOD is dropped), and devtmpfs
+// is one file system however often it is mounted. The init keeps its open
+// descriptors.
+func hidePorts() error {
+	matches, _ := filepath.Glob("/sys/class/virtio-ports/*")
+	var errs []error
+	for _, m := range matches {
+		if err := os.Remove("/dev/" + filepath.Base(m)); err != nil && !os.IsNotExist(err) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -78,6 +78,17 @@ func main() {
 		for {
 			time.Sleep(time.Hour)
 		}
+	case "attack-host": // attack-host MIB: flood stdout with MIB MiB, then try to reach the host's channels
+		n, _ := strconv.Atoi(args[0])
+		line := []byte(strings.Repeat("y", 1023) + "\n")
+		for i := 0; i < n*1024; i++ {
+			if _, err := os.Stdout.Write(line); err != nil {
+				fmt.Fprintln(os.Stderr, "stdout:", err)
+				os.Exit(3)
+			}
+		}
+		attackHost() // after the flood: the log keeps its newest part
+		fmt.Fprintln(os.Stderr, "flooded")
 	case "flood-console": // write N MiB to the serial console, then exit
 		n, _ := strconv.Atoi(args[0])
 		f, err := os.OpenFile("/dev/console", os.O_WRONLY, 0)
@@ -446,4 +457,35 @@ func netbench(host string) {
 	}
 	slices.Sort(rtts)
 	fmt.Printf("netbench MBps=%.1f rtt_median_us=%d\n", mbps, rtts[len(rtts)/2].Microseconds())
+}
+
+// attackHost tries, as the application (root, no capabilities), to open
+// the virtio serial ports nos-init talks to the host on, or to make a
+// node for one, and reports each try as "attack: WHAT: RESULT".
+func attackHost() {
+	ports, _ := filepath.Glob("/sys/class/virtio-ports/*")
+	fmt.Fprintln(os.Stderr, "attack: ports:", len(ports))
+	for _, p := range ports {
+		name, _ := os.ReadFile(p + "/name")
+		dev := "/dev/" + filepath.Base(p)
+		f, err := os.OpenFile(dev, os.O_RDWR, 0)
+		if err == nil {
+			f.Write([]byte(`{"type":"exit","code":0}` + "\n"))
+			f.Close()
+			fmt.Fprintf(os.Stderr, "attack: open %s (%s): OPENED\n", dev, strings.TrimSpace(string(name)))
+		} else {
+			fmt.Fprintf(os.Stderr, "attack: open %s (%s): %v\n", dev, strings.TrimSpace(string(name)), err)
+		}
+		b, _ := os.ReadFile(p + "/dev")
+		var maj, min uint32
+		fmt.Sscanf(strings.TrimSpace(string(b)), "%d:%d", &maj, &min)
+		err = unix.Mknod("/tmp/port", unix.S_IFCHR|0o600, int(unix.Mkdev(maj, min)))
+		if err == nil {
+			fmt.Fprintln(os.Stderr, "attack: mknod: MADE")
+			os.Remove("/tmp/port")
+		} else {
+			fmt.Fprintln(os.Stderr, "attack: mknod:", err)
+		}
+	}
+	fmt.Fprintln(os.Stderr, "attack: uid", os.Getuid())
 }
