@@ -94,6 +94,12 @@ bench-export: build
 bench-tcg-buffer: build
 	./scripts/bench-tcg-buffer.sh
 
+# Minimum guest memory of the example, by bisection, for one or more nos
+# binaries (issue 15): make bench-memory NOSES="/tmp/old/bin/nos bin/nos".
+.PHONY: bench-memory
+bench-memory: build
+	./scripts/bench-memory.sh
+
 .PHONY: bench-runtime
 bench-runtime: build
 	./scripts/bench-runtime.sh

@@ -20,6 +20,7 @@ type lossyLog struct {
 
 	mu       sync.Mutex
 	dropped  int64 // bytes of output in writes that failed
+	failing  bool  // the last write failed
 	failures int64
 	lastWarn time.Time
 	now      func() time.Time
@@ -32,12 +33,23 @@ func newLossyLog(w io.Writer, log *slog.Logger, stream string) *lossyLog {
 func (l *lossyLog) Write(p []byte) (int, error) {
 	if _, err := l.w.Write(p); err != nil {
 		l.mu.Lock()
+		l.failing = true
 		l.dropped += int64(len(p))
 		l.failures++
 		if t := l.now(); l.failures == 1 || t.Sub(l.lastWarn) >= l.warnEvery {
 			l.lastWarn = t
 			l.log.Warn("the app's log cannot be written: its output is dropped from the log (it still reaches attached clients)",
 				"stream", l.stream, "droppedBytes", l.dropped, "failedWrites", l.failures, "err", err)
+		}
+		l.mu.Unlock()
+	} else {
+		l.mu.Lock()
+		if l.failing {
+			// Said once the log has room again: the warnings above may
+			// have been lost with it (monitor.log lives on the same disk).
+			l.failing = false
+			l.log.Warn("the app's log is written again: output was dropped from it meanwhile",
+				"stream", l.stream, "droppedBytes", l.dropped, "failedWrites", l.failures)
 		}
 		l.mu.Unlock()
 	}

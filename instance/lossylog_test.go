@@ -55,4 +55,11 @@ func TestLossyLog(t *testing.T) {
 	if !strings.Contains(out, "droppedBytes=31 failedWrites=6") {
 		t.Errorf("the totals are not in the monitor's log:\n%s", out)
 	}
+	// Room again: said once, with the totals so far.
+	fw.fail = false
+	w.Write([]byte("back\n"))
+	w.Write([]byte("more\n"))
+	if out := mlog.String(); strings.Count(out, "written again") != 1 || !strings.Contains(out, "written again: output was dropped from it meanwhile\" stream=stdout droppedBytes=31") {
+		t.Errorf("want one notice that the log is written again, with the totals:\n%s", out)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -44,9 +45,10 @@ func (s *Store) WriteBlobBytes(ctx context.Context, b []byte, mediaType string) 
 // ingest copies r to a new file in tmp/ and returns the file's name, the
 // digest of its content and its size. The file is removed on error.
 func (s *Store) ingest(ctx context.Context, r io.Reader) (string, digest.Digest, int64, error) {
+	needed := remaining(r)
 	f, err := os.CreateTemp(s.path(tmpDir), "ingest-*")
 	if err != nil {
-		return "", "", 0, err
+		return "", "", 0, s.noSpace(err, needed)
 	}
 	digester := digest.Canonical.Digester()
 	size, err := io.Copy(io.MultiWriter(f, digester.Hash()), ctxReader{ctx, r})
@@ -57,7 +59,7 @@ func (s *Store) ingest(ctx context.Context, r io.Reader) (string, digest.Digest,
 	}
 	if err != nil {
 		os.Remove(f.Name())
-		return "", "", 0, err
+		return "", "", 0, s.noSpace(err, needed)
 	}
 	return f.Name(), digester.Digest(), size, nil
 }
@@ -182,4 +184,59 @@ func checkDigest(d digest.Digest) error {
 		return fmt.Errorf("digest %q: unsupported algorithm", d)
 	}
 	return nil
+}
+
+// NoSpaceError is a write the store's file system had no room for.
+type NoSpaceError struct {
+	Dir    string // the store
+	Free   int64  // bytes free for the caller, -1 if unknown
+	Needed int64  // bytes the content needs, -1 if unknown
+	Err    error
+}
+
+func (e *NoSpaceError) Error() string {
+	s := "no space left on the file system of the store " + e.Dir
+	if e.Free >= 0 {
+		s += fmt.Sprintf(": %.1f MiB free", float64(e.Free)/(1<<20))
+	}
+	if e.Needed >= 0 {
+		s += fmt.Sprintf(", this needs %.1f MiB", float64(e.Needed)/(1<<20))
+	}
+	return s + " (free some: nos system prune, nos rmi; or set NOS_HOME to a larger file system)"
+}
+
+func (e *NoSpaceError) Unwrap() error { return e.Err }
+
+// noSpace turns a write that found its file system full into a
+// NoSpaceError; other errors pass.
+func (s *Store) noSpace(err error, needed int64) error {
+	if !errors.Is(err, syscall.ENOSPC) && !errors.Is(err, syscall.EDQUOT) {
+		return err
+	}
+	e := &NoSpaceError{Dir: s.root, Free: -1, Needed: needed, Err: err}
+	var st syscall.Statfs_t
+	if syscall.Statfs(s.root, &st) == nil {
+		e.Free = int64(st.Bavail) * int64(st.Bsize)
+	}
+	return e
+}
+
+// remaining is how many bytes r has left, when it can tell (a file, a
+// bytes or strings reader); -1 otherwise.
+func remaining(r io.Reader) int64 {
+	switch v := r.(type) {
+	case interface{ Len() int }:
+		return int64(v.Len())
+	case *os.File:
+		fi, err := v.Stat()
+		if err != nil || !fi.Mode().IsRegular() {
+			return -1
+		}
+		off, err := v.Seek(0, io.SeekCurrent)
+		if err != nil {
+			return -1
+		}
+		return fi.Size() - off
+	}
+	return -1
 }

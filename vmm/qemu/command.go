@@ -182,6 +182,11 @@ func drive(file string, i int, d vmm.Disk) string {
 	s := fmt.Sprintf("file=%s,if=none,id=disk%d,format=%s", file, i, format)
 	if d.ReadOnly {
 		s += ",readonly=on"
+	} else {
+		// A host disk that fills up is an I/O error the guest's file
+		// system sees, not a VM QEMU pauses in silence (its default for
+		// ENOSPC, werror=enospc), which nos would show as running.
+		s += ",werror=report"
 	}
 	if d.Cache != "" {
 		s += ",cache=" + d.Cache

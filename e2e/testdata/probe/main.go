@@ -89,6 +89,12 @@ func main() {
 		}
 		attackHost() // after the flood: the log keeps its newest part
 		fmt.Fprintln(os.Stderr, "flooded")
+	case "chatter": // chatter: a numbered 1 KiB line on stdout every 20 ms, forever
+		pad := strings.Repeat("c", 1000)
+		for i := 0; ; i++ {
+			fmt.Printf("chatter %d %s\n", i, pad)
+			time.Sleep(20 * time.Millisecond)
+		}
 	case "flood-console": // write N MiB to the serial console, then exit
 		n, _ := strconv.Atoi(args[0])
 		f, err := os.OpenFile("/dev/console", os.O_WRONLY, 0)

@@ -1,0 +1,87 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestFullDisk: NOS_HOME on a small tmpfs the test mounts. Once the file
+// system is full, a build fails with one line naming the store, what is
+// free and what it needs; nos system check finds the store consistent; a
+// running instance keeps running while its log cannot be written, and
+// its output is logged again once there is room.
+func TestFullDisk(t *testing.T) {
+	t.Parallel()
+	needVM(t)
+	if os.Geteuid() != 0 {
+		t.Fatal("the full-disk test mounts a tmpfs: it needs root (CI runs as root)")
+	}
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=96m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
+	home := filepath.Join(mnt, "home")
+	e := &nosEnv{t: t, home: home, env: append(envWithout("NOS_HOME"), "NOS_HOME="+home)}
+	t.Cleanup(func() {
+		if r := e.nos("ps", "-aq"); r.code == 0 {
+			for _, id := range strings.Fields(r.stdout) {
+				e.nos("rm", "-f", id)
+			}
+		}
+	})
+	e.build("probe", "./e2e/testdata/probe")
+	id := e.runDetached("probe", "chatter")
+	e.waitLog(id, `chatter 1 `, 3*time.Minute)
+
+	// Fill the file system.
+	filler := filepath.Join(mnt, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1<<20)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			break
+		}
+	}
+	f.Close()
+	var st syscall.Statfs_t
+	syscall.Statfs(mnt, &st)
+	t.Logf("filled: %d bytes free", st.Bavail*uint64(st.Bsize))
+
+	r := e.nos("build", "--kernel", kernelPath, "-t", "other", "./examples/httpserver")
+	if r.code == 0 || !strings.HasPrefix(r.stderr, "nos: ") || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 ||
+		!strings.Contains(r.stderr, "no space left on the file system of the store "+home) || !strings.Contains(r.stderr, "MiB free") {
+		t.Errorf("a build on a full disk: want one line naming the store and its free space, got %v", r)
+	}
+	if r := e.nos("system", "check"); r.code != 0 || !strings.Contains(r.stdout+r.stderr, "0 problems") {
+		t.Errorf("system check after the failed build: %v", r)
+	}
+	if r := e.nos("images", "-q"); len(strings.Fields(r.stdout)) != 1 {
+		t.Errorf("images after the failed build: %v", r)
+	}
+	// The instance runs on while its log cannot grow.
+	time.Sleep(4 * time.Second)
+	if s := e.inspect(id).State; s.Status != "running" {
+		t.Fatalf("with its log on a full disk the instance is %q (%s), want running", s.Status, s.Error)
+	}
+	os.Remove(filler)
+	before := strings.Count(e.logs(id), "chatter ")
+	waitFor(t, "the output to be logged again once there is room", time.Minute, func() bool {
+		return strings.Count(e.logs(id), "chatter ") > before+20
+	})
+	mon, _ := os.ReadFile(filepath.Join(e.inspectDir(id), "monitor.log"))
+	if !strings.Contains(string(mon), "written again: output was dropped") {
+		t.Errorf("monitor.log does not say output was dropped:\n%s", mon)
+	}
+	if s := e.inspect(id).State; s.Status != "running" || !e.inspect(id).MonitorAlive {
+		t.Errorf("after the disk filled and emptied: %+v", s)
+	}
+}

@@ -1,0 +1,53 @@
+#!/bin/sh
+# Minimum guest memory of the example HTTP app (issue 15): for each nos
+# binary given (NOSES="old/nos bin/nos"; default bin/nos), the example
+# built by that nos on its default kernel, and the least -m at which
+# BOOTS boots out of BOOTS answer HTTP through a published port within
+# 60 s, by bisection between LO (assumed too little) and HI (must work).
+# Each binary gets a home of its own that shares this machine's built
+# kernels, so an older nos finds the kernels its own configuration makes.
+#   make bench-memory   (NOSES=... LO=16 HI=128 BOOTS=3)
+set -u
+cd "$(dirname "$0")/.."
+NOSES=${NOSES:-bin/nos}
+LO=${LO:-16}
+HI=${HI:-128}
+BOOTS=${BOOTS:-3}
+built=${NOS_BUILT_KERNELS:-$HOME/.local/share/nos/cache/kernels-built}
+port=18290
+serves() { # NOS MIB: one boot answers
+	port=$((port + 1))
+	id=$($1 run -d --accel tcg -m "$2"M -p 127.0.0.1:$port:8080 memapp 2>/dev/null) || return 1
+	ok=1
+	i=0
+	until curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$port/"; do
+		i=$((i + 1))
+		[ $i -gt 120 ] && { ok=0; break; }
+		[ "$($1 inspect -f '{{.State.Status}}' "$id" 2>/dev/null)" = running ] || { ok=0; break; }
+		sleep 0.5
+	done
+	$1 rm -f "$id" >/dev/null 2>&1
+	[ $ok = 1 ]
+}
+works() { # NOS MIB: every one of BOOTS boots answers
+	for b in $(seq "$BOOTS"); do
+		serves "$1" "$2" || { echo "  $2 MiB: boot $b of $BOOTS did not answer"; return 1; }
+	done
+	echo "  $2 MiB: $BOOTS of $BOOTS answered"
+}
+for nos in $NOSES; do
+	home=$(mktemp -d /tmp/nos-bench-memory.XXXXXX)
+	mkdir -p "$home/cache"
+	ln -s "$built" "$home/cache/kernels-built"
+	export NOS_HOME="$home"
+	$nos build -t memapp ./examples/httpserver >/dev/null || exit 1
+	echo "$nos: the example on kernel $($nos inspect memapp | grep -m1 '"version"' | tr -d ' ,"' | cut -d: -f2), init API $($nos inspect memapp | grep -m1 '"initApi"' | tr -dc 0-9):"
+	lo=$LO hi=$HI
+	works "$nos" "$hi" || { echo "$nos: $hi MiB does not work"; exit 1; }
+	while [ $((hi - lo)) -gt 1 ]; do
+		mid=$(((lo + hi) / 2))
+		if works "$nos" "$mid"; then hi=$mid; else lo=$mid; fi
+	done
+	echo "$nos: minimum memory $hi MiB ($BOOTS of $BOOTS boots answer; $lo MiB does not)"
+	rm -rf "$home"
+done
