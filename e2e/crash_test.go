@@ -12,14 +12,15 @@ import (
 	"time"
 )
 
-// TestCrashSafety kills nos build, tag, rmi, volume create and system
-// prune with SIGKILL at random moments, round after round, in one nos
+// TestCrashSafety kills nos build, tag, rmi, volume create, system
+// prune, pull (from Debian's docker-registry on loopback) and an
+// instance's monitor with SIGKILL at random moments, round after round, in one nos
 // home; after each kill `nos system check` must find no damage (only
 // leftovers, which prune removes), the killed operation must have
 // happened completely or not at all, and at the end check --repair, then
 // check, must find nothing at all. The short form runs 12 rounds;
-// NOS_STRESS_ROUNDS sets more (make stress). No VM boots, though like
-// every e2e test it is left out in -short mode.
+// NOS_STRESS_ROUNDS sets more (make stress). Only the monitor rounds
+// boot a VM (examples/hello, which exits at once).
 func TestCrashSafety(t *testing.T) {
 	t.Parallel()
 	rounds := 12
@@ -66,6 +67,14 @@ func TestCrashSafety(t *testing.T) {
 	if r := nos("build", "--kernel", kernelPath, "-t", "base", "./examples/hello"); r.code != 0 {
 		t.Fatalf("nos build: %v", r)
 	}
+	reg := startRegistry(t)
+	remoteRef := reg + "/crash/base:latest"
+	if r := nos("push", "base", remoteRef); r.code != 0 {
+		t.Fatalf("nos push: %v", r)
+	}
+	if r := nos("rmi", remoteRef); r.code != 0 {
+		t.Fatalf("nos rmi %s: %v", remoteRef, r)
+	}
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 14))
@@ -74,11 +83,11 @@ func TestCrashSafety(t *testing.T) {
 	// land at a random moment within it (a first guess until measured).
 	took := map[string]time.Duration{}
 	guess := map[string]time.Duration{"build": 300 * time.Millisecond, "tag": 300 * time.Millisecond, "rmi": 300 * time.Millisecond,
-		"volume create": 300 * time.Millisecond, "prune": 300 * time.Millisecond}
+		"volume create": 300 * time.Millisecond, "prune": 300 * time.Millisecond, "pull": 300 * time.Millisecond, "monitor": 2 * time.Second}
 	for i := range rounds {
 		var op, ref string
 		var args []string
-		switch rng.IntN(5) {
+		switch rng.IntN(7) {
 		case 0:
 			op, ref = "build", fmt.Sprintf("b%d:latest", i)
 			args = []string{"build", "--kernel", kernelPath, "-t", ref, "--env", fmt.Sprintf("ROUND=%d", i), "./examples/hello"}
@@ -97,6 +106,16 @@ func TestCrashSafety(t *testing.T) {
 		case 3:
 			op, ref = "volume create", fmt.Sprintf("v%d", i)
 			args = []string{"volume", "create", "--size", "64m", ref}
+		case 4:
+			op, ref = "pull", remoteRef
+			if exists(ref) {
+				if r := nos("rmi", ref); r.code != 0 {
+					t.Fatalf("round %d: rmi %s: %v", i, ref, r)
+				}
+			}
+			args = []string{"pull", ref}
+		case 5:
+			op = "monitor"
 		default:
 			op, args = "prune", []string{"system", "prune"}
 		}
@@ -105,7 +124,13 @@ func TestCrashSafety(t *testing.T) {
 			full = guess[op]
 		}
 		d := time.Duration(rng.Int64N(2*int64(full) + 1)) // about half of them finish
-		wasKilled, ran := killed(d, args...)
+		var wasKilled bool
+		var ran time.Duration
+		if op == "monitor" {
+			ref, wasKilled, ran = killMonitor(t, e, d)
+		} else {
+			wasKilled, ran = killed(d, args...)
+		}
 		switch {
 		case !wasKilled:
 			took[op] = ran
@@ -128,6 +153,17 @@ func TestCrashSafety(t *testing.T) {
 			if !wasKilled && exists(ref) {
 				t.Errorf("round %d: rmi finished but %s is still there", i, ref)
 			}
+		case "pull":
+			if !wasKilled && !exists(ref) {
+				t.Errorf("round %d: pull finished but %s is not there", i, ref)
+			}
+		case "monitor":
+			// The instance's state says what happened (a killed monitor
+			// is reported as such), and it can be removed.
+			if r := nos("rm", "-f", ref); r.code != 0 {
+				t.Errorf("round %d: rm -f after the monitor was killed: %v", i, r)
+			}
+			check(fmt.Sprintf("round %d (rm after %s)", i, op))
 		case "volume create":
 			ls := nos("volume", "ls")
 			if !wasKilled && !strings.Contains(ls.stdout, ref) {
@@ -148,4 +184,29 @@ func TestCrashSafety(t *testing.T) {
 	}
 	t.Logf("%d rounds, %d operations killed; no damage after any round, leftovers after %d of them; the last repair: %s",
 		rounds, kills, leftovers, strings.TrimSpace(repair.stderr))
+}
+
+// killMonitor starts examples/hello (the image base) detached and
+// SIGKILLs its monitor after d unless it ended first; it returns the
+// instance's ID, whether the monitor was killed, and how long it ran.
+func killMonitor(t *testing.T, e *nosEnv, d time.Duration) (string, bool, time.Duration) {
+	t.Helper()
+	began := time.Now()
+	r := e.nos("run", "-d", "--accel", accel, "base")
+	id := strings.TrimSpace(r.stdout)
+	if r.code != 0 || id == "" {
+		t.Fatalf("run -d base: %v", r)
+	}
+	pid := e.inspect(id).State.MonitorPID
+	deadline := began.Add(d)
+	for time.Now().Before(deadline) {
+		if pid == 0 || syscall.Kill(pid, 0) != nil {
+			return id, false, time.Since(began) // it ended first
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if pid == 0 || syscall.Kill(pid, syscall.SIGKILL) != nil {
+		return id, false, time.Since(began)
+	}
+	return id, true, time.Since(began)
 }
