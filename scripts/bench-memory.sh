@@ -4,8 +4,11 @@
 # built by that nos on its default kernel, and the least -m at which
 # BOOTS boots out of BOOTS answer HTTP through a published port within
 # 60 s, by bisection between LO (assumed too little) and HI (must work).
-# Each binary gets a home of its own that shares this machine's built
-# kernels, so an older nos finds the kernels its own configuration makes.
+# Then, at -m 256, the host's memory for one idle instance: QEMU's RSS and
+# PSS 10 s after the first answer (the guest pages QEMU holds are what
+# the guest touched). Each binary gets a home of its own that shares this
+# machine's built kernels, so an older nos finds the kernels its own
+# configuration makes.
 #   make bench-memory   (NOSES=... LO=16 HI=128 BOOTS=3)
 set -u
 cd "$(dirname "$0")/.."
@@ -49,5 +52,15 @@ for nos in $NOSES; do
 		if works "$nos" "$mid"; then hi=$mid; else lo=$mid; fi
 	done
 	echo "$nos: minimum memory $hi MiB ($BOOTS of $BOOTS boots answer; $lo MiB does not)"
+	port=$((port + 1))
+	id=$($nos run -d --accel tcg -m 256M -p 127.0.0.1:$port:8080 memapp 2>/dev/null)
+	i=0
+	until curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$port/"; do
+		i=$((i + 1)); [ $i -gt 240 ] && break; sleep 0.5
+	done
+	sleep 10
+	q=$($nos inspect -f '{{.State.VMPID}}' "$id")
+	echo "$nos: one idle instance at -m 256: QEMU RSS $(awk '/^Rss:/{print $2}' /proc/"$q"/smaps_rollup) KiB, PSS $(awk '/^Pss:/{print $2}' /proc/"$q"/smaps_rollup) KiB"
+	$nos rm -f "$id" >/dev/null
 	rm -rf "$home"
 done
