@@ -197,6 +197,9 @@ func (m *monitor) loop(ctx context.Context) error {
 			}
 		}
 		m.log.Info("VM ended", "exit", o.ExitCode, "crash", o.Crash, "kind", o.CrashKind, "forced", o.Forced, "ran", time.Since(began).Round(time.Millisecond))
+		if o.BadMessages > 0 {
+			m.log.Warn("the guest sent control lines that were not messages: skipped", "lines", o.BadMessages)
+		}
 		restarts := m.recordEnd(ctx, o)
 		if !m.cfg.Restart.ShouldRestart(o.ExitCode, o.Crash != "", m.isStopped(), restarts) {
 			return nil

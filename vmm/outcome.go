@@ -18,6 +18,9 @@ type Outcome struct {
 	CrashKind string
 	// Forced is set when the VM was forced off (kill, stop timeout).
 	Forced bool
+	// BadMessages counts lines on the control channel that were not
+	// messages: skipped, as a hostile or broken guest's are.
+	BadMessages int
 }
 
 // Exit codes nos gives when the application gave none, as docker does.

@@ -1,6 +1,8 @@
 package vmm
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +10,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -52,8 +55,11 @@ type VM struct {
 	execs   chan execRequest
 	io      *ioMux     // nil without the interactive streams
 	chans   []net.Conn // control, stdout, stderr (and I/O): ports or a PortMux's channels
-	done    chan struct{}
-	outcome Outcome
+	// badMessages counts control lines from the guest that were not
+	// messages (Outcome.BadMessages).
+	badMessages atomic.Int64
+	done        chan struct{}
+	outcome     Outcome
 }
 
 type probeRequest struct {
@@ -175,7 +181,7 @@ func (v *VM) serve(ctx context.Context, g Guest) {
 	go func() { defer wg.Done(); _, _ = io.Copy(g.Stderr, errc); errc.Close() }()
 
 	msgs := make(chan guestapi.Message, 16)
-	go readMessages(ctl, msgs)
+	go readMessages(ctl, msgs, &v.badMessages)
 	s := &session{enc: json.NewEncoder(ctl), pending: map[int]chan error{}}
 	o := Outcome{ExitCode: -1}
 	var deadline <-chan time.Time
@@ -191,7 +197,9 @@ loop:
 				continue
 			}
 			if code, exited := s.handle(msg, g); exited {
-				o.ExitCode = code
+				if o.ExitCode < 0 { // the first report counts; a guest's second is ignored
+					o.ExitCode = code
+				}
 				// The guest powers off next; don't wait forever if it hangs.
 				deadline = time.After(powerOffWait)
 			}
@@ -257,6 +265,7 @@ loop:
 			o.ExitCode = 128 + int(x.Signal)
 		}
 	}
+	o.BadMessages = int(v.badMessages.Load())
 	v.outcome = o
 }
 
@@ -314,33 +323,26 @@ func (s *session) probe(req probeRequest) {
 // untrusted: a flood without newlines must not grow the host's memory.
 const maxMessage = 64 << 10
 
-func readMessages(r net.Conn, out chan<- guestapi.Message) {
+// readMessages passes the guest's control messages to out, one JSON
+// object per line, until the channel ends or a line passes maxMessage.
+// A line that is not a message is skipped and counted in bad: a guest
+// that sends garbage loses that line, not the session.
+func readMessages(r net.Conn, out chan<- guestapi.Message, bad *atomic.Int64) {
 	defer close(out)
-	dec := json.NewDecoder(&lineLimiter{r: r, max: maxMessage})
-	for {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 4096), maxMessage)
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
 		var m guestapi.Message
-		if err := dec.Decode(&m); err != nil {
-			return
+		if err := json.Unmarshal(line, &m); err != nil {
+			if bad != nil {
+				bad.Add(1)
+			}
+			continue
 		}
 		out <- m
 	}
-}
-
-// lineLimiter fails a read once more than max bytes came without a newline.
-type lineLimiter struct {
-	r   io.Reader
-	max int
-	run int
-}
-
-func (l *lineLimiter) Read(p []byte) (int, error) {
-	n, err := l.r.Read(p)
-	for _, c := range p[:n] {
-		if c == '\n' {
-			l.run = 0
-		} else if l.run++; l.run > l.max {
-			return 0, fmt.Errorf("control message longer than %d bytes", l.max)
-		}
-	}
-	return n, err
 }

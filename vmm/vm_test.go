@@ -214,7 +214,7 @@ func TestHostileControlLine(t *testing.T) {
 	host, guest := net.Pipe()
 	defer guest.Close()
 	msgs := make(chan guestapi.Message, 1)
-	go readMessages(host, msgs)
+	go readMessages(host, msgs, nil)
 	go func() {
 		// Valid JSON so far, and never complete: a decoder alone would wait.
 		if _, err := guest.Write([]byte(`{"type":"`)); err != nil {
@@ -271,7 +271,7 @@ func FuzzControlMessages(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		host, guest := net.Pipe()
 		msgs := make(chan guestapi.Message, 16)
-		go readMessages(host, msgs)
+		go readMessages(host, msgs, nil)
 		go func() { _, _ = guest.Write(data); guest.Close() }()
 		n := 0
 		for range msgs {
@@ -281,4 +281,50 @@ func FuzzControlMessages(f *testing.F) {
 			t.Fatalf("%d messages from %d bytes", n, len(data))
 		}
 	})
+}
+
+// TestBootMuxed: the session over the one port (guestapi.PortMux), with a
+// guest that misbehaves on it: malformed JSON, an exit report before the
+// app started and a second one after, a flood on stdout. The host's
+// outcome is the first exit report's code, the output arrives whole, and
+// the VM ends with the process.
+func TestBootMuxed(t *testing.T) {
+	d := fakeDriver{procs: make(chan *fakeProcess, 1)}
+	out, errb := &syncBuffer{}, &syncBuffer{}
+	m := Machine{Channels: MuxedChannels()}
+	if !m.Muxed() || !m.HasIO() {
+		t.Fatalf("MuxedChannels: Muxed %v, HasIO %v", m.Muxed(), m.HasIO())
+	}
+	vm, err := Boot(context.Background(), d, m, Guest{Config: &guestapi.Config{Argv: []string{"/app"}}, Stdout: out, Stderr: errb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := <-d.procs
+	mux := guestapi.NewMux(p.guest[0])
+	ctl := mux.Conn(guestapi.MuxControl)
+	g := &guest{t: t, p: p, enc: json.NewEncoder(ctl), in: bufio.NewScanner(ctl)}
+	g.send(guestapi.Message{Type: guestapi.TypeReady})
+	if c := g.recv(); c.Type != guestapi.TypeConfig || c.Config == nil || c.Config.Argv[0] != "/app" {
+		t.Fatalf("after ready: %+v", c)
+	}
+	if _, err := ctl.Write([]byte("{not json\n")); err != nil {
+		t.Fatal(err)
+	}
+	g.send(guestapi.Message{Type: guestapi.TypeExit, Code: 9}) // before started
+	g.send(guestapi.Message{Type: guestapi.TypeStarted, PID: 7})
+	flood := bytes.Repeat([]byte("o"), 4<<20)
+	go func() {
+		mux.Conn(guestapi.MuxStdout).Write(flood)
+		mux.Conn(guestapi.MuxStdout).CloseWrite()
+		mux.Conn(guestapi.MuxStderr).Write([]byte("err\n"))
+		mux.Conn(guestapi.MuxStderr).CloseWrite()
+	}()
+	g.send(guestapi.Message{Type: guestapi.TypeExit, Code: 3}) // a second report
+	waitFor(t, func() bool { return len(out.String()) == len(flood) && errb.String() == "err\n" })
+	p.end(Exit{}, false)
+	o := vm.Wait()
+	t.Logf("outcome after a malformed line, an early exit report and a second one: %+v", o)
+	if o.ExitCode != 9 || o.BadMessages != 1 || o.Crash != "" {
+		t.Errorf("outcome %+v: want the first report's code (9) and the malformed line counted", o)
+	}
 }
