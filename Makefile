@@ -100,6 +100,12 @@ bench-tcg-buffer: build
 bench-memory: build
 	./scripts/bench-memory.sh
 
+# Load (issue 16): concurrent detached instances, sequential run --rm
+# leaks, racing commands (PARALLEL=50 MEM=64 SEQUENTIAL=500 RACES=100).
+.PHONY: stress-load
+stress-load: build
+	./scripts/stress-load.sh
+
 .PHONY: bench-runtime
 bench-runtime: build
 	./scripts/bench-runtime.sh

@@ -352,6 +352,12 @@ func removeDir(dir string) error {
 	if err := os.Remove(filepath.Join(dir, configFile)); err != nil && !os.IsNotExist(err) {
 		return err
 	}
+	// A killed monitor's socket, where the directory's path was too long
+	// for one.
+	if sock := socketPath(dir, monitorSocket); filepath.Dir(sock) != dir {
+		_ = os.Remove(sock)
+		removeSocketDir(dir)
+	}
 	var err error
 	for i := 0; i < 3; i++ { // a file appearing meanwhile fails the final rmdir
 		if err = os.RemoveAll(dir); err == nil {

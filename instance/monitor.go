@@ -107,12 +107,14 @@ func MonitorMain(ctx context.Context, h home.Layout, id string) error {
 	m.update(ctx, "monitor pid", func(s *State) { s.MonitorPID = os.Getpid() })
 
 	sock := socketPath(dir, monitorSocket)
-	_ = os.Remove(sock) // a dead monitor's socket; Listen says if it matters
+	_ = os.MkdirAll(filepath.Dir(sock), 0o700) // its failure shows as Listen's
+	_ = os.Remove(sock)                        // a dead monitor's socket; Listen says if it matters
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		m.log.Error("monitor socket", "err", err)
 		return fmt.Errorf("monitor socket: %w", err)
 	}
+	defer removeSocketDir(dir)
 	defer os.Remove(sock)
 	defer l.Close()
 	go m.serve(l)
@@ -627,9 +629,20 @@ func (m *monitor) markStopped() *vmm.VM {
 	return vm
 }
 
+// removeSocketDir removes the private directory socketPath made for the
+// sockets of instance directory dir, if it made one and it is empty: a
+// monitor's sockets lived there, and each run --rm left one behind.
+func removeSocketDir(dir string) {
+	if d := filepath.Dir(socketPath(dir, monitorSocket)); d != dir {
+		_ = os.Remove(d)
+	}
+}
+
 // socketPath keeps unix socket paths under the 108-byte limit: in the
 // instance directory when it is short enough, else in a private directory
-// under the system's temp dir named after it.
+// under the system's temp dir named after it, which the monitor makes
+// (and removes when it ends: removeSocketDir). Callers that dial make
+// nothing.
 func socketPath(dir, name string) string {
 	p := filepath.Join(dir, name)
 	if len(p) < 100 {
@@ -637,7 +650,5 @@ func socketPath(dir, name string) string {
 	}
 	sum := sha256.Sum256([]byte(dir))
 	short := filepath.Join(os.TempDir(), "nos-"+hex.EncodeToString(sum[:8]))
-	// MkdirAll's failure shows as the socket's own error.
-	_ = os.MkdirAll(short, 0o700)
 	return filepath.Join(short, name)
 }
