@@ -18,23 +18,7 @@ import (
 func TestGuestHostAccess(t *testing.T) {
 	t.Parallel()
 	e := netEnv(t)
-	outer := e.netns + "-out"
-	if out, err := exec.Command("ip", "netns", "add", outer).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", outer).Run() })
-	for _, c := range [][]string{
-		{"ip", "netns", "exec", e.netns, "ip", "link", "add", "vout0", "type", "veth", "peer", "name", "vout1", "netns", outer},
-		{"ip", "netns", "exec", e.netns, "ip", "addr", "add", "198.51.100.2/24", "dev", "vout0"},
-		{"ip", "netns", "exec", e.netns, "ip", "link", "set", "vout0", "up"},
-		{"ip", "netns", "exec", outer, "ip", "addr", "add", "198.51.100.1/24", "dev", "vout1"},
-		{"ip", "netns", "exec", outer, "ip", "link", "set", "vout1", "up"},
-		{"ip", "netns", "exec", outer, "ip", "link", "set", "lo", "up"},
-	} {
-		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%v: %v: %s", c, err, out)
-		}
-	}
+	outer := e.outside()
 	probe := t.TempDir() + "/probe"
 	goBuild(t, probe, "amd64", "./e2e/testdata/probe")
 	for _, s := range [][]string{

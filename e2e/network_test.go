@@ -43,6 +43,32 @@ func netEnv(t *testing.T) *nosEnv {
 	return e
 }
 
+// outside makes a second namespace behind a veth, the outside world of
+// e's namespace: 198.51.100.1 there, 198.51.100.2 on e's side. It is
+// removed when the test ends.
+func (e *nosEnv) outside() string {
+	t := e.t
+	t.Helper()
+	outer := e.netns + "-out"
+	if out, err := exec.Command("ip", "netns", "add", outer).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", outer).Run() })
+	for _, c := range [][]string{
+		{"ip", "netns", "exec", e.netns, "ip", "link", "add", "vout0", "type", "veth", "peer", "name", "vout1", "netns", outer},
+		{"ip", "netns", "exec", e.netns, "ip", "addr", "add", "198.51.100.2/24", "dev", "vout0"},
+		{"ip", "netns", "exec", e.netns, "ip", "link", "set", "vout0", "up"},
+		{"ip", "netns", "exec", outer, "ip", "addr", "add", "198.51.100.1/24", "dev", "vout1"},
+		{"ip", "netns", "exec", outer, "ip", "link", "set", "vout1", "up"},
+		{"ip", "netns", "exec", outer, "ip", "link", "set", "lo", "up"},
+	} {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v: %s", c, err, out)
+		}
+	}
+	return outer
+}
+
 // inNS runs a command in e's namespace.
 func (e *nosEnv) inNS(args ...string) (string, error) {
 	out, err := exec.Command("ip", append([]string{"netns", "exec", e.netns}, args...)...).CombinedOutput()
@@ -252,23 +278,7 @@ func TestNetworkBadInput(t *testing.T) {
 func TestNetworkOutboundNAT(t *testing.T) {
 	t.Parallel()
 	e := netEnv(t)
-	outer := e.netns + "-out"
-	if out, err := exec.Command("ip", "netns", "add", outer).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", outer).Run() })
-	for _, c := range [][]string{
-		{"ip", "netns", "exec", e.netns, "ip", "link", "add", "vout0", "type", "veth", "peer", "name", "vout1", "netns", outer},
-		{"ip", "netns", "exec", e.netns, "ip", "addr", "add", "198.51.100.2/24", "dev", "vout0"},
-		{"ip", "netns", "exec", e.netns, "ip", "link", "set", "vout0", "up"},
-		{"ip", "netns", "exec", outer, "ip", "addr", "add", "198.51.100.1/24", "dev", "vout1"},
-		{"ip", "netns", "exec", outer, "ip", "link", "set", "vout1", "up"},
-		{"ip", "netns", "exec", outer, "ip", "link", "set", "lo", "up"},
-	} {
-		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%v: %v: %s", c, err, out)
-		}
-	}
+	outer := e.outside()
 	probe := t.TempDir() + "/probe"
 	goBuild(t, probe, "amd64", "./e2e/testdata/probe")
 	srv := exec.Command("ip", "netns", "exec", outer, probe, "serve", "hello from outside")

@@ -5,6 +5,8 @@ import (
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
+
+	"github.com/nosproject/nos/network/guard"
 )
 
 // TableName is the nftables table (family ip) of the network whose
@@ -108,13 +110,7 @@ func inputRules(s Spec) [][]expr.Any {
 	accept := &expr.Verdict{Kind: expr.VerdictAccept}
 	gw := s.Gateway.As4()
 	var out [][]expr.Any
-	out = append(out, append(br(),
-		&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
-			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED),
-			Xor:  binaryutil.NativeEndian.PutUint32(0)},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
-		accept))
+	out = append(out, append(append(br(), guard.Established()...), accept))
 	for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
 		r := append(br(),
 			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},

@@ -105,13 +105,7 @@ func rules(s Spec) [][]expr.Any {
 	accept := &expr.Verdict{Kind: expr.VerdictAccept}
 	var out [][]expr.Any
 	// Replies of connections made to the hypervisor (published ports).
-	out = append(out, append(uid(),
-		&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
-			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED),
-			Xor:  binaryutil.NativeEndian.PutUint32(0)},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
-		accept))
+	out = append(out, append(append(uid(), Established()...), accept))
 	for _, ns := range s.Nameservers {
 		for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
 			r := append(uid(), daddr(ns)...)
@@ -140,6 +134,18 @@ func rules(s Spec) [][]expr.Any {
 	out = append(out, append(append(uid(), local...),
 		&expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_PORT_UNREACH}))
 	return out
+}
+
+// Established matches packets of connections conntrack has seen both
+// ways, or related to one (nft's `ct state established,related`).
+func Established() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED),
+			Xor:  binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+	}
 }
 
 // daddr matches a destination address of a's family.
