@@ -75,6 +75,9 @@ the container image's user) with no capabilities but those of --cap-add.`,
 			if len(args) == 1 {
 				source = args[0]
 			}
+			if err := checkTempDir(); err != nil {
+				return err
+			}
 			o, err := f.options(e, source, cmd.Flags().Changed("features"))
 			if err != nil {
 				return err

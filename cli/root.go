@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -96,12 +97,38 @@ func Execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	var xe *exitError
 	if errors.As(err, &xe) {
 		if xe.err != nil {
-			fmt.Fprintln(stderr, "nos: "+oneLine(xe.err.Error()))
+			fmt.Fprintln(stderr, "nos: "+oneLine(xe.err.Error())+resourceHint(xe.err))
 		}
 		return xe.code
 	}
-	fmt.Fprintln(stderr, "nos: "+oneLine(err.Error()))
+	fmt.Fprintln(stderr, "nos: "+oneLine(err.Error())+resourceHint(err))
 	return 1
+}
+
+// resourceHint says what to do about an error that comes from a limit
+// of the host rather than from the input: open files exhausted.
+func resourceHint(err error) string {
+	if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || strings.Contains(err.Error(), "too many open files") {
+		var rl syscall.Rlimit
+		if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl) == nil {
+			return fmt.Sprintf(" (nos may open %d files: raise the limit, e.g. ulimit -n 4096)", rl.Cur)
+		}
+		return " (raise the open-file limit, e.g. ulimit -n 4096)"
+	}
+	return ""
+}
+
+// checkTempDir refuses a temporary directory nos cannot write in, before
+// a build has made anything.
+func checkTempDir() error {
+	dir := os.TempDir()
+	f, err := os.CreateTemp(dir, ".nos-probe-*")
+	if err != nil {
+		return fmt.Errorf("the temporary directory %s is not writable (%v): set TMPDIR to a writable directory, or unset it for /tmp", dir, err)
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
 }
 
 func oneLine(s string) string { return strings.ReplaceAll(strings.TrimSpace(s), "\n", "; ") }

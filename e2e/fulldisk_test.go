@@ -85,3 +85,36 @@ func TestFullDisk(t *testing.T) {
 		t.Errorf("after the disk filled and emptied: %+v", s)
 	}
 }
+
+// TestNoFilesNoTmp: a build with the open-file limit exhausted, and one
+// whose TMPDIR does not exist, each fail in one line saying what to do,
+// and leave the store as it was.
+func TestNoFilesNoTmp(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.build("hello", "./examples/hello")
+	images := e.nos("images", "-q").stdout
+	for name, c := range map[string]struct {
+		cmd  *exec.Cmd
+		want string
+	}{
+		"open files": {exec.Command("sh", "-c", "ulimit -n 12 && exec \"$0\" \"$@\"", nosBin, "build", "--kernel", kernelPath, "-t", "other", "./examples/httpserver"), "raise the limit, e.g. ulimit -n"},
+		"no TMPDIR":  {exec.Command(nosBin, "build", "--kernel", kernelPath, "-t", "other", "./examples/httpserver"), "set TMPDIR to a writable directory"},
+	} {
+		c.cmd.Dir, c.cmd.Env = repoRoot, e.env
+		if name == "no TMPDIR" {
+			c.cmd.Env = append(c.cmd.Env, "TMPDIR="+filepath.Join(t.TempDir(), "gone"))
+		}
+		out, err := c.cmd.CombinedOutput()
+		s := strings.TrimSpace(string(out))
+		if err == nil || !strings.HasPrefix(s, "nos: ") || strings.Contains(s, "\n") || !strings.Contains(s, c.want) {
+			t.Errorf("%s: want one line saying %q, got %v: %s", name, c.want, err, s)
+		}
+		if r := e.nos("system", "check"); r.code != 0 || !strings.Contains(r.stdout+r.stderr, "0 problems") {
+			t.Errorf("%s: system check: %v", name, r)
+		}
+		if got := e.nos("images", "-q").stdout; got != images {
+			t.Errorf("%s: the store's images changed: %q, was %q", name, got, images)
+		}
+	}
+}
