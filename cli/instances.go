@@ -208,6 +208,8 @@ func crashText(s instance.State) string {
 		return "setup failed"
 	case instance.CrashGuestError:
 		return "guest error"
+	case instance.CrashBootTimeout:
+		return "boot timed out"
 	}
 	return "no exit code"
 }

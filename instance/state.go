@@ -34,6 +34,7 @@ const (
 	CrashHypervisorFailed = vmm.CrashHypervisorFailed
 	CrashGuestError       = vmm.CrashGuestError
 	CrashNoExitCode       = vmm.CrashNoExitCode
+	CrashBootTimeout      = vmm.CrashBootTimeout
 	CrashMonitorDied      = "monitor-died"
 	CrashSetupFailed      = "setup-failed" // what the VM needs could not be set up (a volume held elsewhere)
 )

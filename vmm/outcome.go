@@ -36,6 +36,7 @@ const (
 	CrashHypervisorFailed = "hypervisor-failed"
 	CrashGuestError       = "guest-error"  // the init could not start the app
 	CrashNoExitCode       = "no-exit-code" // the guest powered off without one
+	CrashBootTimeout      = "boot-timeout" // the init never reported (see defaultBootWait)
 )
 
 // classify explains a VM that ended without an exit code: the

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -40,6 +41,11 @@ const (
 	// powerOffWait is how long the guest may take to power off once the
 	// application's exit code is in.
 	powerOffWait = 10 * time.Second
+	// defaultBootWait bounds the time from the hypervisor's start to the
+	// init's first message (ready): a kernel that hangs before running
+	// the init, seen under heavy TCG load, would otherwise leave an
+	// instance "running" that never starts. NOS_BOOT_TIMEOUT overrides it.
+	defaultBootWait = 5 * time.Minute
 )
 
 // VM is a booted machine: its hypervisor process and the session with
@@ -163,6 +169,15 @@ type session struct {
 	guestErr string
 	nextID   int
 	pending  map[int]chan error
+	ready    bool // the init has spoken
+}
+
+// bootWait is defaultBootWait or NOS_BOOT_TIMEOUT (a Go duration).
+func bootWait() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("NOS_BOOT_TIMEOUT")); err == nil && d > 0 {
+		return d
+	}
+	return defaultBootWait
 }
 
 // serve runs the guest session until the hypervisor exits.
@@ -186,6 +201,10 @@ func (v *VM) serve(ctx context.Context, g Guest) {
 	o := Outcome{ExitCode: -1}
 	var deadline <-chan time.Time
 	cancelled := ctx.Done()
+	wait := bootWait()
+	bootTimer := time.NewTimer(wait)
+	defer bootTimer.Stop()
+	bootTimedOut := false
 loop:
 	for {
 		select {
@@ -227,6 +246,11 @@ loop:
 			_ = v.proc.Kill()
 		case <-deadline:
 			_ = v.proc.Kill()
+		case <-bootTimer.C:
+			if !s.ready {
+				bootTimedOut = true
+				_ = v.proc.Kill()
+			}
 		}
 	}
 	// What the guest said just before the end (its exit code) may still be
@@ -258,6 +282,10 @@ loop:
 	case s.guestErr != "":
 		o.ExitCode = ExitGuestError
 		o.Crash, o.CrashKind = "guest: "+s.guestErr, CrashGuestError
+	case bootTimedOut:
+		o.ExitCode = ExitGuestError
+		o.Crash = fmt.Sprintf("boot: the guest's init did not report within %v (the kernel hung or never ran it: see nos logs --console); forced off", wait)
+		o.CrashKind = CrashBootTimeout
 	default:
 		o.ExitCode = ExitGuestError
 		o.Crash, o.CrashKind = classify(v.driver, x, v.console)
@@ -274,6 +302,7 @@ loop:
 func (s *session) handle(msg guestapi.Message, g Guest) (int, bool) {
 	switch msg.Type {
 	case guestapi.TypeReady:
+		s.ready = true
 		g.Config.Time = time.Now() // now, not when the boot began
 		if err := s.enc.Encode(guestapi.Message{Type: guestapi.TypeConfig, Config: g.Config}); err != nil {
 			s.guestErr = "sending config: " + err.Error()

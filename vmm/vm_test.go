@@ -328,3 +328,26 @@ func TestBootMuxed(t *testing.T) {
 		t.Errorf("outcome %+v: want the first report's code (9) and the malformed line counted", o)
 	}
 }
+
+// TestBootTimeout: a guest whose init never reports (a kernel that hung
+// before running it) is forced off after the boot wait, and the outcome
+// says why; a guest that reported ready in time is left alone.
+func TestBootTimeout(t *testing.T) {
+	t.Setenv("NOS_BOOT_TIMEOUT", "300ms")
+	vm, _, _ := boot(t, "")
+	o := vm.Wait()
+	if o.CrashKind != CrashBootTimeout || o.ExitCode != ExitGuestError || !strings.Contains(o.Crash, "did not report within 300ms") {
+		t.Errorf("outcome %+v, want a boot timeout", o)
+	}
+	vm, g, _ := boot(t, "")
+	g.send(guestapi.Message{Type: guestapi.TypeReady})
+	g.recv()
+	time.Sleep(500 * time.Millisecond)
+	select {
+	case <-vm.Done():
+		t.Fatalf("a guest that said ready was forced off: %+v", vm.Wait())
+	default:
+	}
+	vm.Kill()
+	vm.Wait()
+}
