@@ -91,8 +91,16 @@ type Result struct {
 // legacy BSD ptys (pty.legacy_count=0: creating the default 256 pairs was
 // the slowest step of the kernel's boot, 157 ms of initcalls under TCG;
 // Unix98 ptys remain), and no waiting for a root device: the initramfs is
-// the root.
-const DefaultCmdline = "console=ttyS0 quiet panic=-1 random.trust_cpu=on pty.legacy_count=0 sysctl.vm.overcommit_memory=1"
+// the root. vm.overcommit_memory=1: the Go runtime maps a 32 MiB heap
+// arena index at start, which the default heuristic refuses in a guest
+// with little more RAM (a do-nothing Go init died below about 46 MiB; the
+// example app needs 44 MiB with it, 46 without). rcupdate.rcu_expedited=1:
+// the kernel applies sysctl.* arguments just before running init and
+// unmounts its internal proc mount with a normal RCU grace period; under
+// heavy TCG load (50 guests started at once on 2 cores) 2 to 6 of 50
+// guests hung there, idle, and never ran init; with expedited grace
+// periods, and without the sysctl, none of 50 did (BENCHMARKS.md).
+const DefaultCmdline = "console=ttyS0 quiet panic=-1 random.trust_cpu=on pty.legacy_count=0 sysctl.vm.overcommit_memory=1 rcupdate.rcu_expedited=1"
 
 // Image builds the application o describes into an image and stores it in
 // st: detect the source, stage its files, pack them into a root disk and,
