@@ -2,38 +2,16 @@ package bridge
 
 import (
 	"net/netip"
-	"os"
 	"os/exec"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/vishvananda/netns"
+	"github.com/nosproject/nos/internal/netnstest"
 )
 
-// inNetns runs f on a locked thread inside a new network namespace, so
-// nothing touches the host's own.
-func inNetns(t *testing.T, f func()) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("the bridge tests need root: they make a network namespace (CI runs as root)")
-	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	ns, err := netns.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	defer netns.Set(orig)
-	f()
-}
+// inNetns runs f in a network namespace of its own.
+func inNetns(t *testing.T, f func()) { t.Helper(); netnstest.Run(t, f) }
 
 func TestBridgeTapAndTableLifecycle(t *testing.T) {
 	inNetns(t, func() {

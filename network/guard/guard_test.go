@@ -8,14 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
+	"github.com/nosproject/nos/internal/netnstest"
 )
 
 // inNetns runs f on a locked thread inside a new network namespace (lo
@@ -23,31 +22,17 @@ import (
 // host's own firewall.
 func inNetns(t *testing.T, f func()) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("the guard tests need root: they make a network namespace and an nftables table (CI runs as root)")
-	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	ns, err := netns.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	defer netns.Set(orig)
-	for _, c := range [][]string{
-		{"ip", "link", "set", "lo", "up"},
-		{"ip", "addr", "add", "198.51.100.7/32", "dev", "lo"},
-	} {
-		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%v: %v: %s", c, err, out)
+	netnstest.Run(t, func() {
+		for _, c := range [][]string{
+			{"ip", "link", "set", "lo", "up"},
+			{"ip", "addr", "add", "198.51.100.7/32", "dev", "lo"},
+		} {
+			if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+				t.Fatalf("%v: %v: %s", c, err, out)
+			}
 		}
-	}
-	f()
+		f()
+	})
 }
 
 const jailUID = 0x7000fff0
