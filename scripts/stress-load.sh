@@ -39,7 +39,7 @@ done
 wait
 started=$($NOS ps -q | wc -l)
 failed_run=$(cat "$home"/run-*.err | grep -c '^nos:')
-deadline=$(($(date +%s) + 1200))
+deadline=$(($(date +%s) + 600)) # hung boots end after 5 min (a boot-timeout crash)
 while :; do
 	healthy=$($NOS ps --format '{{.Status}}' | grep -c '(healthy)')
 	[ "$healthy" -ge "$started" ] && break
