@@ -51,9 +51,10 @@ func findPort(name string) (string, bool) {
 // the host's channels (it could forge exit reports and probe results).
 // The virtio console driver already refuses a second open of a port
 // (EBUSY) while the init holds it; without the node there is nothing to
-// open even if the init's descriptor went away. Root without capabilities may still unlink and chmod in /dev, which it
-// owns, but cannot make a node again (CAP_MKNOD is dropped), and devtmpfs
-// is one file system however often it is mounted. The init keeps its open
+// open even if the init's descriptor went away. Root without
+// capabilities may still unlink and chmod in /dev, which it owns, but
+// cannot make a node again (CAP_MKNOD is dropped), and devtmpfs is one
+// file system however often it is mounted. The init keeps its open
 // descriptors.
 func hidePorts() error {
 	matches, _ := filepath.Glob("/sys/class/virtio-ports/*")

@@ -53,6 +53,7 @@ type Mux struct {
 	wmu   sync.Mutex
 	chans [MuxChannels]*MuxConn
 	once  sync.Once
+	errMu sync.Mutex
 	err   error // why the reader stopped, once it has
 }
 
@@ -82,16 +83,16 @@ func (m *Mux) Close() error {
 // Err is why the mux stopped reading (nil while it reads, io.EOF after a
 // clean end).
 func (m *Mux) Err() error {
-	m.chans[0].mu.Lock()
-	defer m.chans[0].mu.Unlock()
+	m.errMu.Lock()
+	defer m.errMu.Unlock()
 	return m.err
 }
 
 func (m *Mux) read() {
 	err := m.readFrames()
-	m.chans[0].mu.Lock()
+	m.errMu.Lock()
 	m.err = err
-	m.chans[0].mu.Unlock()
+	m.errMu.Unlock()
 	for _, c := range m.chans {
 		c.mu.Lock()
 		c.eof = true

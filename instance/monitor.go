@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/nosproject/nos/network/guard"
 	"io"
 	"log/slog"
 	"net"
@@ -25,6 +24,8 @@ import (
 	"github.com/nosproject/nos/instance/logfile"
 	"github.com/nosproject/nos/internal/home"
 	"github.com/nosproject/nos/internal/lockfile"
+	"github.com/nosproject/nos/network/guard"
+	"github.com/nosproject/nos/network/netdns"
 	"github.com/nosproject/nos/vmm"
 	"github.com/nosproject/nos/vmm/jail"
 	"github.com/nosproject/nos/volume"
@@ -482,7 +483,11 @@ func (m *monitor) guard(mach vmm.Machine) (func(), error) {
 		m.log.Info("the guest may reach the host's addresses (--add-host host-gateway)")
 		return func() {}, nil
 	}
-	s := guard.Spec{Table: table, UID: m.cfg.JailUID, Nameservers: guard.Nameservers("/etc/resolv.conf")}
+	s := guard.Spec{Table: table, UID: m.cfg.JailUID}
+	conf, _ := os.ReadFile("/etc/resolv.conf") // where slirp sends the guest's DNS
+	for _, up := range netdns.Upstreams(conf) {
+		s.Nameservers = append(s.Nameservers, up.Addr())
+	}
 	if reachesHost(m.cfg.Hosts) {
 		s.Ports = m.cfg.HostPorts
 	}

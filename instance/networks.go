@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/nosproject/nos/network/guard"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"github.com/nosproject/nos/image"
 	"github.com/nosproject/nos/network"
 	"github.com/nosproject/nos/network/bridge"
+	"github.com/nosproject/nos/network/guard"
 	"github.com/nosproject/nos/network/proxy"
 	"github.com/nosproject/nos/vmm"
 )

@@ -26,11 +26,9 @@
 package guard
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"strings"
 
 	"github.com/google/nftables"
@@ -52,9 +50,8 @@ type Spec struct {
 	// slirp forwards the guest's queries to).
 	Nameservers []netip.Addr
 	// Ports are the host's TCP and UDP ports the guest may reach on any
-	// local address; AllPorts opens them all.
-	Ports    []uint16
-	AllPorts bool
+	// local address. (A guest that may reach them all needs no table.)
+	Ports []uint16
 }
 
 // TableName is the table of the instance whose ID is id.
@@ -112,13 +109,9 @@ func rules(s Spec) [][]expr.Any {
 			out = append(out, append(r, append(dport(proto, 53), accept)...))
 		}
 	}
-	if s.AllPorts {
-		out = append(out, append(uid(), accept))
-	} else {
-		for _, p := range s.Ports {
-			for _, proto := range []byte{unix.IPPROTO_TCP, unix.IPPROTO_UDP} {
-				out = append(out, append(uid(), append(dport(proto, p), accept)...))
-			}
+	for _, p := range s.Ports {
+		for _, proto := range []byte{unix.IPPROTO_TCP, unix.IPPROTO_UDP} {
+			out = append(out, append(uid(), append(dport(proto, p), accept)...))
 		}
 	}
 	local := []expr.Any{
@@ -205,28 +198,4 @@ func Tables() ([]string, error) {
 		}
 	}
 	return out, nil
-}
-
-// Nameservers are the resolvers of the host's resolv.conf (path), which
-// QEMU's user-mode network forwards the guest's queries to.
-func Nameservers(path string) []netip.Addr {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []netip.Addr
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fs := strings.Fields(sc.Text())
-		if len(fs) < 2 || fs[0] != "nameserver" {
-			continue
-		}
-		// A zone (fe80::1%eth0) is not part of the address compared.
-		s, _, _ := strings.Cut(fs[1], "%")
-		if a, err := netip.ParseAddr(s); err == nil {
-			out = append(out, a.Unmap())
-		}
-	}
-	return out
 }
