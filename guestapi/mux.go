@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -55,6 +56,8 @@ type Mux struct {
 	once  sync.Once
 	errMu sync.Mutex
 	err   error // why the reader stopped, once it has
+	// dropped counts data frames for channels the peer had closed.
+	dropped atomic.Int64
 }
 
 // NewMux starts reading rw; its channels are ready for use.
@@ -87,6 +90,11 @@ func (m *Mux) Err() error {
 	defer m.errMu.Unlock()
 	return m.err
 }
+
+// Dropped counts the data frames the peer sent on channels it had
+// closed: a channel is not reopened, what comes after its close is
+// dropped.
+func (m *Mux) Dropped() int64 { return m.dropped.Load() }
 
 func (m *Mux) read() {
 	err := m.readFrames()
@@ -125,7 +133,9 @@ func (m *Mux) readFrames() error {
 		c.mu.Lock()
 		if kind == muxClose {
 			c.eof = true
-		} else if !c.eof && !c.closed {
+		} else if c.eof {
+			m.dropped.Add(1) // a closed channel stays closed
+		} else if !c.closed {
 			for len(c.buf)+int(n) > muxBuffer && !c.closed {
 				c.cond.Wait()
 			}

@@ -203,6 +203,12 @@ func (m *monitor) loop(ctx context.Context) error {
 		if o.BadMessages > 0 {
 			m.log.Warn("the guest sent control lines that were not messages: skipped", "lines", o.BadMessages)
 		}
+		if o.DroppedFrames > 0 {
+			m.log.Warn("the guest wrote on channels it had closed: dropped", "frames", o.DroppedFrames)
+		}
+		if o.StreamError != "" {
+			m.log.Warn("the guest's port was not read to its end", "err", o.StreamError)
+		}
 		restarts := m.recordEnd(ctx, o)
 		if !m.cfg.Restart.ShouldRestart(o.ExitCode, o.Crash != "", m.isStopped(), restarts) {
 			return nil

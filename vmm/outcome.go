@@ -21,6 +21,13 @@ type Outcome struct {
 	// BadMessages counts lines on the control channel that were not
 	// messages: skipped, as a hostile or broken guest's are.
 	BadMessages int
+	// DroppedFrames counts what the guest sent on a channel of the port
+	// after closing it (a channel is not reopened).
+	DroppedFrames int
+	// StreamError is why the host stopped reading the guest's port before
+	// the VM ended: a frame the guest should never send. The VM runs on
+	// (its app may be fine); the host no longer hears it.
+	StreamError string
 }
 
 // Exit codes nos gives when the application gave none, as docker does.

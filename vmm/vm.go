@@ -59,8 +59,9 @@ type VM struct {
 	kill    chan struct{}
 	probes  chan probeRequest
 	execs   chan execRequest
-	io      *ioMux     // nil without the interactive streams
-	chans   []net.Conn // control, stdout, stderr (and I/O): ports or a PortMux's channels
+	io      *ioMux        // nil without the interactive streams
+	chans   []net.Conn    // control, stdout, stderr (and I/O): ports or a PortMux's channels
+	mux     *guestapi.Mux // nil with one port per channel
 	// badMessages counts control lines from the guest that were not
 	// messages (Outcome.BadMessages).
 	badMessages atomic.Int64
@@ -95,10 +96,10 @@ func Boot(ctx context.Context, d Driver, m Machine, g Guest) (*VM, error) {
 	}
 	v.chans = p.Channels()
 	if m.Muxed() {
-		mux := guestapi.NewMux(v.chans[0])
+		v.mux = guestapi.NewMux(v.chans[0])
 		v.chans = nil
 		for ch := range guestapi.MuxChannels {
-			v.chans = append(v.chans, mux.Conn(ch))
+			v.chans = append(v.chans, v.mux.Conn(ch))
 		}
 	}
 	if len(v.chans) == 4 {
@@ -294,6 +295,12 @@ loop:
 		}
 	}
 	o.BadMessages = int(v.badMessages.Load())
+	if v.mux != nil {
+		o.DroppedFrames = int(v.mux.Dropped())
+		if err := v.mux.Err(); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+			o.StreamError = err.Error()
+		}
+	}
 	v.outcome = o
 }
 

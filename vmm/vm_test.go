@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -350,4 +352,80 @@ func TestBootTimeout(t *testing.T) {
 	}
 	vm.Kill()
 	vm.Wait()
+}
+
+// muxedBoot starts a VM over the one port and plays its init up to the
+// app's start.
+func muxedBoot(t *testing.T) (*VM, *fakeProcess, *guestapi.Mux, *guest) {
+	t.Helper()
+	d := fakeDriver{procs: make(chan *fakeProcess, 1)}
+	vm, err := Boot(context.Background(), d, Machine{Channels: MuxedChannels()}, Guest{Config: &guestapi.Config{Argv: []string{"/app"}}, Stdout: io.Discard, Stderr: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := <-d.procs
+	mux := guestapi.NewMux(p.guest[0])
+	ctl := mux.Conn(guestapi.MuxControl)
+	g := &guest{t: t, p: p, enc: json.NewEncoder(ctl), in: bufio.NewScanner(ctl)}
+	g.send(guestapi.Message{Type: guestapi.TypeReady})
+	g.recv()
+	g.send(guestapi.Message{Type: guestapi.TypeStarted, PID: 7})
+	return vm, p, mux, g
+}
+
+// rawFrame is a mux frame as a guest may write it, well-formed or not.
+func rawFrame(kind, ch byte, data string) []byte {
+	b := []byte{kind, ch, 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(b[2:], uint32(len(data)))
+	return append(b, data...)
+}
+
+// TestGuestClosesAndReopens: a guest that closes its control channel and
+// then writes on it again (as if it had reopened it) is not heard: the
+// exit report it sends afterwards does not count, the frames are counted
+// as dropped, and the VM runs until its process ends.
+func TestGuestClosesAndReopens(t *testing.T) {
+	vm, p, mux, _ := muxedBoot(t)
+	if err := mux.Conn(guestapi.MuxControl).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	exit, _ := json.Marshal(guestapi.Message{Type: guestapi.TypeExit, Code: 5})
+	for range 3 {
+		if _, err := p.guest[0].Write(rawFrame(0, guestapi.MuxControl, string(exit)+"\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	select {
+	case <-vm.Done():
+		t.Fatal("the session ended while the VM runs")
+	default:
+	}
+	p.end(Exit{Err: errors.New("exit status 0")}, false)
+	o := vm.Wait()
+	t.Logf("outcome: %+v", o)
+	if o.ExitCode == 5 || o.DroppedFrames != 3 || o.StreamError != "" {
+		t.Errorf("outcome %+v: want the reports after the close dropped (3) and not counted", o)
+	}
+}
+
+// TestGuestBreaksTheStream: a frame no nos-init sends (an unknown kind)
+// ends the host's reading of the port; the VM runs on, the outcome says
+// why it was no longer heard, and signals still reach the process's end.
+func TestGuestBreaksTheStream(t *testing.T) {
+	vm, p, _, _ := muxedBoot(t)
+	// The host stops reading after the header: the pipe never takes the rest.
+	go p.guest[0].Write(rawFrame(9, 0, "x"))
+	time.Sleep(100 * time.Millisecond)
+	select {
+	case <-vm.Done():
+		t.Fatal("the session ended while the VM runs")
+	default:
+	}
+	vm.Kill()
+	o := vm.Wait()
+	t.Logf("outcome: %+v", o)
+	if !o.Forced || o.ExitCode != ExitKilled || !strings.Contains(o.StreamError, "kind 9") {
+		t.Errorf("outcome %+v: want forced off with the stream's error", o)
+	}
 }
