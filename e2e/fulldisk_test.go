@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -8,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestFullDisk: NOS_HOME on a small tmpfs the test mounts. Once the file
@@ -116,5 +119,59 @@ func TestNoFilesNoTmp(t *testing.T) {
 		if got := e.nos("images", "-q").stdout; got != images {
 			t.Errorf("%s: the store's images changed: %q, was %q", name, got, images)
 		}
+	}
+}
+
+// TestMonitorOutOfFiles: a running instance's monitor whose open-file
+// limit is exhausted (its soft limit lowered to what it holds) keeps the
+// instance running and its socket alive: a `nos stop` sent meanwhile waits
+// in the socket's backlog and is answered once descriptors are free, and
+// monitor.log says what happened.
+func TestMonitorOutOfFiles(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.build("probe", "./e2e/testdata/probe")
+	id := e.runDetached("probe", "chatter")
+	e.waitLog(id, `chatter 1 `, 3*time.Minute)
+	pid := e.inspect(id).State.MonitorPID
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var old unix.Rlimit
+	// A limit below what it holds: every new descriptor fails with EMFILE.
+	lim := unix.Rlimit{Cur: 3}
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, nil, &old); err != nil {
+		t.Fatal(err)
+	}
+	lim.Max = old.Max // lowering the hard limit could not be undone without CAP_SYS_RESOURCE
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &lim, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("monitor %d holds %d files; its limit is now %d", pid, len(fds), lim.Cur)
+	stop := exec.Command(nosBin, "stop", "-t", "20", id)
+	stop.Dir, stop.Env = repoRoot, e.env
+	var out strings.Builder
+	stop.Stdout, stop.Stderr = &out, &out
+	if err := stop.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	if s := e.inspect(id); s.State.Status != "running" || !s.MonitorAlive {
+		mon, _ := os.ReadFile(filepath.Join(e.inspectDir(id), "monitor.log"))
+		t.Fatalf("with its monitor out of files the instance is %q (monitor alive %v), want running; monitor.log:\n%s", s.State.Status, s.MonitorAlive, mon)
+	}
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &old, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := stop.Wait(); err != nil {
+		t.Errorf("nos stop sent while the monitor was out of files: %v: %s", err, out.String())
+	}
+	if s := e.inspect(id).State; s.Status != "exited" {
+		t.Errorf("after nos stop: %+v", s)
+	}
+	mon, _ := os.ReadFile(filepath.Join(e.inspectDir(id), "monitor.log"))
+	if !strings.Contains(string(mon), "cannot accept, retrying") || !strings.Contains(string(mon), "accepting again") {
+		t.Errorf("monitor.log does not tell the failed accepts:\n%s", mon)
 	}
 }

@@ -574,13 +574,30 @@ func (m *monitor) isStopped() bool {
 
 // serve answers requests on the monitor's socket until it is closed.
 func (m *monitor) serve(l net.Listener) {
+	var wait time.Duration // after a failed accept
+	refused := 0
 	for {
 		c, err := l.Accept()
+		if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM) || errors.Is(err, syscall.ECONNABORTED) {
+			// Out of descriptors or memory for a moment: the client waits
+			// in the backlog; the socket must outlive it.
+			if refused == 0 {
+				m.log.Warn("monitor socket: cannot accept, retrying", "err", err)
+			}
+			refused++
+			wait = min(max(2*wait, 5*time.Millisecond), time.Second)
+			time.Sleep(wait)
+			continue
+		}
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) {
 				m.log.Error("monitor socket", "err", err)
 			}
 			return
+		}
+		if refused > 0 {
+			m.log.Info("monitor socket: accepting again", "failed", refused)
+			refused, wait = 0, 0
 		}
 		go m.serveConn(c)
 	}
