@@ -52,6 +52,7 @@ type runFlags struct {
 	labels   []string
 	// interactive use
 	interactive, tty bool
+	snapshot         bool
 	detachKeys       string
 }
 
@@ -116,6 +117,7 @@ stops. --read-only keeps the root read-only. --tmpfs adds tmpfs mounts.`,
 	fl.StringArrayVar(&f.hostPorts, "host-port", nil, "with --add-host NAME:host-gateway, the host's only ports the guest may reach, PORT[,PORT...] (repeatable; default: all)")
 	fl.StringArrayVar(&f.capAdd, "cap-add", nil, "capability the application keeps besides the image's, e.g. NET_BIND_SERVICE (repeatable)")
 	fl.BoolVarP(&f.interactive, "interactive", "i", false, "keep the application's stdin open and forward ours to it")
+	fl.BoolVar(&f.snapshot, "snapshot", false, "start from a saved state of the VM when there is one; else boot and save one once the app is ready (its health check passes, or its first published port accepts)")
 	fl.BoolVarP(&f.tty, "tty", "t", false, "run the application on a terminal (with -i, ours in raw mode: Ctrl-C goes to the application, Ctrl-P Ctrl-Q detaches)")
 	fl.StringVar(&f.detachKeys, "detach-keys", defaultDetachKeys, "with -it, the keys that detach from the instance and leave it running (empty: none)")
 	fl.IntVar(&f.stopT, "time", 10, "seconds a stop waits for the application before forcing the VM off")
@@ -148,6 +150,7 @@ func (f *runFlags) options(e *env, args []string) (instance.Options, error) {
 		StopTimeout: time.Duration(f.stopT) * time.Second,
 		AutoRemove:  f.rm && f.detach,
 		Stdin:       f.interactive, TTY: f.tty,
+		Snapshot: f.snapshot,
 	}
 	if f.tty {
 		o.Rows, o.Cols = terminalSize(e)

@@ -38,6 +38,7 @@ type inspected struct {
 		StartedAt    time.Time
 		FinishedAt   time.Time
 		Health       *struct{ Status string }
+		Snapshot     string
 	}
 }
 

@@ -23,6 +23,8 @@ type hostChannels struct {
 	// flush closes stdout and stderr and waits (briefly) until what the
 	// app wrote reached the host; called before the exit report.
 	flush func()
+	// quiescer holds the port's writes while the VM is saved (one port only).
+	quiescer quiescer
 }
 
 // connectHost waits for the host's ports to appear and opens them.
@@ -104,7 +106,7 @@ func muxChannels(ctx context.Context) (*hostChannels, error) {
 		return nil, err
 	}
 	return &hostChannels{
-		ctl: mux.Conn(guestapi.MuxControl), stdout: stdout, stderr: stderr,
+		ctl: mux.Conn(guestapi.MuxControl), stdout: stdout, stderr: stderr, quiescer: mux,
 		openIO: func(context.Context) (io.ReadWriter, error) { return mux.Conn(guestapi.MuxIO), nil },
 		flush: func() {
 			stdout.Close()

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/nosproject/nos/guestapi"
 )
 
@@ -38,10 +40,18 @@ type control struct {
 	probes chan struct{}
 	// exec, once the application runs, starts exec sessions.
 	exec atomic.Pointer[func(guestapi.Message)]
+	// port holds the port's writes while the VM's state is saved; nil
+	// where the ports cannot (one port per channel).
+	port quiescer
+	// quiesced is set from TypeSnapshot to TypeRestore, while mu is held.
+	quiesced bool
+	// app is the application's PID once it runs.
+	app atomic.Int64
 }
 
-func newControl(rw io.ReadWriter) *control {
+func newControl(rw io.ReadWriter, port quiescer) *control {
 	c := &control{
+		port:   port,
 		enc:    json.NewEncoder(rw),
 		msgs:   make(chan guestapi.Message, 16),
 		exited: make(chan struct{}),
@@ -64,6 +74,10 @@ func (c *control) read(r io.Reader) {
 		}
 		if m.Type == guestapi.TypeProbe {
 			c.probe(m)
+			continue
+		}
+		if m.Type == guestapi.TypeSnapshot || m.Type == guestapi.TypeRestore {
+			c.snapshot(m)
 			continue
 		}
 		if m.Type == guestapi.TypeExec {
@@ -90,12 +104,60 @@ func (c *control) send(m guestapi.Message) {
 	}
 }
 
+// snapshot answers the host's TypeSnapshot and TypeRestore (read's
+// goroutine only). Between the two, every write to the host waits.
+func (c *control) snapshot(m guestapi.Message) {
+	if m.Type == guestapi.TypeSnapshot {
+		if c.quiesced {
+			return
+		}
+		b, _ := json.Marshal(guestapi.Message{Type: guestapi.TypeQuiesced})
+		c.mu.Lock()
+		if c.port == nil || !c.running.Load() {
+			c.mu.Unlock()
+			c.send(guestapi.Message{Type: guestapi.TypeQuiesced, Error: "this guest cannot be saved: no single port, or the application is not running"})
+			return
+		}
+		unix.Sync()
+		if err := c.port.Quiesce(guestapi.MuxControl, append(b, '\n')); err != nil {
+			c.mu.Unlock()
+			logf("snapshot: %v", err)
+			return
+		}
+		c.quiesced = true
+		logf("snapshot: quiesced")
+		return
+	}
+	var err error
+	if m.Restore == nil {
+		err = errors.New("restore message without its data")
+	} else {
+		err = applyRestore(m.Restore, int(c.app.Load()))
+	}
+	if c.quiesced {
+		c.quiesced = false
+		c.port.Unquiesce()
+		c.mu.Unlock()
+	}
+	r := guestapi.Message{Type: guestapi.TypeRestored}
+	if err != nil {
+		r.Error = err.Error()
+		logf("restore: %v", err)
+	} else if m.Restore.Generation > 0 {
+		logf("restored from a saved state (generation %d)", m.Restore.Generation)
+	}
+	c.send(r)
+}
+
 // onExec sets what starts exec sessions.
 func (c *control) onExec(fn func(guestapi.Message)) { c.exec.Store(&fn) }
 
 // appStarted and appExited bracket the application's life, for probes.
 // appExited must be called once.
-func (c *control) appStarted() { c.running.Store(true) }
+func (c *control) appStarted(pid int) {
+	c.app.Store(int64(pid))
+	c.running.Store(true)
+}
 
 func (c *control) appExited() {
 	c.running.Store(false)

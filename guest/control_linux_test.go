@@ -43,7 +43,7 @@ func newFakeHost(t *testing.T) (*fakeHost, *control) {
 	return h, newControl(struct {
 		io.Reader
 		io.Writer
-	}{toGuest, fromGuest})
+	}{toGuest, fromGuest}, nil)
 }
 
 // waitIdle waits until no probe holds a slot.
@@ -128,7 +128,7 @@ func TestControlProbes(t *testing.T) {
 		t.Errorf("probe before the app started: %+v, want %q", m, errAppNotRunning)
 	}
 
-	c.appStarted()
+	c.appStarted(1)
 	h.probe(2, guestapi.Probe{Port: port(tcp)})
 	if m := h.result(); m.ID != 2 || m.Error != "" {
 		t.Errorf("TCP probe of a listening port: %+v, want healthy", m)

@@ -64,7 +64,7 @@ func run() error {
 		// initramfs, the app's output goes to the console, and the power
 		// button reaches the app as SIGTERM, which supervise forwards.
 		logf("standalone: config from %s", guestapi.StandaloneConfig)
-		host, cfg, stdout, stderr = newControl(noHost{}), standalone, os.Stdout, os.Stderr
+		host, cfg, stdout, stderr = newControl(noHost{}, nil), standalone, os.Stdout, os.Stderr
 		go watchPowerButton("/dev/input", 10*time.Second, func() {
 			logf("power button pressed: stopping the application")
 			_ = unix.Kill(os.Getpid(), unix.SIGTERM)
@@ -78,7 +78,7 @@ func run() error {
 		stdout, stderr, flush = hc.stdout, hc.stderr, hc.flush
 
 		t.done("ports")
-		host = newControl(hc.ctl)
+		host = newControl(hc.ctl, hc.quiescer)
 		host.send(guestapi.Message{Type: guestapi.TypeReady})
 		cfg, err = host.waitConfig(ctx)
 		if err != nil {
@@ -213,7 +213,7 @@ func supervise(cfg *guestapi.Config, host *control, stdout, stderr *os.File, iop
 		x := &execer{cfg: cfg, io: iop}
 		host.onExec(x.start)
 	}
-	host.appStarted()
+	host.appStarted(pid)
 	host.send(guestapi.Message{Type: guestapi.TypeStarted, PID: pid})
 
 	msgs := host.msgs

@@ -36,7 +36,7 @@ func TestReadStandalone(t *testing.T) {
 // A guest without a host reads EOF on its control port: the reader closes
 // msgs, as when a host goes away, and what the init sends is dropped.
 func TestNoHost(t *testing.T) {
-	c := newControl(noHost{})
+	c := newControl(noHost{}, nil)
 	c.send(guestapi.Message{Type: guestapi.TypeReady})
 	select {
 	case _, ok := <-c.msgs:

@@ -105,6 +105,16 @@ const (
 	// TypeExec starts a process beside the application (see Exec); ID
 	// is its session on PortIO, which reports its end.
 	TypeExec = "exec"
+	// Snapshots (inits of image.InitAPISnapshot, one port): the host asks
+	// TypeSnapshot; the init stops writing and answers TypeQuiesced as
+	// the last frame before the host stops the VM and saves it. Every
+	// copy that runs on from that state, the original or one restored
+	// from it, then gets TypeRestore (see Restore) as its first message,
+	// and answers TypeRestored.
+	TypeSnapshot = "snapshot"
+	TypeQuiesced = "quiesced"
+	TypeRestore  = "restore"
+	TypeRestored = "restored"
 )
 
 // Message is one line on the control port.
@@ -119,7 +129,37 @@ type Message struct {
 	ID    int    `json:"id,omitempty"`
 	Probe *Probe `json:"probe,omitempty"`
 	Exec  *Exec  `json:"exec,omitempty"`
+	// Restore goes with TypeRestore.
+	Restore *Restore `json:"restore,omitempty"`
 }
+
+// Restore is what a VM that runs on from a saved state must take again:
+// the time (its clock stopped when the state was saved), entropy (every
+// copy would otherwise draw the same random numbers), and who it is now.
+type Restore struct {
+	// UnixNano is the host's time when it sent the message.
+	UnixNano int64 `json:"unixNano"`
+	// Seed is fresh randomness for the kernel's pool; the init credits it
+	// and reseeds the kernel's generator, so /dev/urandom, getrandom and
+	// what the app derives from them differ from every other copy.
+	Seed []byte `json:"seed"`
+	// Hostname is the instance's name.
+	Hostname string `json:"hostname,omitempty"`
+	// Generation counts the times this VM's state was restored (0: the
+	// original, running on after its state was saved).
+	Generation int `json:"generation"`
+	// Signal, if not 0, is sent to the application once all this is done.
+	Signal int `json:"signal,omitempty"`
+}
+
+// RestoredFile is where the init writes the last Restore it applied
+// (without its seed), as JSON, for the application to read: an app that
+// must know it was restored (to drop connections, renew leases, reseed a
+// generator of its own) watches it, or asks for a signal.
+const RestoredFile = "/run/nos/restored.json"
+
+// MaxSeed bounds Restore.Seed.
+const MaxSeed = 512
 
 // Probe is one health check the init runs against the application from
 // inside the guest: a TCP connect to 127.0.0.1:Port, or with HTTPPath an

@@ -91,6 +91,21 @@ func (m *Mux) Err() error {
 	return m.err
 }
 
+// Quiesce writes data on channel ch and then holds every other write
+// until Unquiesce: nothing follows that frame on the port, so a VM saved
+// after the peer read it holds no half-sent frame.
+func (m *Mux) Quiesce(ch int, data []byte) error {
+	m.wmu.Lock()
+	_, err := m.writeLocked(byte(ch), muxData, data)
+	if err != nil {
+		m.wmu.Unlock()
+	}
+	return err
+}
+
+// Unquiesce lets writes go on after a successful Quiesce.
+func (m *Mux) Unquiesce() { m.wmu.Unlock() }
+
 // Dropped counts the data frames the peer sent on channels it had
 // closed: a channel is not reopened, what comes after its close is
 // dropped.
@@ -152,6 +167,10 @@ func (m *Mux) readFrames() error {
 func (m *Mux) write(ch byte, kind byte, data []byte) (int, error) {
 	m.wmu.Lock()
 	defer m.wmu.Unlock()
+	return m.writeLocked(ch, kind, data)
+}
+
+func (m *Mux) writeLocked(ch byte, kind byte, data []byte) (int, error) {
 	sent := 0
 	for first := true; first || len(data) > 0; first = false {
 		n := min(len(data), maxMuxData)

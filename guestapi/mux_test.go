@@ -145,3 +145,32 @@ func FuzzMux(f *testing.F) {
 		wg.Wait()
 	})
 }
+
+// TestMuxQuiesce: after Quiesce's frame nothing is written until
+// Unquiesce; then the held write goes out, after it.
+func TestMuxQuiesce(t *testing.T) {
+	a, b := net.Pipe()
+	ma, mb := NewMux(a), NewMux(b)
+	defer ma.Close()
+	defer mb.Close()
+	if err := ma.Quiesce(MuxControl, []byte("last\n")); err != nil {
+		t.Fatal(err)
+	}
+	wrote := make(chan struct{})
+	go func() { ma.Conn(MuxStdout).Write([]byte("held")); close(wrote) }()
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(mb.Conn(MuxControl), buf); err != nil || string(buf) != "last\n" {
+		t.Fatalf("quiesce frame: %q %v", buf, err)
+	}
+	select {
+	case <-wrote:
+		t.Fatal("a write went out while quiesced")
+	case <-time.After(100 * time.Millisecond):
+	}
+	ma.Unquiesce()
+	<-wrote
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(mb.Conn(MuxStdout), got); err != nil || string(got) != "held" {
+		t.Fatalf("after Unquiesce: %q %v", got, err)
+	}
+}

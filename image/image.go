@@ -173,8 +173,11 @@ const (
 	// InitAPIMux: the init talks to the host over one port,
 	// guestapi.PortMux, instead of one per channel.
 	InitAPIMux = 10
+	// InitAPISnapshot: the init quiesces for a saved state and takes the
+	// time, entropy and name again after it (guestapi.TypeSnapshot).
+	InitAPISnapshot = 11
 	// InitAPI is what the nos-init of this nos speaks.
-	InitAPI = InitAPIMux
+	InitAPI = InitAPISnapshot
 )
 
 // KernelInfo identifies the kernel an image carries.

@@ -133,6 +133,7 @@ func Create(ctx context.Context, st *store.Store, is *Instances, o Options) (*In
 		TTY:         o.TTY,
 		Rows:        o.Rows,
 		Cols:        o.Cols,
+		Snapshot:    o.Snapshot,
 	}
 	cfg.WritableRoot, cfg.Tmpfs = writable, o.Tmpfs
 	if writable {
@@ -142,6 +143,11 @@ func Create(ctx context.Context, st *store.Store, is *Instances, o Options) (*In
 		cfg.User = o.User
 	}
 	cfg.Volumes, cfg.Binds = o.Volumes, o.Binds
+	if cfg.Snapshot {
+		if err := checkSnapshot(&cfg, len(o.Networks)); err != nil { // before the networks are joined
+			return nil, "", err
+		}
+	}
 	if err := is.prepareVolumes(ctx, cfg.Volumes, cfg.User); err != nil {
 		return nil, "", err
 	}

@@ -192,6 +192,9 @@ func (m *monitor) loop(ctx context.Context) error {
 	for {
 		began := time.Now()
 		o, err := m.boot(ctx, logs)
+		if err == nil && o.RestoreFailed && !m.isStopped() {
+			continue // boot removed the state: the next boot is cold
+		}
 		if err != nil {
 			m.log.Error("boot failed", "err", err)
 			o = vmm.Outcome{ExitCode: ExitGuestError, Crash: err.Error(), CrashKind: CrashHypervisorFailed}
@@ -286,12 +289,24 @@ func (m *monitor) boot(ctx context.Context, logs *logfile.Writer) (o vmm.Outcome
 	stdout := io.MultiWriter(lossyOut, m.live.writer(guestapi.FrameStdout))
 	stderr := io.MultiWriter(lossyErr, m.live.writer(guestapi.FrameStderr))
 
+	var snap *snapshotPlan
+	guest := vmm.Guest{Config: m.guestConfig(mach, atts...), Stdout: stdout, Stderr: stderr}
+	if m.cfg.Snapshot {
+		if snap, err = m.planSnapshot(ctx, mach); err != nil {
+			m.log.Warn("snapshot: booting cold", "err", err)
+		} else {
+			defer snap.close()
+			mach.Saveable, mach.Restore = true, snap.restore
+			guest.Restore = &guestapi.Restore{Hostname: guest.Config.Hostname, Generation: 1}
+		}
+	}
+
 	m.mu.Lock()
 	if m.stopped {
 		m.mu.Unlock()
 		return vmm.Outcome{ExitCode: ExitKilled, Forced: true}, nil
 	}
-	vm, err := vmm.Boot(ctx, m.drv, mach, vmm.Guest{Config: m.guestConfig(mach, atts...), Stdout: stdout, Stderr: stderr})
+	vm, err := vmm.Boot(ctx, m.drv, mach, guest)
 	if err != nil {
 		m.mu.Unlock()
 		return vmm.Outcome{}, err
@@ -310,8 +325,16 @@ func (m *monitor) boot(ctx context.Context, logs *logfile.Writer) (o vmm.Outcome
 
 	confined := confinementNotes(m.cfg, vm.Confined())
 	m.log.Info("VM started", "pid", vm.PID(), "accel", m.cfg.Accel, "seccomp", confined.Seccomp, "uid", confined.UID, "cgroup", confined.Cgroup, "rlimits", confined.Rlimits, "notes", confined.Notes)
+	restored := mach.Restore != nil
+	if restored {
+		m.log.Info("starting from a saved state", "key", snap.key[:12])
+	}
 	m.update(ctx, "VM started", func(s *State) {
 		s.Status, s.VMPID, s.StartedAt, s.Error, s.CrashKind, s.Accel = StatusRunning, vm.PID(), time.Now().UTC(), "", "", m.cfg.Accel
+		s.Snapshot = ""
+		if restored {
+			s.Snapshot = SnapshotRestored
+		}
 		s.FinishedAt = time.Time{}
 		s.Hypervisor, s.Confined = m.drv.Name(), &confined
 		if m.cfg.Health != nil {
@@ -325,7 +348,14 @@ func (m *monitor) boot(ctx context.Context, logs *logfile.Writer) (o vmm.Outcome
 		go p.run(hctx)
 	}
 	go m.capConsole(hctx, mach.ConsoleLog)
+	if snap != nil && !restored {
+		go m.saveWhenReady(hctx, vm, snap)
+	}
 	o = vm.Wait()
+	if o.RestoreFailed {
+		m.log.Warn("the saved state did not load: removed; booting cold", "err", o.Crash)
+		snap.discard()
+	}
 	m.awaitFirstAttach()
 	return o, nil
 }

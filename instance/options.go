@@ -77,10 +77,12 @@ type Options struct {
 	Labels map[string]string
 	// Stdin keeps the application's stdin open for attach (nos run -i);
 	// TTY runs it on a terminal of Rows × Cols (nos run -t).
-	Stdin bool   `json:",omitempty"`
-	TTY   bool   `json:",omitempty"`
-	Rows  uint16 `json:",omitempty"`
-	Cols  uint16 `json:",omitempty"`
+	Stdin bool `json:",omitempty"`
+	TTY   bool `json:",omitempty"`
+	// Snapshot starts from a saved state (nos run --snapshot).
+	Snapshot bool   `json:",omitempty"`
+	Rows     uint16 `json:",omitempty"`
+	Cols     uint16 `json:",omitempty"`
 }
 
 // ParseUser parses --user UID[:GID] for nos run.

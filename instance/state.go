@@ -116,6 +116,10 @@ type Config struct {
 	TTY   bool   `json:"tty,omitempty"`
 	Rows  uint16 `json:"rows,omitempty"`
 	Cols  uint16 `json:"cols,omitempty"`
+	// Snapshot: start from the saved state of this image and machine
+	// when there is one, else boot and save one once the app is ready
+	// (nos run --snapshot; see snapshot.go).
+	Snapshot bool `json:"snapshot,omitempty"`
 }
 
 // State is how an instance is doing; the monitor keeps it up to date.
@@ -140,7 +144,17 @@ type State struct {
 	// Confined says how the hypervisor of the current or last boot is
 	// confined, and what could not be applied on this host.
 	Confined *vmm.Confined `json:"confined,omitempty"`
+	// Snapshot says how --snapshot went for the current boot: SnapshotSaved
+	// (booted cold, state saved), SnapshotRestored (started from a saved
+	// state), or "" (booted cold; no state saved yet).
+	Snapshot string `json:"snapshot,omitempty"`
 }
+
+// State.Snapshot values.
+const (
+	SnapshotSaved    = "saved"
+	SnapshotRestored = "restored"
+)
 
 // UnmarshalJSON reads state files of every version: before the
 // hypervisor was a driver, the VM's PID was "qemuPid" and crash kinds

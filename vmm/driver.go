@@ -3,7 +3,9 @@ package vmm
 import (
 	"context"
 	"net"
+	"os"
 	"syscall"
+	"time"
 )
 
 // Driver is a hypervisor: it checks that it can run here and starts
@@ -49,4 +51,21 @@ type Exit struct {
 	Signal syscall.Signal
 	// Output is the last line the hypervisor printed, for its errors.
 	Output string
+}
+
+// Saver is a Process of a Machine.Saveable whose state can be saved and
+// that can be resumed after it was, or after a restore.
+type Saver interface {
+	// Save pauses the VM and writes its state (memory, devices) to f. The
+	// VM stays paused: Resume goes on.
+	Save(ctx context.Context, f *os.File) (SaveStats, error)
+	// Resume runs the VM again: after Save, or once a Machine.Restore
+	// has been loaded (it waits for that).
+	Resume(ctx context.Context) error
+}
+
+// SaveStats says what a Save wrote.
+type SaveStats struct {
+	Bytes    int64
+	Duration time.Duration
 }

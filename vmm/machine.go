@@ -43,6 +43,14 @@ type Machine struct {
 	// tb-size): the host memory its translated guest code may take. 0 is
 	// the hypervisor's own default; ignored under KVM.
 	TCGBufferMiB int
+	// Saveable gives the driver a control channel to the hypervisor by
+	// which the VM's state can be saved (VM.Snapshot) and resumed.
+	Saveable bool
+	// Restore, when set, is a saved state the VM starts from instead of
+	// booting: the machine must be the one that was saved (same devices,
+	// memory, kernel and initramfs). The caller keeps the file. Needs
+	// Saveable.
+	Restore *os.File
 }
 
 // DefaultTCGBufferMiB is the translation buffer nos gives TCG machines:

@@ -28,6 +28,12 @@ type Outcome struct {
 	// the VM ended: a frame the guest should never send. The VM runs on
 	// (its app may be fine); the host no longer hears it.
 	StreamError string
+	// RestoreError is what the guest could not take again (time, entropy,
+	// name) after its state was saved or restored.
+	RestoreError string
+	// RestoreFailed: the VM was to start from a saved state that the
+	// hypervisor could not load (a cold boot is the remedy).
+	RestoreFailed bool
 }
 
 // Exit codes nos gives when the application gave none, as docker does.

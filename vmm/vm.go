@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +26,10 @@ type Guest struct {
 	Config *guestapi.Config
 	Stdout io.Writer
 	Stderr io.Writer
+	// Restore is what a VM started from a saved state (Machine.Restore)
+	// is told first, and a VM that runs on after VM.Snapshot is told
+	// after it (with Generation 0); its time and seed are filled in then.
+	Restore *guestapi.Restore
 }
 
 // Errors of a VM's requests, for errors.Is.
@@ -33,7 +38,12 @@ var (
 	ErrVMExited    = errors.New("the VM has exited")
 	ErrProbesBusy  = errors.New("too many health probes in flight")
 	ErrBadChannels = errors.New("a nos guest needs the control, stdout and stderr channels (and maybe the I/O one)")
+	ErrNotSaveable = errors.New("this VM cannot be saved: it was not started saveable, on one port, by a driver that can")
 )
+
+// quiesceWait bounds how long a snapshot waits for the guest to stop
+// writing.
+const quiesceWait = 10 * time.Second
 
 const (
 	// maxPendingProbes bounds the probes waiting for the guest's answer.
@@ -59,14 +69,28 @@ type VM struct {
 	kill    chan struct{}
 	probes  chan probeRequest
 	execs   chan execRequest
+	saves   chan saveRequest
 	io      *ioMux        // nil without the interactive streams
 	chans   []net.Conn    // control, stdout, stderr (and I/O): ports or a PortMux's channels
 	mux     *guestapi.Mux // nil with one port per channel
+	saver   Saver         // nil unless the VM can be saved
+	// restoring: the VM starts from a saved state.
+	restoring bool
 	// badMessages counts control lines from the guest that were not
 	// messages (Outcome.BadMessages).
 	badMessages atomic.Int64
 	done        chan struct{}
 	outcome     Outcome
+}
+
+type saveRequest struct {
+	to    *os.File
+	reply chan saveReply
+}
+
+type saveReply struct {
+	stats SaveStats
+	err   error
 }
 
 type probeRequest struct {
@@ -82,6 +106,9 @@ func Boot(ctx context.Context, d Driver, m Machine, g Guest) (*VM, error) {
 	if len(m.Channels) != 3 && len(m.Channels) != 4 && !m.Muxed() {
 		return nil, ErrBadChannels
 	}
+	if m.Restore != nil && (!m.Saveable || !m.Muxed() || g.Restore == nil) {
+		return nil, ErrNotSaveable
+	}
 	p, err := d.Start(ctx, m)
 	if err != nil {
 		return nil, err
@@ -92,8 +119,13 @@ func Boot(ctx context.Context, d Driver, m Machine, g Guest) (*VM, error) {
 		kill:    make(chan struct{}, 1),
 		probes:  make(chan probeRequest),
 		execs:   make(chan execRequest),
+		saves:   make(chan saveRequest),
 		done:    make(chan struct{}),
 	}
+	if m.Saveable && m.Muxed() {
+		v.saver, _ = p.(Saver)
+	}
+	v.restoring = m.Restore != nil
 	v.chans = p.Channels()
 	if m.Muxed() {
 		v.mux = guestapi.NewMux(v.chans[0])
@@ -171,6 +203,9 @@ type session struct {
 	nextID   int
 	pending  map[int]chan error
 	ready    bool // the init has spoken
+	// restoreErr is what the guest said it could not take again after a
+	// save or restore ("" when all went well).
+	restoreErr string
 }
 
 // bootWait is defaultBootWait or NOS_BOOT_TIMEOUT (a Go duration).
@@ -206,6 +241,18 @@ func (v *VM) serve(ctx context.Context, g Guest) {
 	bootTimer := time.NewTimer(wait)
 	defer bootTimer.Stop()
 	bootTimedOut := false
+	restoreFailed := false
+	if v.restoring {
+		// The saved guest was running its app: no config exchange.
+		s.ready, s.started = true, true
+		if err := v.saver.Resume(ctx); err != nil {
+			s.guestErr = "restore: " + err.Error()
+			restoreFailed = true
+			_ = v.proc.Kill()
+		} else {
+			s.sendRestore(g.Restore, g.Restore.Generation)
+		}
+	}
 loop:
 	for {
 		select {
@@ -232,6 +279,8 @@ loop:
 			_ = s.enc.Encode(guestapi.Message{Type: guestapi.TypeSignal, Signal: int(sig)})
 		case req := <-v.probes:
 			s.probe(req)
+		case req := <-v.saves:
+			req.reply <- v.save(ctx, s, msgs, req.to, g)
 		case req := <-v.execs:
 			if !s.started {
 				req.reply <- ErrNotStarted
@@ -295,6 +344,8 @@ loop:
 		}
 	}
 	o.BadMessages = int(v.badMessages.Load())
+	o.RestoreError = s.restoreErr
+	o.RestoreFailed = restoreFailed
 	if v.mux != nil {
 		o.DroppedFrames = int(v.mux.Dropped())
 		if err := v.mux.Err(); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
@@ -302,6 +353,76 @@ loop:
 		}
 	}
 	v.outcome = o
+}
+
+// Snapshot saves the VM's state to f once its app runs: the guest stops
+// writing, the VM is paused and saved, then runs on and is told to take
+// new entropy (copies restored from f must not share its random state).
+func (v *VM) Snapshot(ctx context.Context, f *os.File) (SaveStats, error) {
+	if v.saver == nil {
+		return SaveStats{}, ErrNotSaveable
+	}
+	req := saveRequest{to: f, reply: make(chan saveReply, 1)}
+	select {
+	case v.saves <- req:
+	case <-v.done:
+		return SaveStats{}, ErrVMExited
+	case <-ctx.Done():
+		return SaveStats{}, ctx.Err()
+	}
+	r := <-req.reply
+	return r.stats, r.err
+}
+
+// save runs in serve's loop: nothing else is sent to the guest meanwhile.
+// Messages other than the quiesced one are handled as usual.
+func (v *VM) save(ctx context.Context, s *session, msgs <-chan guestapi.Message, f *os.File, g Guest) saveReply {
+	if !s.started {
+		return saveReply{err: ErrNotStarted}
+	}
+	if err := s.enc.Encode(guestapi.Message{Type: guestapi.TypeSnapshot}); err != nil {
+		return saveReply{err: err}
+	}
+	timeout := time.After(quiesceWait)
+	for {
+		select {
+		case msg, ok := <-msgs:
+			if !ok {
+				return saveReply{err: ErrVMExited}
+			}
+			if msg.Type != guestapi.TypeQuiesced {
+				s.handle(msg, g)
+				continue
+			}
+			if msg.Error != "" {
+				return saveReply{err: errors.New("the guest: " + msg.Error)}
+			}
+			st, err := v.saver.Save(ctx, f)
+			if rerr := v.saver.Resume(ctx); rerr != nil && err == nil {
+				err = fmt.Errorf("resuming after the save: %w", rerr)
+			}
+			s.sendRestore(g.Restore, 0)
+			return saveReply{stats: st, err: err}
+		case <-timeout:
+			s.sendRestore(g.Restore, 0) // lets a slow guest write again
+			return saveReply{err: fmt.Errorf("the guest did not stop writing within %v", quiesceWait)}
+		case <-v.proc.Done():
+			return saveReply{err: ErrVMExited}
+		}
+	}
+}
+
+// sendRestore tells the guest its new time and entropy (and name).
+func (s *session) sendRestore(r *guestapi.Restore, generation int) {
+	m := guestapi.Restore{UnixNano: time.Now().UnixNano(), Seed: make([]byte, 64), Generation: generation}
+	if r != nil {
+		m.Hostname, m.Signal = r.Hostname, r.Signal
+	}
+	if _, err := rand.Read(m.Seed); err != nil {
+		s.guestErr = "entropy for the guest: " + err.Error()
+		return
+	}
+	_ = s.enc.Encode(guestapi.Message{Type: guestapi.TypeRestore, Restore: &m})
 }
 
 // handle acts on one message from the guest; it returns the application's
@@ -321,6 +442,8 @@ func (s *session) handle(msg guestapi.Message, g Guest) (int, bool) {
 		return msg.Code, true
 	case guestapi.TypeError:
 		s.guestErr = msg.Error
+	case guestapi.TypeRestored:
+		s.restoreErr = msg.Error
 	case guestapi.TypeProbeResult:
 		reply, ok := s.pending[msg.ID]
 		if !ok {

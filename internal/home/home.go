@@ -61,6 +61,9 @@ func (l Layout) Networks() string { return filepath.Join(l.Root, "networks") }
 // Cache holds what nos can make again: kernels, probe verdicts.
 func (l Layout) Cache() string { return filepath.Join(l.Root, "cache") }
 
+// Snapshots holds saved VM states (nos run --snapshot).
+func (l Layout) Snapshots() string { return filepath.Join(l.Cache(), "snapshots") }
+
 // FetchedKernels holds distribution kernels (`nos kernel fetch`).
 func (l Layout) FetchedKernels() string { return filepath.Join(l.Cache(), "kernels") }
 

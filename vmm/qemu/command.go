@@ -39,6 +39,7 @@ type fds struct {
 	disks                   [][]int
 	shares                  []int
 	taps                    map[int]int // NIC index → descriptor
+	qmp, incoming           int         // 0: none
 }
 
 func fdOrder(m vmm.Machine) fds {
@@ -64,6 +65,12 @@ func fdOrder(m vmm.Machine) fds {
 				f.taps = map[int]int{}
 			}
 			f.taps[i] = next()
+		}
+	}
+	if m.Saveable {
+		f.qmp = next()
+		if m.Restore != nil {
+			f.incoming = next()
 		}
 	}
 	return f
@@ -156,6 +163,14 @@ func Command(m vmm.Machine, a Access) []string {
 			nd = fmt.Sprintf("tap,id=net%d,fd=%d", i, fd)
 		}
 		argv = append(argv, "-netdev", nd, "-device", dev)
+	}
+	if m.Saveable && a.ByFD {
+		// The machine protocol, by which the monitor saves and resumes the
+		// VM; a restored VM starts paused, its state read from the descriptor.
+		argv = append(argv, "-chardev", "socket,id=qmp,fd="+strconv.Itoa(f.qmp), "-mon", "chardev=qmp,mode=control")
+		if m.Restore != nil {
+			argv = append(argv, "-incoming", "fd:"+strconv.Itoa(f.incoming))
+		}
 	}
 	if a.Sandbox {
 		argv = append(argv, "-sandbox", SandboxOption)

@@ -103,6 +103,17 @@ var commandCases = []struct {
 		m.NICs = []vmm.NIC{{User: &vmm.UserNet{Forwards: []vmm.Forward{{Proto: "tcp", HostPort: 8080, GuestPort: 80}}}}, {Tap: "nos0a", MAC: "52:54:00:12:34:56"}}
 		return m
 	}, Access{ByFD: true, Sandbox: true}},
+	// A saveable machine restored from a saved state (nos run --snapshot):
+	// the machine protocol on an inherited socket, then the state's
+	// descriptor as the incoming migration, both after the disks.
+	{"restore_fds", func() vmm.Machine {
+		m := base()
+		m.Channels = vmm.MuxedChannels()
+		m.Disks = []vmm.Disk{{Path: "/r", ReadOnly: true, Serial: "nos-root"}}
+		m.NICs = []vmm.NIC{{User: &vmm.UserNet{Forwards: []vmm.Forward{{Proto: "tcp", HostPort: 8080, GuestPort: 80}}}}}
+		m.Saveable, m.Restore = true, os.Stdin
+		return m
+	}, Access{ByFD: true, Sandbox: true}},
 	// Two shared directories: the guest's memory becomes a shared memfd,
 	// each share a vhost-user-fs device on an inherited socket, after the
 	// disks' descriptors.

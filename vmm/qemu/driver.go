@@ -85,6 +85,35 @@ func (d Driver) Start(ctx context.Context, m vmm.Machine) (vmm.Process, error) {
 		unix.CloseOnExec(fd)
 		f.extra = append(f.extra, os.NewFile(uintptr(fd), n.Tap))
 	}
+	if m.Saveable { // in fdOrder, after the taps
+		host, guest, err := socketPair("qmp")
+		if err != nil {
+			f.closeHostSide()
+			p.stopShares()
+			return nil, err
+		}
+		if p.qmp, err = newQMP(host); err != nil {
+			host.Close()
+			guest.Close()
+			f.closeHostSide()
+			p.stopShares()
+			return nil, err
+		}
+		p.qmpConn = host
+		f.extra = append(f.extra, guest)
+		if m.Restore != nil {
+			fd, err := unix.Dup(int(m.Restore.Fd()))
+			if err != nil {
+				host.Close()
+				f.closeHostSide()
+				p.stopShares()
+				return nil, fmt.Errorf("the saved state: %w", err)
+			}
+			unix.CloseOnExec(fd)
+			f.extra = append(f.extra, os.NewFile(uintptr(fd), "state"))
+			p.restoring = true
+		}
+	}
 
 	cmd := exec.Command(bin, Command(m, Access{ByFD: true, Sandbox: true})...)
 	cmd.ExtraFiles = f.extra
@@ -121,6 +150,9 @@ func (d Driver) Start(ctx context.Context, m vmm.Machine) (vmm.Process, error) {
 	if err := cmd.Start(); err != nil {
 		f.closeHostSide()
 		p.stopShares()
+		if p.qmpConn != nil {
+			p.qmpConn.Close()
+		}
 		if cg != nil {
 			_ = cg.Remove()
 		}
@@ -276,6 +308,11 @@ type process struct {
 	confined vmm.Confined
 	done     chan struct{}
 	exit     vmm.Exit
+	// qmp is the machine protocol of a Saveable machine (nil otherwise);
+	// restoring is set until a Restore's state is loaded.
+	qmp       *qmp
+	qmpConn   net.Conn
+	restoring bool
 }
 
 var _ vmm.Process = (*process)(nil)
@@ -302,6 +339,9 @@ func (p *process) signal(s syscall.Signal) error {
 func (p *process) wait(cg *jail.Cgroup) {
 	err := p.cmd.Wait()
 	p.stopShares()
+	if p.qmpConn != nil {
+		p.qmpConn.Close()
+	}
 	x := vmm.Exit{Err: err, Output: vmm.LastLine(p.out.String(), "")}
 	var xe *exec.ExitError
 	if errors.As(err, &xe) {

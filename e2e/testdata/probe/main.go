@@ -3,6 +3,7 @@
 package main
 
 import (
+	cryptorand "crypto/rand"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -152,6 +153,25 @@ func main() {
 			addr = args[1]
 		}
 		l, err := net.Listen("tcp", addr)
+		check(err)
+		fmt.Println("waiting")
+		check(http.Serve(l, nil))
+	case "random": // random: on :8080, /dev/urandom's and crypto/rand's bytes, the time, the hostname and /run/nos/restored.json
+		http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+			u := make([]byte, 16)
+			f, err := os.Open("/dev/urandom")
+			check(err)
+			_, err = io.ReadFull(f, u)
+			f.Close()
+			check(err)
+			c := make([]byte, 16)
+			_, err = cryptorand.Read(c)
+			check(err)
+			host, _ := os.Hostname()
+			restored, _ := os.ReadFile("/run/nos/restored.json")
+			fmt.Fprintf(w, "urandom %x\ncrypto %x\ntime %d\nhost %s\nrestored %s\n", u, c, time.Now().Unix(), host, strings.TrimSpace(string(restored)))
+		})
+		l, err := net.Listen("tcp", ":8080")
 		check(err)
 		fmt.Println("waiting")
 		check(http.Serve(l, nil))

@@ -1,0 +1,89 @@
+package instance
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/nosproject/nos/image"
+	"github.com/nosproject/nos/vmm"
+)
+
+// TestSnapshotKey: the key changes with the kernel's or initramfs's
+// bytes, the machine's shape and the hypervisor's build, and not with
+// what the guest takes again or the host's side of the network.
+func TestSnapshotKey(t *testing.T) {
+	dir := t.TempDir()
+	kernel, initrd := filepath.Join(dir, "kernel"), filepath.Join(dir, "initrd")
+	os.WriteFile(kernel, []byte("kernel 1"), 0o600)
+	os.WriteFile(initrd, []byte("initrd 1"), 0o600)
+	base := vmm.Machine{Accel: vmm.AccelTCG, MemoryMiB: 64, CPUs: 1, Kernel: kernel, Initrd: initrd, Cmdline: "console=ttyS0",
+		Channels: vmm.MuxedChannels(), NICs: []vmm.NIC{{User: &vmm.UserNet{Forwards: []vmm.Forward{{Proto: "tcp", HostPort: 8080, GuestPort: 80}}}}}}
+	key := func(m vmm.Machine, hv string) string {
+		t.Helper()
+		k, err := snapshotKey(m, hv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	k0 := key(base, "QEMU 7.2")
+	same := base
+	same.NICs = []vmm.NIC{{User: &vmm.UserNet{Forwards: []vmm.Forward{{Proto: "tcp", HostPort: 9999, GuestPort: 80}}}}}
+	same.ConsoleLog = "/elsewhere"
+	if key(same, "QEMU 7.2") != k0 {
+		t.Error("the key changed with the published ports or the console log")
+	}
+	changed := map[string]vmm.Machine{}
+	m := base
+	m.MemoryMiB = 128
+	changed["memory"] = m
+	m = base
+	m.Cmdline += " quiet"
+	changed["command line"] = m
+	m = base
+	m.NICs = nil
+	changed["NICs"] = m
+	m = base
+	m.CPUs = 2
+	changed["CPUs"] = m
+	for what, m := range changed {
+		if key(m, "QEMU 7.2") == k0 {
+			t.Errorf("the key did not change with the %s", what)
+		}
+	}
+	if key(base, "QEMU 8.0") == k0 {
+		t.Error("the key did not change with the hypervisor")
+	}
+	os.WriteFile(kernel, []byte("kernel 2"), 0o600)
+	if key(base, "QEMU 7.2") == k0 {
+		t.Error("the key did not change with the kernel's bytes")
+	}
+	os.WriteFile(kernel, []byte("kernel 1"), 0o600)
+	os.WriteFile(initrd, []byte("initrd 2"), 0o600)
+	if key(base, "QEMU 7.2") == k0 {
+		t.Error("the key did not change with the initramfs's bytes")
+	}
+}
+
+func TestCheckSnapshot(t *testing.T) {
+	ok := Config{Image: "web:1", InitAPI: image.InitAPISnapshot}
+	if err := checkSnapshot(&ok, 0); err != nil {
+		t.Fatal(err)
+	}
+	for what, c := range map[string]Config{
+		"old init":    {InitAPI: image.InitAPIMux},
+		"volume":      {InitAPI: image.InitAPISnapshot, Volumes: []VolumeMount{{Name: "v", Target: "/v"}}},
+		"bind":        {InitAPI: image.InitAPISnapshot, Binds: []BindMount{{Source: "/s", Target: "/s"}}},
+		"interactive": {InitAPI: image.InitAPISnapshot, Stdin: true},
+		"writable":    {InitAPI: image.InitAPISnapshot, WritableRoot: true},
+	} {
+		if err := checkSnapshot(&c, 0); !errors.Is(err, ErrNoSnapshot) || !errors.Is(err, ErrBadFlag) {
+			t.Errorf("%s: %v", what, err)
+		}
+	}
+	if err := checkSnapshot(&ok, 1); !errors.Is(err, ErrNoSnapshot) {
+		t.Errorf("private network: %v", err)
+	}
+}
