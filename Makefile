@@ -102,6 +102,11 @@ bench-memory: build
 
 # Load (issue 16): concurrent detached instances, sequential run --rm
 # leaks, racing commands (PARALLEL=50 MEM=64 SEQUENTIAL=500 RACES=100).
+# Warm starts from a saved state against cold boots (issue 15, item 3).
+.PHONY: bench-snapshot
+bench-snapshot: build
+	./scripts/bench-snapshot.sh
+
 .PHONY: stress-load
 stress-load: build
 	./scripts/stress-load.sh

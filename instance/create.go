@@ -135,6 +135,9 @@ func Create(ctx context.Context, st *store.Store, is *Instances, o Options) (*In
 		Cols:        o.Cols,
 		Snapshot:    o.Snapshot,
 	}
+	if cfg.Snapshot {
+		cfg.Cmdline += " " + SnapshotCmdline
+	}
 	cfg.WritableRoot, cfg.Tmpfs = writable, o.Tmpfs
 	if writable {
 		cfg.RootTmpfsSize = o.RootTmpfsSize

@@ -28,6 +28,12 @@ import (
 // load that state instead of booting; a state that does not load is
 // removed and the instance boots cold (and saves again).
 
+// SnapshotCmdline is added to the kernel command line of --snapshot
+// instances: pages the guest frees are zeroed, so the saved state skips
+// them (QEMU sends a zero page as a flag). The example's state went from
+// 40.2 to 24.8 MB with it; the guest pays a memset per freed page.
+const SnapshotCmdline = "init_on_free=1"
+
 // ErrNoSnapshot reports an instance that cannot start from a saved state.
 var ErrNoSnapshot = errors.New("cannot be started from a snapshot")
 
