@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/nosproject/nos/bootable"
+	"github.com/nosproject/nos/instance"
 
 	digest "github.com/opencontainers/go-digest"
 
@@ -59,6 +60,20 @@ func newSystemCmd(e *env) *cobra.Command {
 				return err == nil
 			}); err != nil {
 				return err
+			}
+			states, sfreed, err := instance.PruneSnapshots(h.Snapshots(), func(d string) bool {
+				dg, err := digest.Parse(d)
+				if err != nil {
+					return false
+				}
+				_, err = os.Stat(st.BlobPath(dg))
+				return err == nil
+			})
+			if err != nil {
+				return err
+			}
+			if states > 0 {
+				fmt.Fprintf(e.stdout, "Deleted %d saved VM states, reclaimed %s\n", states, humanSize(sfreed))
 			}
 			if !withVolumes {
 				// What killed volume creates left, even without --volumes.

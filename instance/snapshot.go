@@ -272,3 +272,50 @@ func (m *monitor) save(ctx context.Context, vm *vmm.VM, p *snapshotPlan) error {
 	m.log.Info("snapshot saved", "bytes", st.Bytes, "took", st.Duration.Round(time.Millisecond), "key", p.key[:12])
 	return nil
 }
+
+// PruneSnapshots removes from dir the saved states of images that keep
+// does not know any more (by their manifest digest), those whose record
+// is unreadable, and what interrupted saves left (temporary files
+// untouched for 10 minutes); it returns how many
+// states it removed and the bytes freed.
+func PruneSnapshots(dir string, keep func(imageDigest string) bool) (int, int64, error) {
+	des, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, 0, nil
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	n, freed := 0, int64(0)
+	remove := func(name string) {
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil {
+			if os.Remove(p) == nil {
+				freed += fi.Size()
+			}
+		}
+	}
+	for _, de := range des {
+		name := de.Name()
+		switch {
+		case filepath.Ext(name) == ".state":
+			key := name[:len(name)-len(".state")]
+			var meta snapshotMeta
+			b, err := os.ReadFile(filepath.Join(dir, key+".json"))
+			if err != nil || json.Unmarshal(b, &meta) != nil || !keep(meta.ImageDigest) {
+				remove(name)
+				remove(key + ".json")
+				n++
+			}
+		case filepath.Ext(name) == ".json":
+			if _, err := os.Stat(filepath.Join(dir, name[:len(name)-len(".json")]+".state")); errors.Is(err, os.ErrNotExist) {
+				remove(name)
+			}
+		default: // an interrupted save's temporary file, unless a save may still be writing it
+			if fi, err := de.Info(); err == nil && time.Since(fi.ModTime()) > 10*time.Minute {
+				remove(name)
+			}
+		}
+	}
+	return n, freed, nil
+}

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/nosproject/nos/image"
 	"github.com/nosproject/nos/vmm"
@@ -85,5 +87,36 @@ func TestCheckSnapshot(t *testing.T) {
 	}
 	if err := checkSnapshot(&ok, 1); !errors.Is(err, ErrNoSnapshot) {
 		t.Errorf("private network: %v", err)
+	}
+}
+
+func TestPruneSnapshots(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("a.state", "AAAA")
+	write("a.json", `{"key":"a","imageDigest":"sha256:kept"}`)
+	write("b.state", "BBBBBB")
+	write("b.json", `{"key":"b","imageDigest":"sha256:gone"}`)
+	write("c.state", "C") // no record
+	write("d.json", `{}`) // no state
+	write("e.state.tmp-1", "old")
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(filepath.Join(dir, "e.state.tmp-1"), old, old)
+	write("f.state.tmp-2", "being written")
+	n, freed, err := PruneSnapshots(dir, func(d string) bool { return d == "sha256:kept" })
+	if err != nil || n != 2 {
+		t.Fatalf("PruneSnapshots: %d, %v; want 2 states removed", n, err)
+	}
+	var left []string
+	des, _ := os.ReadDir(dir)
+	for _, de := range des {
+		left = append(left, de.Name())
+	}
+	if want := []string{"a.json", "a.state", "f.state.tmp-2"}; !slices.Equal(left, want) || freed == 0 {
+		t.Errorf("left %v (freed %d), want %v", left, freed, want)
 	}
 }
