@@ -39,8 +39,12 @@ test-deps: deps
 kernel: build
 	$(NOS) kernel build
 
-# Build the example HTTP server into an image and run it in the foreground.
+# Build the example HTTP server into an image and run it in the foreground,
+# on nos's own kernel: built on first use (once; cached afterwards).
 demo: deps
+	@$(NOS) kernel ls | awk '$$1 == "*" && $$4 == "built" {found=1} END {exit !found}' || { \
+		echo "make demo: building nos's own kernel first, once (about 5 minutes on 2 CPUs; cached afterwards), so that the example is the small image nos makes by default"; \
+		$(NOS) kernel build; }
 	$(NOS) build -t httpserver ./examples/httpserver
 	@echo
 	@echo "Starting the example: open http://127.0.0.1:$(PORT)/ (curl http://127.0.0.1:$(PORT)/); Ctrl-C stops it."

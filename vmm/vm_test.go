@@ -267,6 +267,7 @@ func FuzzControlMessages(f *testing.F) {
 		`{"type":"started","pid":-1}{"type":"error","error":"` + strings.Repeat("e", 1000) + `"}`,
 		"\x00\xff{\"type\":",
 		`[1,2,3]` + "\n" + `{"type":"config","config":{"argv":null}}`,
+		`{"type":"quiesced","error":"x"}` + "\n" + `{"type":"restored","restore":{"seed":"AAAA"}}` + "\n",
 	} {
 		f.Add([]byte(s))
 	}
