@@ -292,24 +292,12 @@ func FuzzControlMessages(f *testing.F) {
 // outcome is the first exit report's code, the output arrives whole, and
 // the VM ends with the process.
 func TestBootMuxed(t *testing.T) {
-	d := fakeDriver{procs: make(chan *fakeProcess, 1)}
-	out, errb := &syncBuffer{}, &syncBuffer{}
-	m := Machine{Channels: MuxedChannels()}
-	if !m.Muxed() || !m.HasIO() {
+	if m := (Machine{Channels: MuxedChannels()}); !m.Muxed() || !m.HasIO() {
 		t.Fatalf("MuxedChannels: Muxed %v, HasIO %v", m.Muxed(), m.HasIO())
 	}
-	vm, err := Boot(context.Background(), d, m, Guest{Config: &guestapi.Config{Argv: []string{"/app"}}, Stdout: out, Stderr: errb})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := <-d.procs
-	mux := guestapi.NewMux(p.guest[0])
+	out, errb := &syncBuffer{}, &syncBuffer{}
+	vm, p, mux, g := muxedBoot(t, out, errb)
 	ctl := mux.Conn(guestapi.MuxControl)
-	g := &guest{t: t, p: p, enc: json.NewEncoder(ctl), in: bufio.NewScanner(ctl)}
-	g.send(guestapi.Message{Type: guestapi.TypeReady})
-	if c := g.recv(); c.Type != guestapi.TypeConfig || c.Config == nil || c.Config.Argv[0] != "/app" {
-		t.Fatalf("after ready: %+v", c)
-	}
 	if _, err := ctl.Write([]byte("{not json\n")); err != nil {
 		t.Fatal(err)
 	}
@@ -356,11 +344,11 @@ func TestBootTimeout(t *testing.T) {
 }
 
 // muxedBoot starts a VM over the one port and plays its init up to the
-// app's start.
-func muxedBoot(t *testing.T) (*VM, *fakeProcess, *guestapi.Mux, *guest) {
+// config it gets.
+func muxedBoot(t *testing.T, stdout, stderr io.Writer) (*VM, *fakeProcess, *guestapi.Mux, *guest) {
 	t.Helper()
 	d := fakeDriver{procs: make(chan *fakeProcess, 1)}
-	vm, err := Boot(context.Background(), d, Machine{Channels: MuxedChannels()}, Guest{Config: &guestapi.Config{Argv: []string{"/app"}}, Stdout: io.Discard, Stderr: io.Discard})
+	vm, err := Boot(context.Background(), d, Machine{Channels: MuxedChannels()}, Guest{Config: &guestapi.Config{Argv: []string{"/app"}}, Stdout: stdout, Stderr: stderr})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,9 +357,18 @@ func muxedBoot(t *testing.T) (*VM, *fakeProcess, *guestapi.Mux, *guest) {
 	ctl := mux.Conn(guestapi.MuxControl)
 	g := &guest{t: t, p: p, enc: json.NewEncoder(ctl), in: bufio.NewScanner(ctl)}
 	g.send(guestapi.Message{Type: guestapi.TypeReady})
-	g.recv()
-	g.send(guestapi.Message{Type: guestapi.TypeStarted, PID: 7})
+	if c := g.recv(); c.Type != guestapi.TypeConfig || c.Config == nil || c.Config.Argv[0] != "/app" {
+		t.Fatalf("after ready: %+v", c)
+	}
 	return vm, p, mux, g
+}
+
+// startedBoot is muxedBoot up to the app's start.
+func startedBoot(t *testing.T) (*VM, *fakeProcess, *guestapi.Mux) {
+	t.Helper()
+	vm, p, mux, g := muxedBoot(t, io.Discard, io.Discard)
+	g.send(guestapi.Message{Type: guestapi.TypeStarted, PID: 7})
+	return vm, p, mux
 }
 
 // rawFrame is a mux frame as a guest may write it, well-formed or not.
@@ -386,7 +383,7 @@ func rawFrame(kind, ch byte, data string) []byte {
 // exit report it sends afterwards does not count, the frames are counted
 // as dropped, and the VM runs until its process ends.
 func TestGuestClosesAndReopens(t *testing.T) {
-	vm, p, mux, _ := muxedBoot(t)
+	vm, p, mux := startedBoot(t)
 	if err := mux.Conn(guestapi.MuxControl).CloseWrite(); err != nil {
 		t.Fatal(err)
 	}
@@ -414,7 +411,7 @@ func TestGuestClosesAndReopens(t *testing.T) {
 // ends the host's reading of the port; the VM runs on, the outcome says
 // why it was no longer heard, and signals still reach the process's end.
 func TestGuestBreaksTheStream(t *testing.T) {
-	vm, p, _, _ := muxedBoot(t)
+	vm, p, _ := startedBoot(t)
 	// The host stops reading after the header: the pipe never takes the rest.
 	go p.guest[0].Write(rawFrame(9, 0, "x"))
 	time.Sleep(100 * time.Millisecond)
