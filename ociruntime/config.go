@@ -182,6 +182,14 @@ func Validate(s *specs.Spec) error {
 			return bad("mount destination %q is not absolute", m.Destination)
 		}
 	}
+	for _, r := range p.Rlimits {
+		if !slices.Contains(guestapi.RlimitNames, r.Type) {
+			return bad("process.rlimits: unknown type %q", r.Type)
+		}
+		if r.Soft > r.Hard {
+			return bad("process.rlimits %s: soft %d above hard %d", r.Type, r.Soft, r.Hard)
+		}
+	}
 	return nil
 }
 
@@ -359,13 +367,7 @@ func MakePlan(s *specs.Spec, bundle string, hostCPUs int) (Plan, error) {
 		}
 		p.Notes = append(p.Notes, fmt.Sprintf("mount %s (%s) is not made in the guest yet", m.Destination, m.Type))
 	}
-	for _, r := range s.Process.Rlimits {
-		if !slices.Contains(guestapi.RlimitNames, r.Type) {
-			return Plan{}, bad("process.rlimits: unknown type %q", r.Type)
-		}
-		if r.Soft > r.Hard {
-			return Plan{}, bad("process.rlimits %s: soft %d above hard %d", r.Type, r.Soft, r.Hard)
-		}
+	for _, r := range s.Process.Rlimits { // checked by Validate
 		p.Rlimits = append(p.Rlimits, guestapi.Rlimit{Type: r.Type, Soft: r.Soft, Hard: r.Hard})
 	}
 	p.NetNS, p.ResolvConf = specNetwork(s)
