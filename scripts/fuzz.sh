@@ -1,6 +1,7 @@
 #!/bin/sh
 # Runs every fuzz target in the module for $1 (default 30s) each, with
-# FUZZPARALLEL workers (default: Go's, one per core), and prints a summary:
+# FUZZPARALLEL workers (default: Go's, one per core; with 1, targets with
+# large seeds may spend the whole time on their seed corpus), and prints a summary:
 # per target the executions, the inputs that found new coverage in this
 # run, and the corpus size; failures are listed at the end (exit 1).
 #   make fuzz FUZZTIME=10m
