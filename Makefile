@@ -106,6 +106,11 @@ bench-memory: build
 
 # Load (issue 16): concurrent detached instances, sequential run --rm
 # leaks, racing commands (PARALLEL=50 MEM=64 SEQUENTIAL=500 RACES=100).
+# How many idle instances this host holds (issue 15, item 4).
+.PHONY: bench-capacity
+bench-capacity: build
+	./scripts/bench-capacity.sh
+
 # Warm starts from a saved state against cold boots (issue 15, item 3).
 .PHONY: bench-snapshot
 bench-snapshot: build

@@ -1,0 +1,71 @@
+#!/bin/sh
+# Capacity (issue 15, item 4): how many idle instances of the example
+# HTTP app this host holds. Starts them BATCH at a time (concurrent
+# `nos run -d` at -m MEM with an HTTP health check), waits for the batch
+# to be healthy, and stops when the host's MemAvailable falls below
+# MARGIN MiB, when a batch does not get healthy within BATCH_WAIT
+# seconds (what then limits is the CPU: under TCG every idle guest's
+# timer ticks are emulated), or after MAX instances or LIMIT seconds.
+# Prints per batch: instances, MemAvailable, QEMU + monitor PSS per
+# instance, load average, how long the batch took to be healthy.
+#   make bench-capacity   (MEM=48 BATCH=10 MARGIN=2048 MAX=400 LIMIT=1500)
+set -u
+cd "$(dirname "$0")/.."
+NOS=${NOS:-$(pwd)/bin/nos}
+MEM=${MEM:-48}
+BATCH=${BATCH:-10}
+MARGIN=${MARGIN:-2048}
+MAX=${MAX:-400}
+LIMIT=${LIMIT:-1500}
+BATCH_WAIT=${BATCH_WAIT:-300}
+built=${NOS_BUILT_KERNELS:-$HOME/.local/share/nos/cache/kernels-built}
+home=$(mktemp -d /tmp/nos-capacity.XXXXXX)
+mkdir -p "$home/cache"
+[ -d "$built" ] && ln -s "$built" "$home/cache/kernels-built"
+export NOS_HOME="$home"
+cleanup() {
+	echo "removing the instances"
+	$NOS ps -aq | xargs -r -n 20 -P 2 $NOS rm -f >/dev/null 2>&1
+	rm -rf "$home"
+}
+trap cleanup EXIT
+$NOS build -t web ./examples/httpserver >/dev/null || exit 1
+avail() { awk '/^MemAvailable:/{print int($2/1024)}' /proc/meminfo; }
+pss_per() {
+	total=0 n=0
+	for id in $($NOS ps -q); do
+		for p in $($NOS inspect -f '{{.State.VMPID}} {{.State.MonitorPID}}' "$id"); do
+			k=$(awk '/^Pss:/{print $2}' /proc/"$p"/smaps_rollup 2>/dev/null)
+			total=$((total + ${k:-0}))
+		done
+		n=$((n + 1))
+	done
+	echo $((total / 1024 / (n > 0 ? n : 1)))
+}
+t0=$(date +%s)
+n=0
+why="MAX=$MAX reached"
+echo "MemAvailable $(avail) MiB before; -m ${MEM}M, batches of $BATCH, margin $MARGIN MiB"
+while [ $n -lt "$MAX" ]; do
+	if [ "$(avail)" -lt "$MARGIN" ]; then why="MemAvailable below $MARGIN MiB"; break; fi
+	if [ $(($(date +%s) - t0)) -gt "$LIMIT" ]; then why="time limit ${LIMIT}s"; break; fi
+	b0=$(date +%s)
+	i=0
+	while [ $i -lt "$BATCH" ]; do
+		$NOS run -d --accel tcg -m "${MEM}M" --health-http / --health-port 8080 --health-interval 5s web >/dev/null 2>>"$home/run.err" &
+		i=$((i + 1))
+	done
+	wait
+	n=$((n + BATCH))
+	while :; do
+		healthy=$($NOS ps --format '{{.Status}}' | grep -c '(healthy)')
+		[ "$healthy" -ge "$n" ] && break
+		[ $(($(date +%s) - b0)) -gt "$BATCH_WAIT" ] && break
+		sleep 3
+	done
+	took=$(($(date +%s) - b0))
+	echo "instances $n, healthy $healthy, MemAvailable $(avail) MiB, PSS/instance $(pss_per) MiB, load $(cut -d' ' -f1-3 /proc/loadavg), batch healthy in ${took}s"
+	if [ "$healthy" -lt "$n" ]; then why="a batch not healthy within ${BATCH_WAIT}s ($healthy of $n healthy)"; break; fi
+done
+failed=$(grep -c '^nos:' "$home/run.err" 2>/dev/null || true)
+echo "stopped: $why; $healthy healthy instances of $n started (nos run failures: $failed) after $(($(date +%s) - t0)) s"
