@@ -148,6 +148,8 @@ func TestMonitorOutOfFiles(t *testing.T) {
 	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &lim, nil); err != nil {
 		t.Fatal(err)
 	}
+	// On failure too, before the instance is removed (cleanups run last first).
+	t.Cleanup(func() { unix.Prlimit(pid, unix.RLIMIT_NOFILE, &old, nil) })
 	t.Logf("monitor %d holds %d files; its limit is now %d", pid, len(fds), lim.Cur)
 	stop := exec.Command(nosBin, "stop", "-t", "20", id)
 	stop.Dir, stop.Env = repoRoot, e.env
