@@ -58,7 +58,7 @@ func TestSnapshotWarmStart(t *testing.T) {
 	if len(states) != 1 {
 		t.Fatalf("saved states: %v", states)
 	}
-	time.Sleep(12 * time.Second) // a restored clock that was not reset would be this far behind
+	time.Sleep(12 * time.Second)            // a restored clock that was not reset would be this far behind
 	outs := []map[string]string{get(port0)} // the original, running on after the save
 	for _, name := range []string{"snap1", "snap2"} {
 		id, _, out := run(name)

@@ -7,7 +7,7 @@
 //	ocihello wait          print "waiting", then wait for SIGTERM; print "got SIGTERM" and exit 0
 //	ocihello cat           copy stdin to stdout, then print "EOF after N bytes"
 //	ocihello tty           print the terminal's size ("tty rows=R cols=C"), read a line and print it ("got LINE"),
-//	                       then wait for SIGWINCH and print the new size ("winch rows=R cols=C")
+//	                       then print the size at each SIGWINCH ("winch rows=R cols=C") until it changes
 //	ocihello files         print the files engines bind-mount: /etc/hostname, /etc/hosts, /etc/resolv.conf, /run/.containerenv
 //	ocihello mounts        print RLIMIT_NPROC ("nproc=SOFT:HARD"), /scratch's file system ("scratch tmpfs=BOOL size=BYTES"),
 //	                       /data/from-host's content ("data=..."), and write /data/from-guest
@@ -67,13 +67,18 @@ func main() {
 		fmt.Printf("tty rows=%d cols=%d\n", ws.Row, ws.Col)
 		line, err := bufio.NewReader(os.Stdin).ReadString('\n')
 		fmt.Printf("got %q err=%v\n", line, err)
-		select {
-		case <-winch:
-			ws, _ = unix.IoctlGetWinsize(0, unix.TIOCGWINSZ)
-			fmt.Printf("winch rows=%d cols=%d\n", ws.Row, ws.Col)
-		case <-time.After(2 * time.Minute):
-			fmt.Println("no SIGWINCH")
-			os.Exit(3)
+		// Until the size changes: an engine that sets the size it started
+		// with once more, after the app started, raises a SIGWINCH too.
+		first, deadline := *ws, time.After(2*time.Minute)
+		for *ws == first {
+			select {
+			case <-winch:
+				ws, _ = unix.IoctlGetWinsize(0, unix.TIOCGWINSZ)
+				fmt.Printf("winch rows=%d cols=%d\n", ws.Row, ws.Col)
+			case <-deadline:
+				fmt.Println("no SIGWINCH")
+				os.Exit(3)
+			}
 		}
 	case "mounts":
 		// NPROC: Go's runtime raises a program's soft NOFILE itself.
