@@ -118,8 +118,12 @@ func (c *control) snapshot(m guestapi.Message) {
 			c.send(guestapi.Message{Type: guestapi.TypeQuiesced, Error: "this guest cannot be saved: no single port, or the application is not running"})
 			return
 		}
+		// Every process but the init stops until the restore is applied:
+		// no copy of the app runs on with the saved time, entropy or name.
+		_ = unix.Kill(-1, unix.SIGSTOP)
 		unix.Sync()
 		if err := c.port.Quiesce(guestapi.MuxControl, append(b, '\n')); err != nil {
+			_ = unix.Kill(-1, unix.SIGCONT)
 			c.mu.Unlock()
 			logf("snapshot: %v", err)
 			return
@@ -146,6 +150,7 @@ func (c *control) snapshot(m guestapi.Message) {
 	} else if m.Restore.Generation > 0 {
 		logf("restored from a saved state (generation %d)", m.Restore.Generation)
 	}
+	_ = unix.Kill(-1, unix.SIGCONT) // the processes stopped at the snapshot
 	c.send(r)
 }
 

@@ -106,11 +106,13 @@ const (
 	// is its session on PortIO, which reports its end.
 	TypeExec = "exec"
 	// Snapshots (inits of image.InitAPISnapshot, one port): the host asks
-	// TypeSnapshot; the init stops writing and answers TypeQuiesced as
+	// TypeSnapshot; the init stops every other process (SIGSTOP) and its
+	// own writing, and answers TypeQuiesced as
 	// the last frame before the host stops the VM and saves it. Every
 	// copy that runs on from that state, the original or one restored
-	// from it, then gets TypeRestore (see Restore) as its first message,
-	// and answers TypeRestored.
+	// from it, then gets TypeRestore (see Restore) as its first message;
+	// the init applies it, lets the processes go on (SIGCONT) and answers
+	// TypeRestored.
 	TypeSnapshot = "snapshot"
 	TypeQuiesced = "quiesced"
 	TypeRestore  = "restore"
