@@ -97,14 +97,8 @@ func snapshotKey(mach vmm.Machine, hypervisor string) (string, error) {
 		shape.Channels = append(shape.Channels, c.Name) // not its socket: the host's side
 	}
 	for _, d := range mach.Disks {
-		f, err := os.Open(d.Path)
-		if err != nil {
-			return "", err
-		}
 		sum := sha256.New()
-		_, err = io.Copy(sum, f)
-		f.Close()
-		if err != nil {
+		if err := hashFile(sum, d.Path); err != nil {
 			return "", err
 		}
 		shape.Disks = append(shape.Disks, fmt.Sprintf("%s %v %s %x", d.Serial, d.ReadOnly, d.Format, sum.Sum(nil)))

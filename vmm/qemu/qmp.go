@@ -126,12 +126,8 @@ func (q *qmp) run(ctx context.Context, fn func() error) error {
 
 // migration is query-migrate's answer, as much as nos reads of it.
 type migration struct {
-	Status      string `json:"status"`
-	ErrorDesc   string `json:"error-desc"`
-	TotalTimeMS int64  `json:"total-time"`
-	RAM         struct {
-		Transferred int64 `json:"transferred"`
-	} `json:"ram"`
+	Status    string `json:"status"`
+	ErrorDesc string `json:"error-desc"`
 }
 
 func (q *qmp) migration(ctx context.Context) (migration, error) {
@@ -184,8 +180,7 @@ func (p *process) Save(ctx context.Context, f *os.File) (vmm.SaveStats, error) {
 		if _, err := p.qmp.cmd(ctx, "migrate", map[string]string{"uri": "fd:nos-state"}, nil); err != nil {
 			return err
 		}
-		m, err := p.qmp.waitMigration(ctx)
-		st.Bytes = m.RAM.Transferred
+		_, err := p.qmp.waitMigration(ctx)
 		return err
 	})
 	st.Duration = time.Since(began)
