@@ -112,6 +112,13 @@ bench-capacity: build
 	./scripts/bench-capacity.sh
 
 # Warm starts from a saved state against cold boots (issue 15, item 3).
+# The network path (issue 15, item 5): nginx and redis through QEMU's slirp
+# and through passt, rounds interleaved.
+.PHONY: bench-network
+bench-network: deps
+	@command -v passt >/dev/null || apt-get install -y -q passt
+	$(GO) run ./bench -network -runs 5
+
 .PHONY: bench-snapshot
 bench-snapshot: build
 	./scripts/bench-snapshot.sh

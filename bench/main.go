@@ -117,6 +117,7 @@ type options struct {
 	inst      instOptions
 	bootOpts  bool
 	software  bool
+	network   bool
 	compare   bool
 	cmp       compareOptions
 }
@@ -128,6 +129,7 @@ func main() {
 	flag.StringVar(&o.kernel, "kernel", "", "guest kernel (default: nos's kernel cache, then /boot)")
 	flag.BoolVar(&o.json, "json", false, "print the report as JSON instead of a table")
 	flag.BoolVar(&o.software, "software", false, "measure nginx and redis from the host's Debian packages as nos images, next to the same programs run natively")
+	flag.BoolVar(&o.network, "network", false, "compare the user-mode network's proxies (QEMU's slirp, passt) for nginx and redis as nos images, loaded from the host through -p, rounds interleaved")
 	flag.BoolVar(&o.bootOpts, "boot-options", false, "compare boot times of the fast-boot choices (quiet, PVH vmlinux, vCPUs) on nos's own kernel")
 	flag.BoolVar(&o.instances, "instances", false, "measure detached instances (nos run -d) instead: overhead, run -d/stop times, capacity")
 	flag.IntVar(&o.inst.overheadN, "idle-instances", 3, "with -instances: idle instances measured together for the overhead")
@@ -159,6 +161,8 @@ func main() {
 	defer stop()
 	if o.compare {
 		err = runCompare(ctx, o)
+	} else if o.network {
+		err = runNetwork(ctx, o)
 	} else if o.software {
 		err = runSoftware(ctx, o)
 	} else if o.bootOpts {

@@ -137,7 +137,7 @@ func (h *harness) measureProgram(ctx context.Context, f *fleet, p program, dir, 
 	for i := range h.opts.runs {
 		var id string
 		var d time.Duration
-		if port, id, d, err = h.startProgram(ctx, f, p, i); err != nil {
+		if port, id, d, err = h.startProgram(ctx, f, p, i, nil); err != nil {
 			return fig, err
 		}
 		firsts = append(firsts, d)
@@ -181,13 +181,14 @@ func (h *harness) measureProgram(ctx context.Context, f *fleet, p program, dir, 
 
 // startProgram runs the image detached on a free loopback port and waits
 // for its first reply, timed from just before the exec of nos run -d.
-func (h *harness) startProgram(ctx context.Context, f *fleet, p program, i int) (int, string, time.Duration, error) {
+// env is added to nos's environment.
+func (h *harness) startProgram(ctx context.Context, f *fleet, p program, i int, env []string) (int, string, time.Duration, error) {
 	port, err := freePort()
 	if err != nil {
 		return 0, "", 0, err
 	}
 	start := time.Now()
-	out, err := h.runNos(ctx, "run", "-d", "--accel", h.accel, "--name", fmt.Sprintf("%s-%d", p.name, i), "-p", fmt.Sprintf("127.0.0.1:%d:%d", port, p.guestPort), p.name)
+	out, err := output(ctx, h.root, append(slices.Clone(h.env), env...), h.nos, "run", "-d", "--accel", h.accel, "--name", fmt.Sprintf("%s-%d", p.name, i), "-p", fmt.Sprintf("127.0.0.1:%d:%d", port, p.guestPort), p.name)
 	if err != nil {
 		return 0, "", 0, err
 	}

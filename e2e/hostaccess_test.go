@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -96,5 +97,101 @@ func TestGuestHostAccess(t *testing.T) {
 	}
 	if left := e.leftovers(); len(left) != 0 {
 		t.Errorf("left behind: %v", left)
+	}
+}
+
+// TestGuestHostAccessWithoutRoot: nos run by an unprivileged user has no
+// jail user and no firewall to filter the hypervisor by; its guests go
+// through passt, which does not map the gateway to the host's loopback:
+// a listener on the (namespace's) loopback is out of the guest's reach
+// unless the instance names the host with --add-host NAME:host-gateway,
+// and the outside stays reachable. --host-port, which needs the firewall,
+// is refused with one line. (The host's other addresses stay reachable
+// without root: RELIABILITY.md says so.)
+func TestGuestHostAccessWithoutRoot(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("passt"); err != nil {
+		t.Fatal("passt is needed: apt-get install passt")
+	}
+	root := netEnv(t)
+	outer := root.outside()
+	probe := t.TempDir() + "/probe"
+	goBuild(t, probe, "amd64", "./e2e/testdata/probe")
+	for _, s := range [][]string{
+		{root.netns, "on the host", ":8080"},
+		{root.netns, "loopback only", "127.0.0.1:8081"},
+		{outer, "hello from outside", "198.51.100.1:8080"},
+	} {
+		srv := exec.Command("ip", "netns", "exec", s[0], probe, "serve", s[1], s[2])
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+	}
+
+	// A user of its own, a home it owns, the image handed over as an
+	// archive (nos save, nos load).
+	const uid = "4271"
+	home, err := os.MkdirTemp("", "nos-e2e-user-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(home) })
+	archive := home + "/probe.tar"
+	if r := root.nos("save", "-o", archive, "probe"); r.code != 0 {
+		t.Fatalf("save: %v", r)
+	}
+	if out, err := exec.Command("chown", "-R", uid+":"+uid, home).CombinedOutput(); err != nil {
+		t.Fatalf("chown: %v: %s", err, out)
+	}
+	if err := os.Chmod(binDir, 0o755); err != nil { // the user runs the test's nos
+		t.Fatal(err)
+	}
+	e := &nosEnv{t: t, home: home + "/nos", netns: root.netns,
+		asUser: []string{"setpriv", "--reuid=" + uid, "--regid=" + uid, "--clear-groups", "--"},
+		env:    append(envWithout("NOS_HOME", "HOME"), "NOS_HOME="+home+"/nos", "HOME="+home)}
+	if r := e.nos("load", "-i", archive); r.code != 0 {
+		t.Fatalf("load as uid %s: %v", uid, r)
+	}
+	t.Cleanup(func() {
+		if r := e.nos("ps", "-aq"); r.code == 0 {
+			for _, id := range strings.Fields(r.stdout) {
+				e.nos("rm", "-f", id)
+			}
+		}
+	})
+
+	const (
+		gw      = "http://10.0.2.2:8080/"
+		gwLo    = "http://10.0.2.2:8081/"
+		outside = "http://198.51.100.1:8080/"
+	)
+	def := e.runDetached("probe", "fetch-loop", gw, gwLo, outside)
+	opened := e.runDetached("--add-host", "hostbox:host-gateway", "probe", "fetch-loop", "http://hostbox:8081/")
+	e.waitLog(def, `got `+outside+` hello from outside`, 3*time.Minute)
+	logs := e.waitLog(def, `(?s)err `+gw+`.*err `+gwLo, time.Minute)
+	if strings.Contains(logs, "got "+gw) || strings.Contains(logs, "got "+gwLo) {
+		t.Errorf("without root, the guest reached the host's loopback:\n%s", logs)
+	}
+	e.waitLog(opened, `got http://hostbox:8081/ loopback only`, 3*time.Minute)
+	for _, id := range []string{def, opened} {
+		if r := e.nos("inspect", "-f", "{{.Config.UserProxy}} {{.Config.JailUID}}", id); strings.TrimSpace(r.stdout) != "passt 0" {
+			t.Errorf("want passt and no jail user, got %v", r)
+		}
+	}
+	if r := e.nos("inspect", def); !strings.Contains(r.stdout, "cannot reach the host's loopback") {
+		t.Errorf("inspect: want the note on what the guest can reach: %v", r)
+	}
+	r := e.nos("run", "-d", "--accel", accel, "--add-host", "h:host-gateway", "--host-port", "8081", "probe", "exit", "0")
+	if r.code == 0 || !strings.HasPrefix(r.stderr, "nos: ") || !strings.Contains(r.stderr, "needs nos run as root") || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+		t.Errorf("--host-port without root: want one line, got %v", r)
+	}
+	for _, id := range []string{def, opened} {
+		if r := e.nos("rm", "-f", id); r.code != 0 {
+			t.Errorf("rm: %v", r)
+		}
+	}
+	if out, _ := exec.Command("pgrep", "-u", uid).CombinedOutput(); len(strings.TrimSpace(string(out))) != 0 {
+		t.Errorf("processes of uid %s left: %s", uid, out)
 	}
 }

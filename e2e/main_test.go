@@ -96,6 +96,8 @@ type nosEnv struct {
 	// netns, when set, is the network namespace nos runs in (ip netns
 	// exec): the network tests make bridges only there.
 	netns string
+	// asUser, when set, runs nos as that user (setpriv), not as root.
+	asUser []string
 }
 
 func newEnv(t *testing.T) *nosEnv {
@@ -127,7 +129,7 @@ func (e *nosEnv) nosWithin(timeout time.Duration, args ...string) result {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, nosBin, args...)
 	if e.netns != "" {
-		cmd = exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", e.netns, nosBin}, args...)...)
+		cmd = exec.CommandContext(ctx, "ip", append(append(append([]string{"netns", "exec", e.netns}, e.asUser...), nosBin), args...)...)
 	}
 	cmd.Dir = repoRoot
 	cmd.Env = e.env

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -249,10 +250,10 @@ func mustTempDir(t *testing.T) string {
 	return d
 }
 
-func envWithout(key string) []string {
+func envWithout(keys ...string) []string {
 	var out []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, key+"=") {
+		if !slices.ContainsFunc(keys, func(k string) bool { return strings.HasPrefix(kv, k+"=") }) {
 			out = append(out, kv)
 		}
 	}

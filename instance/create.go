@@ -166,6 +166,11 @@ func Create(ctx context.Context, st *store.Store, is *Instances, o Options) (*In
 			return nil, "", err
 		}
 	}
+	if !cfg.NoNetwork && len(o.Networks) == 0 {
+		if cfg.UserProxy, err = userProxy(cfg); err != nil {
+			return nil, "", err
+		}
+	}
 	if cfg.Networks, err = is.joinNetworks(ctx, cfg.ID, cfg.Name, o.Networks); err != nil {
 		return nil, "", err
 	}

@@ -124,7 +124,11 @@ func bindsLowPort(fs []vmm.Forward) bool {
 // confinementNotes says what nos could not confine, once, for inspect.
 func confinementNotes(cfg Config, got vmm.Confined) vmm.Confined {
 	if cfg.JailUID == 0 && len(cfg.Networks) == 0 && !cfg.NoNetwork && !reachesHost(cfg.Hosts) {
-		got.Notes = append(got.Notes, "the guest can reach the host's loopback and addresses: only a hypervisor run as a jail user (nos run as root) is kept from them")
+		if cfg.UserProxy == vmm.ProxyPasst {
+			got.Notes = append(got.Notes, "the guest cannot reach the host's loopback (passt does not map the gateway to it) but can reach the host's other addresses: only a hypervisor run as a jail user (nos run as root) is kept from them")
+		} else {
+			got.Notes = append(got.Notes, "the guest can reach the host's loopback and addresses: install passt (`sudo apt-get install passt`) to keep it from the loopback; only a hypervisor run as a jail user (nos run as root) is kept from both")
+		}
 	}
 	if cfg.JailUID == 0 {
 		if os.Geteuid() == 0 {

@@ -392,7 +392,10 @@ func (m *monitor) machine(nb *netBoot, atts ...*volume.Attachment) vmm.Machine {
 	case len(m.cfg.Networks) > 0:
 		mach.NICs = m.nics(nb)
 	case !m.cfg.NoNetwork:
-		mach.NICs = []vmm.NIC{{User: &vmm.UserNet{Forwards: slices.Clone(m.cfg.Publish)}}}
+		mach.NICs = []vmm.NIC{{User: &vmm.UserNet{
+			Forwards: slices.Clone(m.cfg.Publish), Proxy: m.cfg.UserProxy,
+			HostLoopback: reachesHost(m.cfg.Hosts),
+		}}}
 	}
 	if m.cfg.RootFS != "" {
 		mach.Disks = []vmm.Disk{{Path: filepath.Join(m.dir, rootDiskFile), Format: vmm.FormatRaw, ReadOnly: true, Serial: rootSerial}}

@@ -91,8 +91,12 @@ func snapshotKey(mach vmm.Machine, hypervisor string) (string, error) {
 		MemoryMiB, CPUs, TCGMiB int
 		Channels, Disks         []string
 		NICs                    int
+		Proxy                   vmm.Proxy
 		Hypervisor              string
 	}{Accel: mach.Accel, Cmdline: mach.Cmdline, MemoryMiB: mach.MemoryMiB, CPUs: mach.CPUs, TCGMiB: mach.TCGBufferMiB, NICs: len(mach.NICs), Hypervisor: hypervisor}
+	if len(mach.NICs) > 0 && mach.NICs[0].User != nil {
+		shape.Proxy = mach.NICs[0].User.Proxy
+	}
 	for _, c := range mach.Channels {
 		shape.Channels = append(shape.Channels, c.Name) // not its socket: the host's side
 	}

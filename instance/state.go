@@ -101,6 +101,9 @@ type Config struct {
 	// JailUID, when not zero, is the unprivileged user (and group) the
 	// hypervisor runs as: one of nos's own, this instance's alone.
 	JailUID uint32 `json:"jailUid,omitempty"`
+	// UserProxy is what carries a user-mode NIC's traffic (see
+	// userProxy): QEMU's slirp (empty) or passt.
+	UserProxy vmm.Proxy `json:"userProxy,omitempty"`
 	// Hosts are Options.AddHosts; HostPorts the host's ports a guest
 	// with a HostGateway entry may reach (none: all of them).
 	Hosts     []HostEntry `json:"hosts,omitempty"`

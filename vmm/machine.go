@@ -104,7 +104,26 @@ type NIC struct {
 // side is fixed: UserNetGuest gives its addresses.
 type UserNet struct {
 	Forwards []Forward
+	// Proxy is what turns the guest's frames into host sockets: QEMU's
+	// slirp (ProxySlirp, the zero value) or a passt process (ProxyPasst).
+	Proxy Proxy
+	// HostLoopback maps the gateway address to the host's loopback.
+	// slirp always does; passt only when this is set.
+	HostLoopback bool
+	// Socket is passt's socket path, for a command line that reaches its
+	// files by path (the driver hands passt's connected socket by
+	// descriptor instead).
+	Socket string
 }
+
+// Proxy names a user-mode network's implementation.
+type Proxy string
+
+// The user-mode proxies.
+const (
+	ProxySlirp Proxy = ""
+	ProxyPasst Proxy = "passt"
+)
 
 // Forward publishes a guest port on the host.
 type Forward struct {

@@ -39,6 +39,7 @@ type fds struct {
 	disks                   [][]int
 	shares                  []int
 	taps                    map[int]int // NIC index → descriptor
+	proxies                 map[int]int // NIC index → passt's socket
 	qmp, incoming           int         // 0: none
 }
 
@@ -65,6 +66,14 @@ func fdOrder(m vmm.Machine) fds {
 				f.taps = map[int]int{}
 			}
 			f.taps[i] = next()
+		}
+	}
+	for i, n := range m.NICs {
+		if n.User != nil && n.User.Proxy == vmm.ProxyPasst {
+			if f.proxies == nil {
+				f.proxies = map[int]int{}
+			}
+			f.proxies[i] = next()
 		}
 	}
 	if m.Saveable {
@@ -162,6 +171,9 @@ func Command(m vmm.Machine, a Access) []string {
 		if fd, ok := f.taps[i]; ok && a.ByFD {
 			nd = fmt.Sprintf("tap,id=net%d,fd=%d", i, fd)
 		}
+		if fd, ok := f.proxies[i]; ok && a.ByFD {
+			nd = fmt.Sprintf("stream,id=net%d,addr.type=fd,addr.str=%d", i, fd)
+		}
 		argv = append(argv, "-netdev", nd, "-device", dev)
 	}
 	if m.Saveable && a.ByFD {
@@ -228,6 +240,11 @@ func cpu(accel string) string {
 func netdev(i int, n vmm.NIC) string {
 	if n.Tap != "" {
 		return fmt.Sprintf("tap,id=net%d,ifname=%s,script=no,downscript=no", i, escape(n.Tap))
+	}
+	if n.User != nil && n.User.Proxy == vmm.ProxyPasst {
+		// The proxy publishes the ports and answers the guest; QEMU only
+		// carries frames to it.
+		return fmt.Sprintf("stream,id=net%d,addr.type=unix,addr.path=%s", i, escape(n.User.Socket))
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "user,id=net%d,net=%s,restrict=off", i, vmm.UserNetCIDR)

@@ -130,6 +130,21 @@ var commandCases = []struct {
 		m.NICs = []vmm.NIC{{Tap: "nos-t-a", TapFile: os.Stdin, MAC: "52:54:0a:5a:00:02"}, {User: &vmm.UserNet{}}, {Tap: "nos-t-b", TapFile: os.Stdin, MAC: "52:54:0a:5a:01:02"}}
 		return m
 	}, Access{ByFD: true, Sandbox: true}},
+	// A user-mode NIC through passt: QEMU carries frames on an inherited
+	// socket (after the taps, before the machine protocol); the ports are
+	// passt's to publish, not QEMU's.
+	{"passt_fds", func() vmm.Machine {
+		m := base()
+		m.Channels = vmm.MuxedChannels()
+		m.NICs = []vmm.NIC{{User: &vmm.UserNet{Proxy: vmm.ProxyPasst, Forwards: []vmm.Forward{{Proto: "tcp", HostPort: 8080, GuestPort: 80}}}}}
+		m.Saveable = true
+		return m
+	}, Access{ByFD: true, Sandbox: true}},
+	{"passt_path", func() vmm.Machine {
+		m := base()
+		m.NICs = []vmm.NIC{{User: &vmm.UserNet{Proxy: vmm.ProxyPasst, Socket: "/run/passt,1.socket"}}}
+		return m
+	}, Access{}},
 	// The benchmarks' way: the caller's virtiofsd, by socket path.
 	{"shares_paths", func() vmm.Machine {
 		m := base()

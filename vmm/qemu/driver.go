@@ -16,6 +16,7 @@ import (
 
 	"github.com/nosproject/nos/vmm"
 	"github.com/nosproject/nos/vmm/jail"
+	"github.com/nosproject/nos/vmm/passt"
 	"github.com/nosproject/nos/vmm/virtiofs"
 )
 
@@ -85,7 +86,12 @@ func (d Driver) Start(ctx context.Context, m vmm.Machine) (vmm.Process, error) {
 		unix.CloseOnExec(fd)
 		f.extra = append(f.extra, os.NewFile(uintptr(fd), n.Tap))
 	}
-	if m.Saveable { // in fdOrder, after the taps
+	if err := p.startProxies(m, f); err != nil { // in fdOrder, after the taps
+		f.closeHostSide()
+		p.stopShares()
+		return nil, err
+	}
+	if m.Saveable { // in fdOrder, after the proxies
 		host, guest, err := socketPair("qmp")
 		if err != nil {
 			f.closeHostSide()
@@ -204,8 +210,39 @@ func (p *process) startShares(shares []vmm.Share, f *files) error {
 	return nil
 }
 
-// stopShares ends the file system daemons: they exit when QEMU's end of
-// their socket closes, or are killed.
+// startProxies starts a passt for each user-mode NIC that asks for one;
+// QEMU inherits the connected ends of their sockets, in fdOrder after the
+// taps. passt runs as the hypervisor's user: its sockets are the guest's
+// connections, which the guard table filters by that user.
+func (p *process) startProxies(m vmm.Machine, f *files) error {
+	for _, n := range m.NICs {
+		if n.User == nil || n.User.Proxy != vmm.ProxyPasst {
+			continue
+		}
+		c := passt.Config{
+			Guest: vmm.UserNetGuestIP, Prefix: 24, Gateway: vmm.UserNetGateway, DNS: vmm.UserNetDNS,
+			MapGateway: n.User.HostLoopback,
+			Log:        prefixWriter{"passt: ", &p.out},
+		}
+		if m.Confine != nil {
+			c.RunAs, c.RunAsGroup = m.Confine.UID, m.Confine.GID
+		}
+		for _, fw := range n.User.Forwards {
+			c.Forwards = append(c.Forwards, passt.Forward{Proto: fw.Proto, HostIP: fw.HostIP, HostPort: fw.HostPort, GuestPort: fw.GuestPort})
+		}
+		srv, err := passt.Start(c)
+		if err != nil {
+			p.stopShares()
+			return fmt.Errorf("the user-mode network: %w", err)
+		}
+		p.shares = append(p.shares, srv)
+		f.extra = append(f.extra, srv.Conn())
+	}
+	return nil
+}
+
+// stopShares ends the device daemons (file systems, network proxies): they
+// exit when QEMU's end of their socket closes, or are killed.
 func (p *process) stopShares() {
 	for _, s := range p.shares {
 		_ = s.Stop(2 * time.Second)
@@ -299,11 +336,16 @@ func (f *files) closeHostSide() {
 	}
 }
 
+// daemon is a helper process serving one of the VM's devices.
+type daemon interface {
+	Stop(grace time.Duration) error
+}
+
 // process is a running QEMU.
 type process struct {
 	cmd      *exec.Cmd
 	conns    []net.Conn
-	shares   []*virtiofs.Server
+	shares   []daemon // virtiofsd and passt: they end with the VM
 	out      lockedBuffer
 	confined vmm.Confined
 	done     chan struct{}
