@@ -64,8 +64,16 @@ func TestFullDisk(t *testing.T) {
 		!strings.Contains(r.stderr, "no space left on the file system of the store "+home) || !strings.Contains(r.stderr, "MiB free") {
 		t.Errorf("a build on a full disk: want one line naming the store and its free space, got %v", r)
 	}
+	r = e.nos("volume", "create", "data")
+	if r.code == 0 || !strings.HasPrefix(r.stderr, "nos: ") || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 ||
+		!strings.Contains(r.stderr, "no space left on the file system of the volumes "+home) || !strings.Contains(r.stderr, "MiB free") {
+		t.Errorf("a volume create on a full disk: want one line naming the volumes' file system and its free space, got %v", r)
+	}
+	if r := e.nos("volume", "ls", "--format", "{{.Name}}"); strings.TrimSpace(r.stdout) != "" {
+		t.Errorf("volumes after the failed create: %v", r)
+	}
 	if r := e.nos("system", "check"); r.code != 0 || !strings.Contains(r.stdout+r.stderr, "0 problems") {
-		t.Errorf("system check after the failed build: %v", r)
+		t.Errorf("system check after the failed build and volume create: %v", r)
 	}
 	if r := e.nos("images", "-q"); len(strings.Fields(r.stdout)) != 1 {
 		t.Errorf("images after the failed build: %v", r)

@@ -154,25 +154,25 @@ func (s *Store) Create(ctx context.Context, name string, o CreateOptions) (*Volu
 	}
 	tmp, err := os.MkdirTemp(s.Dir, ".tmp-"+name+"-")
 	if err != nil {
-		return nil, err
+		return nil, s.noSpace(name, o.From != "", err, "")
 	}
 	defer os.RemoveAll(tmp) // gone once renamed
 	from, cleanup, err := populateFrom(ctx, o.From, tmp)
 	if err != nil {
-		return nil, err
+		return nil, s.noSpace(name, o.From != "", err, "")
 	}
 	defer cleanup()
 	disk := filepath.Join(tmp, diskFile)
 	f, err := os.OpenFile(disk, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return nil, err
+		return nil, s.noSpace(name, o.From != "", err, "")
 	}
 	err = f.Truncate(o.Size)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return nil, fmt.Errorf("volume %s: %w", name, err)
+		return nil, s.noSpace(name, o.From != "", fmt.Errorf("volume %s: %w", name, err), "")
 	}
 	// lazy_journal_init: the journal of a new sparse file reads as zeros
 	// already, so mke2fs need not write them (a 10 GiB volume then takes
@@ -186,11 +186,11 @@ func (s *Store) Create(ctx context.Context, name string, o CreateOptions) (*Volu
 	}
 	args = append(args, disk)
 	if out, err := exec.CommandContext(ctx, mke2fs, args...).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("mke2fs: %v: %s", err, strings.TrimSpace(string(out)))
+		return nil, s.noSpace(name, o.From != "", fmt.Errorf("mke2fs: %v: %s", err, strings.TrimSpace(string(out))), string(out))
 	}
 	v := &Volume{Name: name, Size: o.Size, Created: time.Now().UTC(), Fresh: from == "", Clean: true, Dir: dst}
 	if err := writeMeta(filepath.Join(tmp, metaFile), v); err != nil {
-		return nil, err
+		return nil, s.noSpace(name, o.From != "", err, "")
 	}
 	if err := os.Rename(tmp, dst); err != nil {
 		return nil, fmt.Errorf("volume %s: %w", name, err)
