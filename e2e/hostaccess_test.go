@@ -191,7 +191,17 @@ func TestGuestHostAccessWithoutRoot(t *testing.T) {
 			t.Errorf("rm: %v", r)
 		}
 	}
-	if out, _ := exec.Command("pgrep", "-u", uid).CombinedOutput(); len(strings.TrimSpace(string(out))) != 0 {
-		t.Errorf("processes of uid %s left: %s", uid, out)
+	// The monitors, QEMU and passt end shortly after rm.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, _ := exec.Command("pgrep", "-a", "-u", uid).CombinedOutput()
+		if len(strings.TrimSpace(string(out))) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("processes of uid %s left 20 s after rm: %s", uid, out)
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
