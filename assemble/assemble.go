@@ -48,6 +48,12 @@ type Options struct {
 	// and FromOCI a container image reference (see package oci); with
 	// either, Source is empty and the files go on a root disk.
 	Rootfs, FromOCI string
+	// RootDisk puts a one-program source (a Go package, a static
+	// executable) on a read-only root disk instead of the initramfs: the
+	// guest then holds only the pages of the program it reads, not a copy
+	// of the whole file in RAM (less memory, a larger image and kernel:
+	// BENCHMARKS.md, "The app on a root disk").
+	RootDisk bool
 	// Adds are HOST_PATH[:GUEST_PATH] files or directories to add.
 	Adds []string
 	// Entrypoint replaces the program's path (or the container image's
@@ -178,6 +184,9 @@ func newPlan(o Options) (*plan, error) {
 	src, err := detect(o)
 	if err != nil {
 		return nil, err
+	}
+	if o.RootDisk && src.Layout() == InInitramfs {
+		src = onRootDisk{src}
 	}
 	needs, err := kernelNeeds(o, src.Layout())
 	if err != nil {

@@ -103,6 +103,12 @@ func (p *probe) program() (path string, kind elfKind, err error) {
 	return p.path, p.kind, p.err
 }
 
+// onRootDisk is a one-program source whose files go on a root disk
+// (Options.RootDisk): staging.addProgram puts the program in the tree.
+type onRootDisk struct{ Source }
+
+func (onRootDisk) Layout() Layout { return OnRootDisk }
+
 // Layout is where an image's application files go.
 type Layout int
 

@@ -138,6 +138,15 @@ func (st *staging) addGuestRoot(initPath string) error {
 // the host files programs expect, and makes it the default command.
 func (st *staging) addProgram(cfg *image.Config, host, name string) error {
 	appPath := "/app/" + name
+	if st.tree != nil { // --root-disk: the tree's base brings zoneinfo and certificates
+		if err := st.tree.addFile(appPath, host); err != nil {
+			return fmt.Errorf("the image's root: %w", err)
+		}
+		if len(cfg.Entrypoint) == 0 {
+			cfg.Entrypoint = []string{appPath}
+		}
+		return nil
+	}
 	if err := st.archive.AddHostFile(appPath, host, 0o755); err != nil {
 		return fmt.Errorf("assembling initramfs: %w", err)
 	}

@@ -29,6 +29,7 @@ type buildFlags struct {
 	features   []string
 	kernelArgs []string
 	rootfs     string
+	rootDisk bool
 	fromOCI    string
 	adds       []string
 	entrypoint string
@@ -114,6 +115,7 @@ the container image's user) with no capabilities but those of --cap-add.`,
 	fl.StringSliceVar(&f.features, "features", config.DefaultFeatures, "kernel features the application needs: "+strings.Join(config.Features(), ", ")+", or none (default net, and net,blk for a root disk); nos picks a kernel built with them, and builds one when they are given and none exists")
 	fl.StringArrayVar(&f.kernelArgs, "kernel-arg", nil, "extra kernel command-line argument, e.g. loglevel=7 (repeatable)")
 	fl.StringVar(&f.rootfs, "rootfs", "", "build from this root directory tree (with --entrypoint)")
+	fl.BoolVar(&f.rootDisk, "root-disk", false, "put a Go program or static executable on a read-only root disk instead of the initramfs: less guest memory, a larger image, the kernel with block devices")
 	fl.StringVar(&f.fromOCI, "from-oci", "", "build from a container image: OCI layout directory, docker save/OCI tarball, or registry reference")
 	fl.StringArrayVar(&f.adds, "add", nil, "add a host file or directory, HOST_PATH[:GUEST_PATH] (repeatable)")
 	fl.StringVar(&f.entrypoint, "entrypoint", "", `command to run, as a JSON array ('["/bin/app","-v"]') or words`)
@@ -125,7 +127,7 @@ the container image's user) with no capabilities but those of --cap-add.`,
 
 func (f *buildFlags) options(e *env, source string, explicitFeatures bool) (assemble.Options, error) {
 	o := assemble.Options{Source: source, Args: f.args, Ports: f.ports, CPUs: f.cpus, WorkDir: f.workdir, KernelArgs: f.kernelArgs, Log: e.logger(),
-		Rootfs: f.rootfs, FromOCI: f.fromOCI, Adds: f.adds, User: f.user, Caps: f.caps, NoExec: f.noExec, Packages: assemble.HostPackages()}
+		Rootfs: f.rootfs, FromOCI: f.fromOCI, RootDisk: f.rootDisk, Adds: f.adds, User: f.user, Caps: f.caps, NoExec: f.noExec, Packages: assemble.HostPackages()}
 	ep, err := assemble.ParseEntrypoint(f.entrypoint)
 	if err != nil {
 		return o, err

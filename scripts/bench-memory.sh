@@ -8,14 +8,17 @@
 # PSS 10 s after the first answer (the guest pages QEMU holds are what
 # the guest touched). Each binary gets a home of its own that shares this
 # machine's built kernels, so an older nos finds the kernels its own
-# configuration makes.
-#   make bench-memory   (NOSES=... LO=16 HI=128 BOOTS=3)
+# configuration makes. LAYOUTS="initramfs root-disk" measures the example
+# both ways with each nos, side by side: in the initramfs (the default)
+# and on a root disk (nos build --root-disk).
+#   make bench-memory   (NOSES=... LO=16 HI=128 BOOTS=3 LAYOUTS=initramfs)
 set -u
 cd "$(dirname "$0")/.."
 NOSES=${NOSES:-bin/nos}
 LO=${LO:-16}
 HI=${HI:-128}
 BOOTS=${BOOTS:-3}
+LAYOUTS=${LAYOUTS:-initramfs}
 built=${NOS_BUILT_KERNELS:-$HOME/.local/share/nos/cache/kernels-built}
 port=18290
 serves() { # NOS MIB: one boot answers
@@ -39,12 +42,15 @@ works() { # NOS MIB: every one of BOOTS boots answers
 	echo "  $2 MiB: $BOOTS of $BOOTS answered"
 }
 for nos in $NOSES; do
+for layout in $LAYOUTS; do
 	home=$(mktemp -d /tmp/nos-bench-memory.XXXXXX)
 	mkdir -p "$home/cache"
 	ln -s "$built" "$home/cache/kernels-built"
 	export NOS_HOME="$home"
-	$nos build -t memapp ./examples/httpserver >/dev/null || exit 1
-	echo "$nos: the example on kernel $($nos inspect memapp | grep -m1 '"version"' | tr -d ' ,"' | cut -d: -f2), init API $($nos inspect memapp | grep -m1 '"initApi"' | tr -dc 0-9):"
+	flags=""
+	[ "$layout" = root-disk ] && flags=--root-disk
+	$nos build $flags -t memapp ./examples/httpserver >/dev/null || exit 1
+	echo "$nos ($layout): the example, $($nos images --format '{{.Size}}' 2>/dev/null) image, on kernel $($nos inspect memapp | grep -m1 '"version"' | tr -d ' ,"' | cut -d: -f2), init API $($nos inspect memapp | grep -m1 '"initApi"' | tr -dc 0-9):"
 	lo=$LO hi=$HI
 	works "$nos" "$hi" || { echo "$nos: $hi MiB does not work"; exit 1; }
 	while [ $((hi - lo)) -gt 1 ]; do
@@ -63,4 +69,5 @@ for nos in $NOSES; do
 	echo "$nos: one idle instance at -m 256: QEMU RSS $(awk '/^Rss:/{print $2}' /proc/"$q"/smaps_rollup) KiB, PSS $(awk '/^Pss:/{print $2}' /proc/"$q"/smaps_rollup) KiB"
 	$nos rm -f "$id" >/dev/null
 	rm -rf "$home"
+done
 done
