@@ -29,7 +29,7 @@ type buildFlags struct {
 	features   []string
 	kernelArgs []string
 	rootfs     string
-	rootDisk bool
+	rootDisk   bool
 	fromOCI    string
 	adds       []string
 	entrypoint string
