@@ -119,6 +119,12 @@ bench-network: deps
 	@command -v passt >/dev/null || apt-get install -y -q passt
 	$(GO) run ./bench -network -runs 5
 
+# The app in the initramfs or on a root disk (nos build --root-disk): boot
+# to first answer, side by side (issue 15, item 1).
+.PHONY: bench-layout
+bench-layout: build
+	./scripts/bench-layout.sh
+
 .PHONY: bench-snapshot
 bench-snapshot: build
 	./scripts/bench-snapshot.sh

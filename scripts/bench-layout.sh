@@ -1,0 +1,48 @@
+#!/bin/sh
+# The app in the initramfs or on a root disk (nos build --root-disk), side
+# by side: the example HTTP app built both ways on this machine's default
+# kernels, then ROUNDS rounds interleaved of `nos run -d` → first HTTP
+# answer at -m MEM under TCG, and the image sizes. Prints each run and the
+# medians. (Minimum memory of both: LAYOUTS="initramfs root-disk" make
+# bench-memory.)
+#   make bench-layout   (ROUNDS=7 MEM=64)
+set -u
+cd "$(dirname "$0")/.."
+NOS=${NOS:-$(pwd)/bin/nos}
+ROUNDS=${ROUNDS:-7}
+MEM=${MEM:-64}
+command -v curl >/dev/null || { echo "bench-layout: curl is needed (apt-get install curl)"; exit 1; }
+built=${NOS_BUILT_KERNELS:-$HOME/.local/share/nos/cache/kernels-built}
+home=$(mktemp -d /tmp/nos-bench-layout.XXXXXX)
+mkdir -p "$home/cache"
+[ -d "$built" ] && ln -s "$built" "$home/cache/kernels-built"
+export NOS_HOME="$home"
+trap 'for i in $($NOS ps -aq 2>/dev/null); do $NOS rm -f "$i" >/dev/null 2>&1; done; rm -rf "$home"' EXIT
+$NOS build -t initramfs ./examples/httpserver || exit 1
+$NOS build --root-disk -t root-disk ./examples/httpserver || exit 1
+$NOS images
+port=18580
+ms() { echo $(($(date +%s%N) / 1000000)); }
+once() { # once IMAGE: ms from run -d to the first answer
+	t0=$(ms)
+	id=$($NOS run -d --accel tcg -m "${MEM}M" -p 127.0.0.1:$port:8080 "$1") || exit 1
+	n=0
+	until curl -s -m 0.25 -o /dev/null "127.0.0.1:$port/"; do
+		n=$((n + 1))
+		[ $n -gt 3000 ] && { echo "no answer"; exit 1; }
+		sleep 0.01
+	done
+	echo $(($(ms) - t0))
+	$NOS rm -f "$id" >/dev/null
+}
+median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+a="" b=""
+r=1
+while [ "$r" -le "$ROUNDS" ]; do
+	x=$(once initramfs) y=$(once root-disk)
+	echo "round $r: initramfs $x ms, root disk $y ms"
+	a="$a $x" b="$b $y"
+	r=$((r + 1))
+done
+ma=$(echo "$a" | median) mb=$(echo "$b" | median)
+echo "median run -d → first answer: initramfs $ma ms, root disk $mb ms, ratio $(awk "BEGIN {printf \"%.2f\", $mb / $ma}")"
