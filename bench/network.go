@@ -47,21 +47,17 @@ type proxyLoad struct {
 // proxies are the user-mode proxies compared, by NOS_USER_PROXY value.
 var proxies = []string{"slirp", "passt"}
 
-func runNetwork(ctx context.Context, o options) error {
+func runNetwork(ctx context.Context, o options) (err error) {
 	h, err := newHarness(ctx, o)
 	if err != nil {
 		return err
 	}
 	defer h.close()
-	e, err := builtKernel([]string{"blk", "net"})
+	kpath, klabel, err := rootDiskKernel("-network")
 	if err != nil {
-		return fmt.Errorf("-network boots root-disk images on nos's kernel with block devices: %w (run `make test-deps`)", err)
+		return err
 	}
-	kpath := e.VmlinuxPath()
-	if kpath == "" {
-		kpath = e.Path()
-	}
-	rep := &networkReport{Date: time.Now().UTC(), Runs: o.runs, Kernel: e.Version + " " + e.ShortID()}
+	rep := &networkReport{Date: time.Now().UTC(), Runs: o.runs, Kernel: klabel}
 	if rep.Machine, err = h.hostInfo(ctx); err != nil {
 		return err
 	}

@@ -62,21 +62,17 @@ type program struct {
 	client    string
 }
 
-func runSoftware(ctx context.Context, o options) error {
+func runSoftware(ctx context.Context, o options) (err error) {
 	h, err := newHarness(ctx, o)
 	if err != nil {
 		return err
 	}
 	defer h.close()
-	e, err := builtKernel([]string{"blk", "net"})
+	kpath, klabel, err := rootDiskKernel("-software")
 	if err != nil {
-		return fmt.Errorf("-software boots root-disk images on nos's kernel with block devices: %w (run `make test-deps`)", err)
+		return err
 	}
-	kpath := e.VmlinuxPath()
-	if kpath == "" {
-		kpath = e.Path()
-	}
-	rep := &softwareReport{Date: time.Now().UTC(), Runs: o.runs, Kernel: e.Version + " " + e.ShortID() + " (" + strings.Join(e.Features, ",") + ")"}
+	rep := &softwareReport{Date: time.Now().UTC(), Runs: o.runs, Kernel: klabel}
 	if rep.Machine, err = h.hostInfo(ctx); err != nil {
 		return err
 	}
@@ -114,6 +110,20 @@ func runSoftware(ctx context.Context, o options) error {
 		return writeJSON(os.Stdout, rep)
 	}
 	return writeSoftware(os.Stdout, rep)
+}
+
+// rootDiskKernel is nos's built kernel with block devices, which the
+// root-disk images of Debian's software boot on: its path and a label.
+func rootDiskKernel(mode string) (path, label string, err error) {
+	e, err := builtKernel([]string{"blk", "net"})
+	if err != nil {
+		return "", "", fmt.Errorf("%s boots root-disk images on nos's kernel with block devices: %w (run `make test-deps`)", mode, err)
+	}
+	path = e.VmlinuxPath()
+	if path == "" {
+		path = e.Path()
+	}
+	return path, e.Version + " " + e.ShortID() + " (" + strings.Join(e.Features, ",") + ")", nil
 }
 
 func (h *harness) measureProgram(ctx context.Context, f *fleet, p program, dir, kpath string) (programFigures, error) {
