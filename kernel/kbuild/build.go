@@ -139,7 +139,7 @@ func (b builder) buildAll(ctx context.Context, c Cache, o Options, sets [][]stri
 	results := make([]*Result, len(vs))
 	var todo []int
 	for i, v := range vs {
-		v.id = buildKey(digest, v.want, compiler)
+		v.id = buildKey(digest, v.want, compiler, sourceEdits(src))
 		if e, err := c.load(v.id); err == nil {
 			results[i] = &Result{Entry: e, Cached: true}
 		} else if !slices.ContainsFunc(todo, func(j int) bool { return vs[j].id == v.id }) {
@@ -185,6 +185,12 @@ func (b builder) compile(ctx context.Context, c Cache, o Options, p io.Writer, s
 			return nil, err
 		}
 		if tree, err = extract(ctx, src.Path, dir); err != nil {
+			return nil, err
+		}
+		for _, e := range sourceEdits(src) {
+			fmt.Fprintf(p, "kernel build: changing the source: %s\n", e.name)
+		}
+		if err := applyEdits(tree, sourceEdits(src)); err != nil {
 			return nil, err
 		}
 	}
@@ -309,11 +315,24 @@ const keyVersion = "nos kernel build v1"
 
 // buildKey digests a build's inputs: the source, the merged fragments and
 // the compiler.
-func buildKey(sourceDigest string, cfg *config.Config, compiler string) string {
+func buildKey(sourceDigest string, cfg *config.Config, compiler string, es []edit) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\nsource %s\ncompiler %s\nconfig\n", keyVersion, sourceDigest, compiler)
 	h.Write(cfg.Bytes())
+	if len(es) > 0 { // keys of unchanged sources stay what they were
+		fmt.Fprintf(h, "edits\n")
+		h.Write(editsKey(es))
+	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// sourceEdits are the edits a build of src makes: all of them to an
+// extracted tarball, none to a directory (the user's own tree).
+func sourceEdits(src Source) []edit {
+	if src.Tarball {
+		return edits
+	}
+	return nil
 }
 
 // compilerID names the C compiler a build uses: the first line of

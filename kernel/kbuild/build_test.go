@@ -68,6 +68,10 @@ func fakeTree(t *testing.T, unknown ...string) string {
 	writeFile(t, dir, "Makefile", []byte(fakeMakefile))
 	writeFile(t, dir, "scripts/kconfig/Makefile", nil)
 	writeFile(t, dir, "arch/x86/Kconfig", []byte("config X86\n\tdef_bool y\n"))
+	// The files nos's source edits change, as Debian's source has them.
+	for _, e := range edits {
+		writeFile(t, dir, e.file, []byte("static int fill(void)\n{\n\tdo {\n"+e.old+"\treturn 0;\n}\n"))
+	}
 	frags, err := config.Fragments(config.Features())
 	if err != nil {
 		t.Fatal(err)
@@ -266,6 +270,15 @@ func TestBuildFromTarball(t *testing.T) {
 	}
 	if names := cacheNames(t, c.Dir); len(names) != 1 {
 		t.Errorf("cache holds %q after a build, want the entry only (no extracted source)", names)
+	}
+	// A tarball whose source the edits do not fit is refused.
+	writeFile(t, src, edits[0].file, []byte("something else\n"))
+	other := filepath.Join(t.TempDir(), "linux-source-6.2.tar.gz")
+	if out, err := exec.Command("tar", "-czf", other, "-C", filepath.Dir(src), filepath.Base(src)).CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v\n%s", err, out)
+	}
+	if _, err := testBuilder().build(context.Background(), Cache{Dir: t.TempDir()}, Options{Source: other}); err == nil || !strings.Contains(err.Error(), "source edit") {
+		t.Errorf("a tarball the edits do not fit: want a refusal, got %v", err)
 	}
 }
 
