@@ -16,6 +16,7 @@ import (
 	"github.com/nosproject/nos/internal/fsutil"
 	"github.com/nosproject/nos/internal/lockfile"
 	"github.com/nosproject/nos/store"
+	"github.com/nosproject/nos/vmm"
 	"github.com/nosproject/nos/vmm/accel"
 )
 
@@ -134,6 +135,9 @@ func Create(ctx context.Context, st *store.Store, is *Instances, o Options) (*In
 		Rows:        o.Rows,
 		Cols:        o.Cols,
 		Snapshot:    o.Snapshot,
+	}
+	if err := checkFits(drv, cfg.MemoryMiB, o.MemoryMiB != 0, kernelPath, im.Initrd, o.Image); err != nil {
+		return nil, "", err
 	}
 	if cfg.Snapshot {
 		cfg.Cmdline += " " + SnapshotCmdline
@@ -461,4 +465,26 @@ func checkHosts(o Options, icfg image.Config) error {
 		return fmt.Errorf("--add-host NAME:%s works on the default user-mode network only: instances on private networks cannot reach the host's addresses (the network's resolver excepted); publish the host's service on another instance, or run without --network: %w", HostGateway, ErrBadFlag)
 	}
 	return nil
+}
+
+// checkFits refuses a guest too small for the hypervisor to load the
+// image's kernel and initramfs into: it would not fail, it would corrupt
+// itself and hang until the boot timeout.
+func checkFits(drv vmm.Driver, mib int, flag bool, kernel, initrd, image string) error {
+	l, ok := drv.(vmm.Loader)
+	if !ok {
+		return nil
+	}
+	least, err := l.LeastMemory(kernel, initrd)
+	if err != nil {
+		return err
+	}
+	if int64(mib)<<20 >= least {
+		return nil
+	}
+	what := fmt.Sprintf("-m %dm", mib)
+	if !flag {
+		what = fmt.Sprintf("image %s's memory (%d MiB)", image, mib)
+	}
+	return fmt.Errorf("%s is too small for image %s: its kernel and initramfs load only into %d MiB or more; give -m %dm or more: %w", what, image, least>>20, least>>20, ErrBadFlag)
 }

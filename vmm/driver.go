@@ -69,3 +69,11 @@ type SaveStats struct {
 	Bytes    int64
 	Duration time.Duration
 }
+
+// Loader is a Driver that can tell, before a start, the least guest memory
+// in which it loads a kernel and initramfs without one overwriting the
+// other. Below it a guest does not fail cleanly: it corrupts itself.
+type Loader interface {
+	// LeastMemory returns that size in bytes, rounded up to a whole MiB.
+	LeastMemory(kernel, initrd string) (int64, error)
+}
