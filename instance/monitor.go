@@ -381,6 +381,8 @@ func (m *monitor) machine(nb *netBoot, atts ...*volume.Attachment) vmm.Machine {
 		Confine:    confinement(m.cfg, m.rl),
 		// TCG's translation buffer: see vmm.DefaultTCGBufferMiB.
 		TCGBufferMiB: vmm.DefaultTCGBufferMiB(),
+		// Free guest memory goes back to the host: see vmm.FreePageReporting.
+		FreePageReporting: vmm.DefaultFreePageReporting(),
 	}
 	switch {
 	case m.cfg.InitAPI >= image.InitAPIMux:

@@ -43,6 +43,12 @@ type Machine struct {
 	// tb-size): the host memory its translated guest code may take. 0 is
 	// the hypervisor's own default; ignored under KVM.
 	TCGBufferMiB int
+	// FreePageReporting gives the guest a balloon device through which its
+	// kernel hands back the memory it frees (virtio-balloon's free page
+	// reporting): the host drops those pages, so an idle guest holds what
+	// it uses, not the most it ever touched. Kernels without the driver
+	// ignore the device.
+	FreePageReporting bool
 	// Saveable gives the driver a control channel to the hypervisor by
 	// which the VM's state can be saved (VM.Snapshot) and resumed.
 	Saveable bool
@@ -64,6 +70,13 @@ func DefaultTCGBufferMiB() int {
 		}
 	}
 	return TCGBufferMiB
+}
+
+// DefaultFreePageReporting tells whether machines get the balloon device
+// of Machine.FreePageReporting: yes, unless $NOS_FREE_PAGE_REPORTING is 0
+// (for benchmarks measuring what it saves).
+func DefaultFreePageReporting() bool {
+	return os.Getenv("NOS_FREE_PAGE_REPORTING") != "0"
 }
 
 // TCGBufferMiB is the default translation buffer of TCG machines.

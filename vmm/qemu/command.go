@@ -176,6 +176,9 @@ func Command(m vmm.Machine, a Access) []string {
 		}
 		argv = append(argv, "-netdev", nd, "-device", dev)
 	}
+	if m.FreePageReporting {
+		argv = append(argv, "-device", "virtio-balloon-device,free-page-reporting=on")
+	}
 	if m.Saveable && a.ByFD {
 		// The machine protocol, by which the monitor saves and resumes the
 		// VM; a restored VM starts paused, its state read from the descriptor.

@@ -105,13 +105,15 @@ var commandCases = []struct {
 	}, Access{ByFD: true, Sandbox: true}},
 	// A saveable machine restored from a saved state (nos run --snapshot):
 	// the machine protocol on an inherited socket, then the state's
-	// descriptor as the incoming migration, both after the disks.
+	// descriptor as the incoming migration, both after the disks; the
+	// balloon device that takes free memory back, as nos gives every VM.
 	{"restore_fds", func() vmm.Machine {
 		m := base()
 		m.Channels = vmm.MuxedChannels()
 		m.Disks = []vmm.Disk{{Path: "/r", ReadOnly: true, Serial: "nos-root"}}
 		m.NICs = []vmm.NIC{{User: &vmm.UserNet{Forwards: []vmm.Forward{{Proto: "tcp", HostPort: 8080, GuestPort: 80}}}}}
 		m.Saveable, m.Restore = true, os.Stdin
+		m.FreePageReporting = true
 		return m
 	}, Access{ByFD: true, Sandbox: true}},
 	// Two shared directories: the guest's memory becomes a shared memfd,
@@ -223,6 +225,16 @@ func TestCommandSemantics(t *testing.T) {
 		m.Accel = vmm.AccelKVM // KVM has no translation buffer
 		if got := optionValue(t, Command(m, Access{}), "-accel", 0); got != "kvm" {
 			t.Errorf("-accel %s under KVM, want kvm", got)
+		}
+	})
+	t.Run("free page reporting", func(t *testing.T) {
+		m := base()
+		if a := Command(m, Access{}); slices.Contains(a, "virtio-balloon-device,free-page-reporting=on") {
+			t.Errorf("a balloon device nobody asked for: %q", a)
+		}
+		m.FreePageReporting = true
+		if a := Command(m, Access{}); !slices.Contains(a, "virtio-balloon-device,free-page-reporting=on") {
+			t.Errorf("FreePageReporting without a reporting balloon device: %q", a)
 		}
 	})
 	t.Run("memory and cpus", func(t *testing.T) {
