@@ -86,9 +86,14 @@ func ParseEnv(s string) (kv string, ok bool, err error) {
 	return key + "=" + v, true, nil
 }
 
-// MinMemoryMiB is the least guest memory nos accepts; below it the kernel
-// and initramfs do not fit.
-const MinMemoryMiB = 32
+// MinMemoryMiB is the least guest memory nos accepts at all. Whether an
+// image's kernel and initramfs load into a given size is checked at start
+// (vmm.Loader), since it depends on both: on nos's own kernels, which load
+// at 2 MiB, the hello example loads into 17 MiB. Below 21 MiB nos's net
+// kernel hung before its first message even when it loaded (19 and 20
+// MiB, not understood); from 21 MiB on a guest too small for its app
+// panics ("System is deadlocked on memory"), which nos reports.
+const MinMemoryMiB = 24
 
 // ParseMemory parses a memory size: a number with an optional unit
 // (k, m, g, t; optional "b" or "ib"; case-insensitive). A plain number is
