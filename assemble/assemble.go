@@ -106,7 +106,12 @@ type Result struct {
 // heavy TCG load (50 guests started at once on 2 cores) 2 to 6 of 50
 // guests hung there, idle, and never ran init; with expedited grace
 // periods, and without the sysctl, none of 50 did (BENCHMARKS.md).
-const DefaultCmdline = "console=ttyS0 quiet panic=-1 random.trust_cpu=on pty.legacy_count=0 sysctl.vm.overcommit_memory=1 rcupdate.rcu_expedited=1"
+// rootfstype=ramfs: the kernel unpacks the initramfs into a tmpfs limited
+// to half the guest's memory, so an image whose files take 10 MB (the
+// example's) failed to unpack ("write error") below 36 MiB; ramfs has no
+// limit, and the places an app writes to (/tmp, /run, /dev/shm) are
+// tmpfs mounts of their own with theirs.
+const DefaultCmdline = "console=ttyS0 quiet panic=-1 random.trust_cpu=on pty.legacy_count=0 sysctl.vm.overcommit_memory=1 rcupdate.rcu_expedited=1 rootfstype=ramfs"
 
 // Image builds the application o describes into an image and stores it in
 // st: detect the source, stage its files, pack them into a root disk and,

@@ -10,7 +10,8 @@
 # machine's built kernels, so an older nos finds the kernels its own
 # configuration makes. LAYOUTS="initramfs root-disk" measures the example
 # both ways with each nos, side by side: in the initramfs (the default)
-# and on a root disk (nos build --root-disk).
+# and on a root disk (nos build --root-disk). BUILD_FLAGS are given to
+# every nos build (e.g. "--kernel-arg rootfstype=ramfs" to try one).
 #   make bench-memory   (NOSES=... LO=16 HI=128 BOOTS=3 LAYOUTS=initramfs)
 set -u
 cd "$(dirname "$0")/.."
@@ -19,6 +20,7 @@ LO=${LO:-16}
 HI=${HI:-128}
 BOOTS=${BOOTS:-3}
 LAYOUTS=${LAYOUTS:-initramfs}
+BUILD_FLAGS=${BUILD_FLAGS:-}
 built=${NOS_BUILT_KERNELS:-$HOME/.local/share/nos/cache/kernels-built}
 port=18290
 serves() { # NOS MIB: one boot answers
@@ -47,8 +49,8 @@ for layout in $LAYOUTS; do
 	mkdir -p "$home/cache"
 	ln -s "$built" "$home/cache/kernels-built"
 	export NOS_HOME="$home"
-	flags=""
-	[ "$layout" = root-disk ] && flags=--root-disk
+	flags=$BUILD_FLAGS
+	[ "$layout" = root-disk ] && flags="$flags --root-disk"
 	$nos build $flags -t memapp ./examples/httpserver >/dev/null || exit 1
 	echo "$nos ($layout): the example, $($nos images --format '{{.Size}}' 2>/dev/null) image, on kernel $($nos inspect memapp | grep -m1 '"version"' | tr -d ' ,"' | cut -d: -f2), init API $($nos inspect memapp | grep -m1 '"initApi"' | tr -dc 0-9):"
 	lo=$LO hi=$HI
