@@ -125,6 +125,12 @@ bench-network: deps
 bench-layout: build
 	./scripts/bench-layout.sh
 
+# Two sets of built kernels side by side, boot to first answer (issue 15):
+# make bench-kernels OLD=/tmp/kernels-before [NEW=DIR] [ROUNDS=7].
+.PHONY: bench-kernels
+bench-kernels: build
+	OLD=$(OLD) ./scripts/bench-kernels.sh
+
 .PHONY: bench-snapshot
 bench-snapshot: build
 	./scripts/bench-snapshot.sh

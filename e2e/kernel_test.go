@@ -160,7 +160,7 @@ func TestBuiltKernelBootsAndServes(t *testing.T) {
 	e.nos("rm", "hello-built")
 
 	// Too little memory: the kernel panics, and nos says so, never success.
-	// At nos's least, 24 MiB, hello loads (into 17 MiB) but does not fit
+	// At nos's least, 24 MiB, hello loads (into 13 MiB) but does not fit
 	// ("System is deadlocked on memory" while the initramfs unpacks).
 	r = e.run("--name", "hello-panic", "-m", "24m", "hello")
 	if r.code != 125 || !strings.Contains(r.stderr, "Kernel panic") {

@@ -89,10 +89,12 @@ func ParseEnv(s string) (kv string, ok bool, err error) {
 // MinMemoryMiB is the least guest memory nos accepts at all. Whether an
 // image's kernel and initramfs load into a given size is checked at start
 // (vmm.Loader), since it depends on both: on nos's own kernels, which load
-// at 2 MiB, the hello example loads into 17 MiB. Below 21 MiB nos's net
-// kernel hung before its first message even when it loaded (19 and 20
-// MiB, not understood); from 21 MiB on a guest too small for its app
-// panics ("System is deadlocked on memory"), which nos reports.
+// at 2 MiB, the hello example loads into 13 MiB. 24 MiB is what the
+// example HTTP app needs on a root disk (23 fails; BENCHMARKS.md); below
+// it nos's net kernel once hung before its first message even when it
+// loaded (19 and 20 MiB, not understood), and from 21 MiB on a guest too
+// small for its app panics ("System is deadlocked on memory"), which nos
+// reports.
 const MinMemoryMiB = 24
 
 // ParseMemory parses a memory size: a number with an optional unit
