@@ -9,6 +9,7 @@
 #   make bench-kernels OLD=/tmp/kernels-before NEW=~/.local/share/nos/cache/kernels-built
 set -u
 cd "$(dirname "$0")/.."
+. scripts/benchlib.sh
 NOS=${NOS:-$(pwd)/bin/nos}
 ROUNDS=${ROUNDS:-7}
 MEM=${MEM:-64}
@@ -31,20 +32,13 @@ for h in $hold $hnew; do
 	echo "$h: kernel $(NOS_HOME=$h $NOS kernel ls | awk '$1 == "*" {print $2}')"
 done
 port=18680
-ms() { echo $(($(date +%s%N) / 1000000)); }
 once() { # once HOME: ms from run -d to the first answer
 	t0=$(ms)
 	id=$(NOS_HOME=$1 $NOS run -d --accel tcg -m "${MEM}M" -p 127.0.0.1:$port:8080 example) || exit 1
-	n=0
-	until curl -s -m 0.25 -o /dev/null "127.0.0.1:$port/"; do
-		n=$((n + 1))
-		[ $n -gt 3000 ] && { echo "no answer"; exit 1; }
-		sleep 0.01
-	done
+	await $port 3000 || { echo "no answer"; exit 1; }
 	echo $(($(ms) - t0))
 	NOS_HOME=$1 $NOS rm -f "$id" >/dev/null
 }
-median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 a="" b=""
 r=1
 while [ "$r" -le "$ROUNDS" ]; do

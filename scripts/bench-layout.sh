@@ -8,6 +8,7 @@
 #   make bench-layout   (ROUNDS=7 MEM=64)
 set -u
 cd "$(dirname "$0")/.."
+. scripts/benchlib.sh
 NOS=${NOS:-$(pwd)/bin/nos}
 ROUNDS=${ROUNDS:-7}
 MEM=${MEM:-64}
@@ -22,20 +23,13 @@ $NOS build -t initramfs ./examples/httpserver || exit 1
 $NOS build --root-disk -t root-disk ./examples/httpserver || exit 1
 $NOS images
 port=18580
-ms() { echo $(($(date +%s%N) / 1000000)); }
 once() { # once IMAGE: ms from run -d to the first answer
 	t0=$(ms)
 	id=$($NOS run -d --accel tcg -m "${MEM}M" -p 127.0.0.1:$port:8080 "$1") || exit 1
-	n=0
-	until curl -s -m 0.25 -o /dev/null "127.0.0.1:$port/"; do
-		n=$((n + 1))
-		[ $n -gt 3000 ] && { echo "no answer"; exit 1; }
-		sleep 0.01
-	done
+	await $port 3000 || { echo "no answer"; exit 1; }
 	echo $(($(ms) - t0))
 	$NOS rm -f "$id" >/dev/null
 }
-median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 a="" b=""
 r=1
 while [ "$r" -le "$ROUNDS" ]; do

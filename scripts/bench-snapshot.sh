@@ -9,6 +9,7 @@
 #   make bench-snapshot   (ROUNDS=7 MEM=64)
 set -u
 cd "$(dirname "$0")/.."
+. scripts/benchlib.sh
 NOS=${NOS:-$(pwd)/bin/nos}
 ROUNDS=${ROUNDS:-7}
 MEM=${MEM:-64}
@@ -21,7 +22,6 @@ export NOS_HOME="$home"
 trap 'for i in $($NOS ps -aq 2>/dev/null); do $NOS rm -f "$i" >/dev/null 2>&1; done; rm -rf "$home"' EXIT
 $NOS build -t web ./examples/httpserver || exit 1
 port=18480
-ms() { echo $(($(date +%s%N) / 1000000)); }
 # logms FILE MSG: the time of the first monitor.log line with MSG, in ms.
 logms() {
 	t=$(grep -m1 "msg=\"$2" "$1" | sed 's/^time=\([^ ]*\) .*/\1/')
@@ -30,12 +30,7 @@ logms() {
 once() { # once FLAGS: prints total, to-monitor, to-VM, to-answer (ms)
 	t0=$(ms)
 	id=$($NOS run -d $1 --accel tcg -m "${MEM}M" -p 127.0.0.1:$port:8080 web) || exit 1
-	n=0
-	until curl -s -m 0.25 -o /dev/null "127.0.0.1:$port/"; do
-		n=$((n + 1))
-		[ $n -gt 2000 ] && { echo "no answer"; exit 1; }
-		sleep 0.01
-	done
+	await $port 2000 || { echo "no answer"; exit 1; }
 	t3=$(ms)
 	dir=$($NOS inspect -f '{{.Dir}}' "$id")
 	t1=$(logms "$dir/monitor.log" "monitor started")
@@ -59,6 +54,5 @@ while [ $r -le "$ROUNDS" ]; do
 	cold="$cold ${c%% *}" warm="$warm ${w%% *}"
 	r=$((r + 1))
 done
-median() { echo "$@" | tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-mc=$(median $cold) mw=$(median $warm)
+mc=$(echo "$cold" | median) mw=$(echo "$warm" | median)
 echo "median run → first answer: cold $mc ms, warm $mw ms, warm/cold $(echo "scale=3; $mw / $mc" | bc)"
