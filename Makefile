@@ -129,7 +129,7 @@ bench-layout: build
 # make bench-kernels OLD=/tmp/kernels-before [NEW=DIR] [ROUNDS=7].
 .PHONY: bench-kernels
 bench-kernels: build
-	OLD=$(OLD) ./scripts/bench-kernels.sh
+	./scripts/bench-kernels.sh
 
 .PHONY: bench-snapshot
 bench-snapshot: build
