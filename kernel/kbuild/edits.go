@@ -54,6 +54,17 @@ var edits = []edit{{
 	file: "mm/page_alloc.c",
 	old:  "int watermark_boost_factor __read_mostly = 15000;\n",
 	new:  "int watermark_boost_factor __read_mostly; /* nos: no boosting */\n",
+}, {
+	// The LZ4 legacy format's chunks hold at most 8 MiB, and the kernel
+	// unpacks an LZ4 initramfs through an 8 MiB buffer it allocates whole:
+	// a third of a small guest's memory, for a moment. nos writes its
+	// archives in chunks of initramfs.LZ4ChunkSize (256 KiB), which any
+	// kernel unpacks; nos's kernels then need no larger buffer. An LZ4
+	// initramfs with larger chunks does not unpack on them.
+	name: "lib/lz4: 256 KiB chunks for the initramfs",
+	file: "lib/decompress_unlz4.c",
+	old:  "#define LZ4_DEFAULT_UNCOMPRESSED_CHUNK_SIZE (8 << 20)\n",
+	new:  "#define LZ4_DEFAULT_UNCOMPRESSED_CHUNK_SIZE (256 << 10) /* nos: initramfs.LZ4ChunkSize */\n",
 }}
 
 // applyEdits makes es in the tree.
