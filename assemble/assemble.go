@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nosproject/nos/image"
+	"github.com/nosproject/nos/initramfs"
 	"github.com/nosproject/nos/kernel"
 	"github.com/nosproject/nos/store"
 )
@@ -157,11 +158,12 @@ func Image(ctx context.Context, st *store.Store, o Options) (*Result, error) {
 		return nil, err
 	}
 	initrd := filepath.Join(tmp, "initramfs")
-	if err := packInitramfs(sg.archive, mods, initrd); err != nil {
+	comp, mt := initramfsFormat(k)
+	if err := packInitramfs(sg.archive, mods, comp, initrd); err != nil {
 		return nil, err
 	}
-	log.Debug("initramfs written", "path", initrd)
-	res, err := storeImage(ctx, st, cfg, k, append([]store.LayerFile{{Path: initrd, MediaType: image.MediaTypeInitramfs}}, disk...), tmp, ref)
+	log.Debug("initramfs written", "path", initrd, "compression", comp)
+	res, err := storeImage(ctx, st, cfg, k, append([]store.LayerFile{{Path: initrd, MediaType: mt}}, disk...), tmp, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -240,4 +242,16 @@ func storeImage(ctx context.Context, st *store.Store, cfg image.Config, k *kerne
 		return nil, err
 	}
 	return &Result{Name: img.Name, Tag: img.Tag, Digest: img.Manifest.Digest.String(), Size: img.Size, Kernel: k}, nil
+}
+
+// initramfsFormat is how the initramfs is compressed for kernel k, and
+// the media type of that layer: LZ4, which the guest unpacks several
+// times faster under TCG, where k can unpack it; gzip otherwise (a nos
+// kernel built before 2026-12-04, a kernel whose configuration nos
+// cannot read).
+func initramfsFormat(k *kernel.Kernel) (initramfs.Compression, string) {
+	if k.UnpacksLZ4() {
+		return initramfs.LZ4, image.MediaTypeInitramfs
+	}
+	return initramfs.Gzip, image.MediaTypeInitramfsGzip
 }

@@ -14,7 +14,7 @@ import (
 // packInitramfs adds the kernel modules to the staged initramfs (stored
 // uncompressed, so the init can finit_module them without decompressors,
 // and listed in load order) and writes it to out.
-func packInitramfs(a *initramfs.Archive, mods []kernel.Module, out string) error {
+func packInitramfs(a *initramfs.Archive, mods []kernel.Module, c initramfs.Compression, out string) error {
 	var order bytes.Buffer
 	for _, m := range mods {
 		b, err := kernel.OpenModule(m.Path)
@@ -35,7 +35,7 @@ func packInitramfs(a *initramfs.Archive, mods []kernel.Module, out string) error
 	if err != nil {
 		return err
 	}
-	if _, err := a.WriteTo(f); err != nil {
+	if _, err := a.WriteCompressed(f, c); err != nil {
 		f.Close()
 		return fmt.Errorf("writing initramfs: %w", err)
 	}

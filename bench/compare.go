@@ -1,7 +1,6 @@
 package main
 
 import (
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -19,6 +18,7 @@ import (
 	"github.com/cavaliergopher/cpio"
 
 	"github.com/nosproject/nos/image"
+	"github.com/nosproject/nos/initramfs"
 	"github.com/nosproject/nos/instance"
 	"github.com/nosproject/nos/kernel"
 	"github.com/nosproject/nos/store"
@@ -271,7 +271,7 @@ func (c *compare) nosVariants(ctx context.Context) (*cmpVariant, *cmpVariant, er
 				How:    "nos run -d --accel " + c.h.accel + " -p PORT:8080 -m SIZE " + tag + " (QEMU microvm, the image's kernel command line plus what nos adds)",
 				Clock:  "exec of `nos run -d` (which starts QEMU at once) to the first HTTP 200",
 				Size: cmpSize{Bytes: im.Size, What: "image total as nos inspect reports it (manifest + config + layers)", Parts: []cmpSizePart{
-					{"kernel layer", k}, {"initramfs layer (gzip'd cpio)", i},
+					{"kernel layer", k}, {"initramfs layer (LZ4 cpio)", i},
 				}},
 			},
 			boot: func(ctx context.Context, memMiB int, timeout time.Duration) (bootOutcome, error) {
@@ -299,7 +299,7 @@ func (c *compare) appInImage(ctx context.Context, ref string) (string, error) {
 		return "", err
 	}
 	for _, l := range man.Layers {
-		if l.MediaType != image.MediaTypeInitramfs {
+		if !image.IsInitramfs(l.MediaType) {
 			continue
 		}
 		f, err := os.Open(st.BlobPath(l.Digest))
@@ -307,7 +307,7 @@ func (c *compare) appInImage(ctx context.Context, ref string) (string, error) {
 			return "", err
 		}
 		defer f.Close()
-		zr, err := gzip.NewReader(f)
+		zr, err := initramfs.NewReader(f)
 		if err != nil {
 			return "", fmt.Errorf("reading the initramfs: %w", err)
 		}
@@ -499,7 +499,7 @@ func (c *compare) floorVariant(ctx context.Context) (*cmpVariant, error) {
 			How:    "qemu-system-x86_64 with nos's argv (vmm/qemu.Command, microvm) and the command line nos gave a's instance; /init writes a line and powers off",
 			Clock:  "exec of QEMU to the line " + fmt.Sprintf("%q", floorMarker) + " on the serial console",
 			Size: cmpSize{Bytes: kb + ib, What: "kernel + initramfs", Parts: []cmpSizePart{
-				{"kernel (bzImage)", kb}, {"initramfs (gzip'd cpio)", ib}, {"floorinit binary", fb},
+				{"kernel (bzImage)", kb}, {"initramfs (LZ4 cpio)", ib}, {"floorinit binary", fb},
 			}},
 		},
 		boot: c.bootFloor,

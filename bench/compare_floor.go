@@ -48,7 +48,7 @@ func (c *compare) prepareFloor(ctx context.Context) error {
 	if err := a.AddDir("/dev", 0o755); err != nil {
 		return err
 	}
-	c.floorInitrd = filepath.Join(dir, "initramfs.cpio.gz")
+	c.floorInitrd = filepath.Join(dir, "initramfs.cpio.lz4")
 	f, err := os.Create(c.floorInitrd)
 	if err != nil {
 		return err

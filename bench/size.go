@@ -71,7 +71,7 @@ func layerSizes(im inspected) (kernelSize, initrdSize int64, err error) {
 		switch l.MediaType {
 		case image.MediaTypeKernel, image.MediaTypeKernelGzip:
 			kernelSize, nk = l.Size, nk+1
-		case image.MediaTypeInitramfs:
+		case image.MediaTypeInitramfs, image.MediaTypeInitramfsGzip:
 			initrdSize, ni = l.Size, ni+1
 		}
 	}

@@ -53,7 +53,7 @@ func Load(ctx context.Context, st *store.Store, ref string) (*Image, error) {
 		case image.MediaTypeKernel, image.MediaTypeKernelGzip:
 			im.KernelBlob = st.BlobPath(l.Digest)
 			im.KernelGzip = l.MediaType == image.MediaTypeKernelGzip
-		case image.MediaTypeInitramfs:
+		case image.MediaTypeInitramfs, image.MediaTypeInitramfsGzip:
 			im.Initrd = st.BlobPath(l.Digest)
 		case image.MediaTypeRootErofs:
 			im.RootDisk = st.BlobPath(l.Digest)

@@ -252,17 +252,38 @@ func imageUKI(ctx context.Context, im *bootable.Image, kernelPath string, cfg *g
 }
 
 // writeInitrdTo writes the image's initramfs followed by an archive
-// holding cfg at guestapi.StandaloneConfig.
+// holding cfg at guestapi.StandaloneConfig, compressed as the image's is:
+// the image's kernel unpacks that.
 func writeInitrdTo(ctx context.Context, w io.Writer, base string, cfg *guestapi.Config) error {
 	a, err := standaloneArchive(cfg)
+	if err != nil {
+		return err
+	}
+	comp, err := compressionOf(base)
 	if err != nil {
 		return err
 	}
 	if err := copyInto(ctx, w, base); err != nil {
 		return err
 	}
-	_, err = a.WriteTo(w)
+	_, err = a.WriteCompressed(w, comp)
 	return err
+}
+
+// compressionOf tells how the initramfs at path is compressed.
+func compressionOf(path string) (initramfs.Compression, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	head := make([]byte, 4)
+	n, _ := io.ReadFull(f, head)
+	c, ok := initramfs.Detect(head[:n])
+	if !ok {
+		return 0, fmt.Errorf("the image's initramfs is neither LZ4 nor gzip (starts % x): build the image again", head[:n])
+	}
+	return c, nil
 }
 
 func standaloneArchive(cfg *guestapi.Config) (*initramfs.Archive, error) {

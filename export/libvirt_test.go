@@ -144,7 +144,8 @@ func TestGuestConfig(t *testing.T) {
 }
 
 // fakeFiles makes an image whose kernel, initramfs and root disk are small
-// files, the initramfs a real gzip'd cpio.
+// files, the initramfs a real gzip'd cpio (as nos wrote them before
+// 2026-12).
 func fakeFiles(t *testing.T, rootFS bool) (*bootable.Image, string) {
 	dir := t.TempDir()
 	im := testImage(rootFS)
@@ -187,6 +188,7 @@ func TestWriteLibvirt(t *testing.T) {
 	if !bytes.HasPrefix(initrd, base) || len(initrd) == len(base) {
 		t.Fatalf("initrd (%d bytes) does not start with the image's initramfs (%d bytes) followed by more", len(initrd), len(base))
 	}
+	// The config's archive is compressed as the image's is: gzip here.
 	tail := filepath.Join(t.TempDir(), "tail.gz")
 	os.WriteFile(tail, initrd[len(base):], 0o644)
 	list, err := exec.Command("sh", "-c", "cd "+t.TempDir()+" && zcat "+tail+" | cpio -i -d --quiet && find . -type f && cat ."+guestapi.StandaloneConfig).CombinedOutput()

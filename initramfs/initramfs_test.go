@@ -3,6 +3,8 @@ package initramfs
 import (
 	"bytes"
 	"compress/gzip"
+	cryptorand "crypto/rand"
+	"encoding/binary"
 	"errors"
 	"io"
 	"io/fs"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/cavaliergopher/cpio"
 	"github.com/google/go-cmp/cmp"
+	"github.com/pierrec/lz4/v4"
 )
 
 // hostTree makes a small host directory tree to archive and returns its
@@ -164,22 +167,16 @@ func TestReproducible(t *testing.T) {
 	}
 }
 
-func TestGzipHeader(t *testing.T) {
+func TestLZ4Stream(t *testing.T) {
 	var a Archive
 	if err := a.AddFile("/init", 0o755, []byte("x")); err != nil {
 		t.Fatal(err)
 	}
 	b := write(t, &a)
-	if len(b) < 10 || b[0] != 0x1f || b[1] != 0x8b {
-		t.Fatalf("not gzip: % x", b[:min(len(b), 10)])
+	if !bytes.HasPrefix(b, []byte{0x02, 0x21, 0x4c, 0x18}) {
+		t.Fatalf("not an LZ4 legacy stream: % x", b[:min(len(b), 10)])
 	}
-	if flg := b[3]; flg != 0 {
-		t.Errorf("gzip flags = %#x, want 0 (no name, comment or extra)", flg)
-	}
-	if mtime := b[4:8]; !bytes.Equal(mtime, []byte{0, 0, 0, 0}) {
-		t.Errorf("gzip mtime = % x, want zero", mtime)
-	}
-	zr, err := gzip.NewReader(bytes.NewReader(b))
+	zr, err := NewReader(bytes.NewReader(b))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,11 +195,86 @@ func TestGzipHeader(t *testing.T) {
 	}
 }
 
+// TestLZ4Chunks: a large archive is written in chunks that each unpack
+// into LZ4ChunkSize bytes or fewer, the buffer nos's kernels unpack
+// through, and reads back whole, compressible or not.
+func TestLZ4Chunks(t *testing.T) {
+	random := make([]byte, 700<<10)
+	for i := range random {
+		random[i] = byte(i*7919>>3) ^ byte(i>>11) ^ byte(i*31)
+	}
+	if _, err := cryptorand.Read(random[:300<<10]); err != nil {
+		t.Fatal(err)
+	}
+	var a Archive
+	if err := a.AddFile("/random", 0o644, random); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.AddFile("/zeros", 0o644, make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	b := write(t, &a)
+	var total, chunks int
+	buf := make([]byte, LZ4ChunkSize)
+	for rest := b[4:]; len(rest) > 0; chunks++ {
+		if len(rest) < 4 {
+			t.Fatalf("chunk %d: %d bytes left, want a 4-byte length", chunks, len(rest))
+		}
+		n := int(binary.LittleEndian.Uint32(rest))
+		if n > len(rest)-4 {
+			t.Fatalf("chunk %d: length %d, only %d bytes left", chunks, n, len(rest)-4)
+		}
+		got, err := lz4.UncompressBlock(rest[4:4+n], buf)
+		if err != nil {
+			t.Fatalf("chunk %d does not unpack into %d bytes: %v", chunks, LZ4ChunkSize, err)
+		}
+		total += got
+		rest = rest[4+n:]
+	}
+	zr, err := NewReader(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total != len(raw) || chunks < 7 {
+		t.Errorf("%d chunks holding %d bytes, the stream reads as %d bytes", chunks, total, len(raw))
+	}
+	r := cpio.NewReader(bytes.NewReader(raw))
+	for _, want := range [][]byte{random, make([]byte, 1<<20)} {
+		if _, err := r.Next(); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := io.ReadAll(r); !bytes.Equal(got, want) {
+			t.Errorf("a file of %d bytes reads back as %d different bytes", len(want), len(got))
+		}
+	}
+}
+
+func TestNewReaderGzipAndJunk(t *testing.T) {
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte("070701old"))
+	zw.Close()
+	zr, err := NewReader(&gz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := io.ReadAll(zr); string(got) != "070701old" {
+		t.Errorf("gzip archive reads %q", got)
+	}
+	if _, err := NewReader(strings.NewReader("070701 uncompressed")); err == nil {
+		t.Error("NewReader took an uncompressed archive, want an error")
+	}
+}
+
 // TestGoReader reads the archive back with the cpio library's reader and
 // checks every header field that matters for reproducibility.
 func TestGoReader(t *testing.T) {
 	b := write(t, buildForward(t, hostTree(t), hostFile(t)))
-	zr, err := gzip.NewReader(bytes.NewReader(b))
+	zr, err := NewReader(bytes.NewReader(b))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,17 +367,17 @@ func writeArchiveFile(t *testing.T) string {
 	if _, err := exec.LookPath("cpio"); err != nil {
 		t.Skip("cpio tool not installed")
 	}
-	if _, err := exec.LookPath("gzip"); err != nil {
-		t.Skip("gzip tool not installed")
+	if _, err := exec.LookPath("lz4"); err != nil {
+		t.Skip("lz4 tool not installed")
 	}
-	p := filepath.Join(t.TempDir(), "initramfs.cpio.gz")
+	p := filepath.Join(t.TempDir(), "initramfs.cpio.lz4")
 	if err := os.WriteFile(p, write(t, buildForward(t, hostTree(t), hostFile(t))), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return p
 }
 
-// runCpio runs "gzip -dc archive | cpio args..." in dir.
+// runCpio runs "lz4 -dc archive | cpio args..." in dir.
 func runCpio(t *testing.T, archive, dir string, args ...string) string {
 	t.Helper()
 	f, err := os.Open(archive)
@@ -313,11 +385,11 @@ func runCpio(t *testing.T, archive, dir string, args ...string) string {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	gz := exec.Command("gzip", "-dc")
-	gz.Stdin = f
-	out, err := gz.Output()
+	lz := exec.Command("lz4", "-dc")
+	lz.Stdin = f
+	out, err := lz.Output()
 	if err != nil {
-		t.Fatalf("gzip -dc: %v", err)
+		t.Fatalf("lz4 -dc: %v", err)
 	}
 	cmd := exec.Command("cpio", args...)
 	cmd.Dir = dir
@@ -564,7 +636,7 @@ func TestHostFileChangedBeforeWrite(t *testing.T) {
 	if err := os.WriteFile(p, []byte("changed"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	zr, err := gzip.NewReader(bytes.NewReader(write(t, &a)))
+	zr, err := NewReader(bytes.NewReader(write(t, &a)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -587,7 +659,7 @@ func TestHostFileChangedBeforeWrite(t *testing.T) {
 
 func TestEmptyArchive(t *testing.T) {
 	var a Archive
-	zr, err := gzip.NewReader(bytes.NewReader(write(t, &a)))
+	zr, err := NewReader(bytes.NewReader(write(t, &a)))
 	if err != nil {
 		t.Fatal(err)
 	}

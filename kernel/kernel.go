@@ -39,6 +39,18 @@ type Kernel struct {
 	ConfigHash string
 }
 
+// UnpacksLZ4 reports whether the kernel unpacks an LZ4-compressed
+// initramfs (CONFIG_RD_LZ4), from its configuration: false when that is
+// unknown or unreadable, so that the initramfs is then gzip'd, which every
+// kernel nos boots unpacks.
+func (k *Kernel) UnpacksLZ4() bool {
+	if k.ConfigPath == "" {
+		return false
+	}
+	b, err := os.ReadFile(k.ConfigPath)
+	return err == nil && bytes.Contains(append([]byte("\n"), b...), []byte("\nCONFIG_RD_LZ4=y\n"))
+}
+
 // HasNetwork reports whether the kernel can run a network stack.
 func (k *Kernel) HasNetwork() bool {
 	return k.Features == nil || slices.Contains(k.Features, "net")

@@ -100,7 +100,9 @@ func guestInitrd(root, initPath string) (string, error) {
 		return "", err
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := a.WriteTo(tmp); err != nil {
+	// gzip: the guest kernel may be any (NOS_RUNTIME_KERNEL), and every
+	// kernel nos boots unpacks gzip; this archive holds nos-init alone.
+	if _, err := a.WriteCompressed(tmp, initramfs.Gzip); err != nil {
 		tmp.Close()
 		return "", err
 	}

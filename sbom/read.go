@@ -20,7 +20,7 @@ import (
 	"strings"
 
 	"github.com/cavaliergopher/cpio"
-	"github.com/klauspost/compress/gzip"
+	"github.com/nosproject/nos/initramfs"
 
 	"github.com/nosproject/nos/bootable"
 	"github.com/nosproject/nos/image"
@@ -235,10 +235,11 @@ func goProgram(r io.ReaderAt) (prog Program, ok bool) {
 	return prog, true
 }
 
-// readInitramfs visits the regular files of a gzip-compressed newc cpio
-// archive. Files are read into memory only when wanted.
+// readInitramfs visits the regular files of a compressed newc cpio
+// archive (LZ4, or gzip as nos wrote them before). Files are read into
+// memory only when wanted.
 func readInitramfs(ctx context.Context, r io.Reader, visit visitFunc, wants func(string, []byte) bool) error {
-	zr, err := gzip.NewReader(r)
+	zr, err := initramfs.NewReader(r)
 	if err != nil {
 		return err
 	}

@@ -47,11 +47,12 @@ func distributionManifest(man ocispec.Manifest, cfg image.Config, created time.T
 
 // knownLayers are the layer media types of nos images.
 var knownLayers = map[string]bool{
-	image.MediaTypeKernel:     true,
-	image.MediaTypeKernelGzip: true,
-	image.MediaTypeInitramfs:  true,
-	image.MediaTypeRootErofs:  true,
-	image.MediaTypeKernelEFI:  true,
+	image.MediaTypeKernel:        true,
+	image.MediaTypeKernelGzip:    true,
+	image.MediaTypeInitramfs:     true,
+	image.MediaTypeInitramfsGzip: true,
+	image.MediaTypeRootErofs:     true,
+	image.MediaTypeKernelEFI:     true,
 }
 
 // hint is what to do with a container image instead.
@@ -101,7 +102,7 @@ func parseManifest(what, fromOCI string, raw []byte) (ocispec.Manifest, error) {
 			return ocispec.Manifest{}, fmt.Errorf("%s: layer %d has media type %q, which nos images do not have", what, i, l.MediaType)
 		}
 		kernel = kernel || l.MediaType == image.MediaTypeKernel || l.MediaType == image.MediaTypeKernelGzip
-		initrd = initrd || l.MediaType == image.MediaTypeInitramfs
+		initrd = initrd || image.IsInitramfs(l.MediaType)
 	}
 	if !kernel || !initrd {
 		return ocispec.Manifest{}, fmt.Errorf("%s: the manifest has no kernel or no initramfs layer", what)
