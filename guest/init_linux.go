@@ -97,7 +97,7 @@ func run() error {
 		t.done("config")
 	}
 	// Errors from here on are the app's environment: report, don't run blind.
-	if err := setup(ctx, cfg, standalone != nil); err != nil {
+	if err := setup(ctx, cfg, standalone != nil, t); err != nil {
 		fmt.Fprintf(stderr, "nos: %v\n", err) // as start does: nos logs shows it
 		if flush != nil {
 			flush()
@@ -106,7 +106,6 @@ func run() error {
 		host.send(guestapi.Message{Type: guestapi.TypeExit, Code: guestapi.ExitCannotExecute})
 		return err
 	}
-	t.done("setup")
 	logf("up in %s; kernel booted in %v", t, kernelBoot.Round(time.Millisecond))
 	code := supervise(cfg, host, stdout, stderr, iop)
 	// What the app left running ends, and volumes are unmounted, before
@@ -124,7 +123,8 @@ func run() error {
 // setup prepares the application's environment. A standalone guest then
 // configures itself from its platform (configureStandalone), which needs
 // the network up and may change the hostname, arguments and environment.
-func setup(ctx context.Context, cfg *guestapi.Config, standalone bool) error {
+// Its steps are timed into t.
+func setup(ctx context.Context, cfg *guestapi.Config, standalone bool, t *phases) error {
 	if err := setClock(cfg.Time); err != nil {
 		logf("%v", err) // a wrong clock is not worth refusing to run
 	}
@@ -134,6 +134,7 @@ func setup(ctx context.Context, cfg *guestapi.Config, standalone bool) error {
 	if err := setHostname(cfg.Hostname); err != nil {
 		return err
 	}
+	t.done("system")
 	if cfg.Root != nil {
 		if cfg.Root.Tag != "" {
 			// a shared directory: no device to find
@@ -154,6 +155,7 @@ func setup(ctx context.Context, cfg *guestapi.Config, standalone bool) error {
 		if err := switchRoot(cfg.Root); err != nil {
 			return err
 		}
+		t.done("root")
 	}
 	if err := mountVolumes(cfg.Mounts, cfg.User); err != nil {
 		return err
@@ -161,9 +163,13 @@ func setup(ctx context.Context, cfg *guestapi.Config, standalone bool) error {
 	if err := mountTmpfs(cfg.Tmpfs); err != nil {
 		return err
 	}
+	if len(cfg.Mounts)+len(cfg.Tmpfs) > 0 {
+		t.done("volumes")
+	}
 	if err := setupNetwork(ctx, cfg); err != nil {
 		return err
 	}
+	t.done("network")
 	if err := placeFiles(cfg.Files); err != nil {
 		return err
 	}
@@ -182,7 +188,9 @@ func setup(ctx context.Context, cfg *guestapi.Config, standalone bool) error {
 			}
 		}
 	}
-	return dropCaps(cfg.Caps)
+	err := dropCaps(cfg.Caps)
+	t.done("rest")
+	return err
 }
 
 // supervise starts the application and waits for it, forwarding signals and
