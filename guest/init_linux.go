@@ -52,6 +52,7 @@ func run() error {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	lo := earlyLoopback()
 	var (
 		host           *control
 		cfg            *guestapi.Config
@@ -97,7 +98,7 @@ func run() error {
 		t.done("config")
 	}
 	// Errors from here on are the app's environment: report, don't run blind.
-	if err := setup(ctx, cfg, standalone != nil, t); err != nil {
+	if err := setup(ctx, cfg, standalone != nil, lo, t); err != nil {
 		fmt.Fprintf(stderr, "nos: %v\n", err) // as start does: nos logs shows it
 		if flush != nil {
 			flush()
@@ -123,8 +124,8 @@ func run() error {
 // setup prepares the application's environment. A standalone guest then
 // configures itself from its platform (configureStandalone), which needs
 // the network up and may change the hostname, arguments and environment.
-// Its steps are timed into t.
-func setup(ctx context.Context, cfg *guestapi.Config, standalone bool, t *phases) error {
+// Its steps are timed into t; lo is earlyLoopback's outcome.
+func setup(ctx context.Context, cfg *guestapi.Config, standalone bool, lo <-chan error, t *phases) error {
 	if err := setClock(cfg.Time); err != nil {
 		logf("%v", err) // a wrong clock is not worth refusing to run
 	}
@@ -166,7 +167,7 @@ func setup(ctx context.Context, cfg *guestapi.Config, standalone bool, t *phases
 	if len(cfg.Mounts)+len(cfg.Tmpfs) > 0 {
 		t.done("volumes")
 	}
-	if err := setupNetwork(ctx, cfg); err != nil {
+	if err := setupNetwork(ctx, cfg, lo); err != nil {
 		return err
 	}
 	t.done("network")
