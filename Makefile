@@ -125,6 +125,12 @@ bench-network: deps
 bench-layout: build
 	./scripts/bench-layout.sh
 
+# The initramfs LZ4 or gzip'd: boot to first answer, side by side
+# (issue 15, item 2).
+.PHONY: bench-initramfs
+bench-initramfs: build
+	./scripts/bench-initramfs.sh
+
 # Two sets of built kernels side by side, boot to first answer (issue 15):
 # make bench-kernels OLD=/tmp/kernels-before [NEW=DIR] [ROUNDS=7].
 .PHONY: bench-kernels

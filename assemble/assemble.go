@@ -249,8 +249,11 @@ func storeImage(ctx context.Context, st *store.Store, cfg image.Config, k *kerne
 // times faster under TCG, where k can unpack it; gzip otherwise (a nos
 // kernel built before 2026-12-04, a kernel whose configuration nos
 // cannot read).
+//
+// $NOS_INITRAMFS_COMPRESSION=gzip asks for gzip whatever the kernel: the
+// knob scripts/bench-initramfs.sh compares the two with.
 func initramfsFormat(k *kernel.Kernel) (initramfs.Compression, string) {
-	if k.UnpacksLZ4() {
+	if k.UnpacksLZ4() && os.Getenv("NOS_INITRAMFS_COMPRESSION") != "gzip" {
 		return initramfs.LZ4, image.MediaTypeInitramfs
 	}
 	return initramfs.Gzip, image.MediaTypeInitramfsGzip
