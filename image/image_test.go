@@ -49,3 +49,17 @@ func TestParsePort(t *testing.T) {
 		}
 	}
 }
+
+func TestIsInitramfs(t *testing.T) {
+	for mt, want := range map[string]bool{
+		MediaTypeInitramfs:     true,
+		MediaTypeInitramfsGzip: true, // images built before 2026-12-04
+		MediaTypeKernel:        false,
+		MediaTypeRootErofs:     false,
+		"application/vnd.nos.initramfs.v1.cpio+zstd": false,
+	} {
+		if got := IsInitramfs(mt); got != want {
+			t.Errorf("IsInitramfs(%q) = %v, want %v", mt, got, want)
+		}
+	}
+}
