@@ -59,6 +59,11 @@ func (f File) Find(ctx context.Context) (*Kernel, error) {
 	}
 	dir := filepath.Dir(resolved)
 	k.companions(dir, filepath.Join(dir, "..", "lib", "modules"))
+	if k.ConfigPath == "" && isFile(filepath.Join(dir, "kernel.json")) && isFile(filepath.Join(dir, "config")) {
+		// A kernel nos built, named by its path in nos's cache: its
+		// configuration lies beside it.
+		k.ConfigPath = filepath.Join(dir, "config")
+	}
 	return k, nil
 }
 

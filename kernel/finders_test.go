@@ -157,6 +157,29 @@ func TestFileAcceptsELF(t *testing.T) {
 	}
 }
 
+// TestFileInBuiltCache: a kernel nos built, given by its path in nos's
+// cache, has its configuration beside it, which says how its initramfs
+// may be compressed.
+func TestFileInBuiltCache(t *testing.T) {
+	dir := t.TempDir()
+	path := writeFile(t, dir, "vmlinux", makeELF())
+	k, err := File{Path: path}.Find(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.ConfigPath != "" {
+		t.Errorf("no kernel.json beside it: ConfigPath = %q, want none", k.ConfigPath)
+	}
+	writeFile(t, dir, "kernel.json", []byte("{}"))
+	writeFile(t, dir, "config", []byte("CONFIG_RD_LZ4=y\n"))
+	if k, err = (File{Path: path}).Find(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if k.ConfigPath != filepath.Join(dir, "config") || !k.UnpacksLZ4() {
+		t.Errorf("ConfigPath = %q, UnpacksLZ4 %v; want %s, true", k.ConfigPath, k.UnpacksLZ4(), filepath.Join(dir, "config"))
+	}
+}
+
 func TestCachePicksNewest(t *testing.T) {
 	dir := t.TempDir()
 	for _, v := range []string{"6.1.0-9-cloud-amd64", "6.1.0-56-cloud-amd64"} {
