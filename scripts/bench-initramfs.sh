@@ -13,25 +13,13 @@ NOS=${NOS:-$(pwd)/bin/nos}
 ROUNDS=${ROUNDS:-9}
 MEM=${MEM:-256}
 command -v curl >/dev/null || { echo "bench-initramfs: curl is needed (apt-get install curl)"; exit 1; }
-built=${NOS_BUILT_KERNELS:-$HOME/.local/share/nos/cache/kernels-built}
-home=$(mktemp -d /tmp/nos-bench-initramfs.XXXXXX)
-mkdir -p "$home/cache"
-[ -d "$built" ] && ln -s "$built" "$home/cache/kernels-built"
-export NOS_HOME="$home"
-trap 'for i in $($NOS ps -aq 2>/dev/null); do $NOS rm -f "$i" >/dev/null 2>&1; done; rm -rf "$home"' EXIT
+privhome bench-initramfs
 $NOS build -t lz4 ./examples/httpserver || exit 1
 NOS_INITRAMFS_COMPRESSION=gzip $NOS build -t gzip ./examples/httpserver || exit 1
 for t in lz4 gzip; do
 	echo "$t: initramfs layer $($NOS inspect "$t" | grep -A2 '"application/vnd.nos.initramfs' | grep -o '"size": [0-9]*') bytes"
 done
-port=18680
-once() { # once IMAGE: ms from run -d to the first answer
-	t0=$(ms)
-	id=$($NOS run -d --accel tcg -m "${MEM}M" -p 127.0.0.1:$port:8080 "$1") || exit 1
-	await $port 3000 || { echo "no answer"; exit 1; }
-	echo $(($(ms) - t0))
-	$NOS rm -f "$id" >/dev/null
-}
+once() { firstanswer "$1" 18680 "$MEM"; }
 a="" b=""
 r=1
 while [ "$r" -le "$ROUNDS" ]; do

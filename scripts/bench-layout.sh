@@ -13,23 +13,11 @@ NOS=${NOS:-$(pwd)/bin/nos}
 ROUNDS=${ROUNDS:-7}
 MEM=${MEM:-64}
 command -v curl >/dev/null || { echo "bench-layout: curl is needed (apt-get install curl)"; exit 1; }
-built=${NOS_BUILT_KERNELS:-$HOME/.local/share/nos/cache/kernels-built}
-home=$(mktemp -d /tmp/nos-bench-layout.XXXXXX)
-mkdir -p "$home/cache"
-[ -d "$built" ] && ln -s "$built" "$home/cache/kernels-built"
-export NOS_HOME="$home"
-trap 'for i in $($NOS ps -aq 2>/dev/null); do $NOS rm -f "$i" >/dev/null 2>&1; done; rm -rf "$home"' EXIT
+privhome bench-layout
 $NOS build -t initramfs ./examples/httpserver || exit 1
 $NOS build --root-disk -t root-disk ./examples/httpserver || exit 1
 $NOS images
-port=18580
-once() { # once IMAGE: ms from run -d to the first answer
-	t0=$(ms)
-	id=$($NOS run -d --accel tcg -m "${MEM}M" -p 127.0.0.1:$port:8080 "$1") || exit 1
-	await $port 3000 || { echo "no answer"; exit 1; }
-	echo $(($(ms) - t0))
-	$NOS rm -f "$id" >/dev/null
-}
+once() { firstanswer "$1" 18580 "$MEM"; }
 a="" b=""
 r=1
 while [ "$r" -le "$ROUNDS" ]; do
