@@ -45,6 +45,7 @@ var forbidden = map[string][]string{
 	"internal/lockfile": join(top, running, building, contract, []string{"store", "kernel"}),
 	"internal/home":     join(top, running, building, contract, []string{"store", "kernel"}),
 	"internal/units":    join(top, running, building, contract, []string{"store", "kernel"}),
+	"internal/initrdz":  join(top, running, building, contract, []string{"store", "kernel"}),
 	"internal/registry": join(top, running, building, contract, []string{"store", "kernel", "transfer"}),
 	// The store holds images; it neither makes nor runs them.
 	"store": join(top, running, building, []string{"kernel"}),

@@ -1,8 +1,6 @@
 package initramfs
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,6 +8,8 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/pierrec/lz4/v4"
+
+	"github.com/nosproject/nos/internal/initrdz"
 )
 
 // LZ4ChunkSize is the most a chunk of the archives WriteTo writes holds
@@ -22,28 +22,27 @@ import (
 const LZ4ChunkSize = 256 << 10
 
 // Compression is how an archive is compressed for the kernel.
-type Compression int
+type Compression = initrdz.Compression
 
 const (
 	// LZ4 is LZ4's legacy format in chunks of LZ4ChunkSize.
-	LZ4 Compression = iota
+	LZ4 = initrdz.LZ4
 	// Gzip is gzip at level 6, with no name and no time in its header.
-	Gzip
+	Gzip = initrdz.Gzip
 )
 
-func (c Compression) String() string {
-	if c == Gzip {
-		return "gzip"
-	}
-	return "lz4"
-}
+// Detect tells how the archive beginning with head is compressed.
+func Detect(head []byte) (Compression, bool) { return initrdz.Detect(head) }
+
+// NewReader returns the archive r holds uncompressed, LZ4 or gzip'd.
+func NewReader(r io.Reader) (io.ReadCloser, error) { return initrdz.NewReader(r) }
 
 // gzipLevel: measured with klauspost/compress v1.20.4 on a 10.5 MB input
 // (a Go binary, /usr/share/zoneinfo and /etc/ssl/certs), level 6 gave
 // 3,957,199 bytes in 150 ms, level 9 3,881,756 bytes in 1.82 s.
 const gzipLevel = 6
 
-func (c Compression) writer(w io.Writer) (io.WriteCloser, error) {
+func compressor(c Compression, w io.Writer) (io.WriteCloser, error) {
 	if c != Gzip {
 		return newLZ4Writer(w), nil
 	}
@@ -56,24 +55,6 @@ func (c Compression) writer(w io.Writer) (io.WriteCloser, error) {
 	zw.Header = gzip.Header{OS: 255}
 	return zw, nil
 }
-
-// Detect tells how the archive beginning with head is compressed.
-func Detect(head []byte) (Compression, bool) {
-	switch {
-	case bytes.HasPrefix(head, lz4LegacyMagic):
-		return LZ4, true
-	case bytes.HasPrefix(head, gzipMagic):
-		return Gzip, true
-	}
-	return 0, false
-}
-
-// lz4LegacyMagic opens an LZ4 legacy stream (little-endian 0x184C2102);
-// each chunk follows as its compressed length (32-bit little-endian) and
-// an LZ4 block.
-var lz4LegacyMagic = []byte{0x02, 0x21, 0x4c, 0x18}
-
-var gzipMagic = []byte{0x1f, 0x8b}
 
 // lz4Writer writes an LZ4 legacy stream in chunks of LZ4ChunkSize,
 // compressed with LZ4's high-compression matcher. The output depends only
@@ -114,7 +95,7 @@ func (z *lz4Writer) flush() {
 		return
 	}
 	if !z.started {
-		if _, z.err = z.w.Write(lz4LegacyMagic); z.err != nil {
+		if _, z.err = z.w.Write(initrdz.LZ4Magic); z.err != nil {
 			return
 		}
 		z.started = true
@@ -140,27 +121,4 @@ func (z *lz4Writer) flush() {
 func (z *lz4Writer) Close() error {
 	z.flush()
 	return z.err
-}
-
-// NewReader returns the archive r holds uncompressed, whichever of the
-// compressions nos has written it with (LZ4, or gzip before 2026-12): it
-// tells them by their first bytes.
-func NewReader(r io.Reader) (io.ReadCloser, error) {
-	br := bufio.NewReader(r)
-	head, err := br.Peek(4)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
-	}
-	c, ok := Detect(head)
-	switch {
-	case ok && c == LZ4:
-		return io.NopCloser(lz4.NewReader(br)), nil
-	case ok && c == Gzip:
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return nil, err
-		}
-		return zr, nil
-	}
-	return nil, fmt.Errorf("initramfs: not an LZ4 or gzip archive (starts % x)", head)
 }

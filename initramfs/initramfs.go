@@ -225,7 +225,7 @@ func (a *Archive) WriteTo(w io.Writer) (int64, error) {
 // that cannot unpack LZ4 (a nos kernel built before 2026-12-04).
 func (a *Archive) WriteCompressed(w io.Writer, c Compression) (int64, error) {
 	cw := &countingWriter{w: w}
-	zw, err := c.writer(cw)
+	zw, err := compressor(c, cw)
 	if err != nil {
 		return cw.n, fmt.Errorf("initramfs: write: %w", err)
 	}

@@ -20,7 +20,7 @@ import (
 	"strings"
 
 	"github.com/cavaliergopher/cpio"
-	"github.com/nosproject/nos/initramfs"
+	"github.com/nosproject/nos/internal/initrdz"
 
 	"github.com/nosproject/nos/bootable"
 	"github.com/nosproject/nos/image"
@@ -239,7 +239,7 @@ func goProgram(r io.ReaderAt) (prog Program, ok bool) {
 // archive (LZ4, or gzip as nos wrote them before). Files are read into
 // memory only when wanted.
 func readInitramfs(ctx context.Context, r io.Reader, visit visitFunc, wants func(string, []byte) bool) error {
-	zr, err := initramfs.NewReader(r)
+	zr, err := initrdz.NewReader(r)
 	if err != nil {
 		return err
 	}
