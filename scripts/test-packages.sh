@@ -7,6 +7,7 @@ as_root() {
 	if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 missing=""
+command -v lz4 >/dev/null 2>&1 || missing="$missing lz4"
 command -v mkfs.erofs >/dev/null 2>&1 || missing="$missing erofs-utils"
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$missing nginx-light"
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
