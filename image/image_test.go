@@ -52,10 +52,10 @@ func TestParsePort(t *testing.T) {
 
 func TestIsInitramfs(t *testing.T) {
 	for mt, want := range map[string]bool{
-		MediaTypeInitramfs:     true,
-		MediaTypeInitramfsGzip: true, // images built before 2026-12-04
-		MediaTypeKernel:        false,
-		MediaTypeRootErofs:     false,
+		MediaTypeInitramfs:                           true,
+		MediaTypeInitramfsGzip:                       true, // images built before 2026-12-04
+		MediaTypeKernel:                              false,
+		MediaTypeRootErofs:                           false,
 		"application/vnd.nos.initramfs.v1.cpio+zstd": false,
 	} {
 		if got := IsInitramfs(mt); got != want {

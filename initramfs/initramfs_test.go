@@ -167,6 +167,20 @@ func TestReproducible(t *testing.T) {
 	}
 }
 
+// unpack reads a written archive back uncompressed.
+func unpack(t *testing.T, b []byte) []byte {
+	t.Helper()
+	zr, err := NewReader(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
 func TestLZ4Stream(t *testing.T) {
 	var a Archive
 	if err := a.AddFile("/init", 0o755, []byte("x")); err != nil {
@@ -176,14 +190,7 @@ func TestLZ4Stream(t *testing.T) {
 	if !bytes.HasPrefix(b, []byte{0x02, 0x21, 0x4c, 0x18}) {
 		t.Fatalf("not an LZ4 legacy stream: % x", b[:min(len(b), 10)])
 	}
-	zr, err := NewReader(bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := unpack(t, b)
 	if !bytes.HasPrefix(raw, []byte("070701")) {
 		t.Errorf("cpio magic = %q, want newc 070701", raw[:6])
 	}
@@ -231,14 +238,7 @@ func TestLZ4Chunks(t *testing.T) {
 		total += got
 		rest = rest[4+n:]
 	}
-	zr, err := NewReader(bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := unpack(t, b)
 	if total != len(raw) || chunks < 7 {
 		t.Errorf("%d chunks holding %d bytes, the stream reads as %d bytes", chunks, total, len(raw))
 	}
@@ -368,7 +368,7 @@ func writeArchiveFile(t *testing.T) string {
 		t.Skip("cpio tool not installed")
 	}
 	if _, err := exec.LookPath("lz4"); err != nil {
-		t.Skip("lz4 tool not installed")
+		t.Fatal("the lz4 tool is needed: apt-get install lz4 (.ci/run installs it)")
 	}
 	p := filepath.Join(t.TempDir(), "initramfs.cpio.lz4")
 	if err := os.WriteFile(p, write(t, buildForward(t, hostTree(t), hostFile(t))), 0o644); err != nil {
