@@ -67,6 +67,7 @@ func setupNetwork(ctx context.Context, cfg *guestapi.Config, lo <-chan error) er
 		if err := netlink.AddrReplace(link, addr); err != nil {
 			return fmt.Errorf("setting %s address: %w", link.Attrs().Name, err)
 		}
+		announce(link.Attrs().Name)
 		if err := netlink.LinkSetUp(link); err != nil {
 			return fmt.Errorf("bringing up %s: %w", link.Attrs().Name, err)
 		}
@@ -89,6 +90,20 @@ func setupNetwork(ctx context.Context, cfg *guestapi.Config, lo <-chan error) er
 		}
 	}
 	return nil
+}
+
+// announce makes the kernel send a gratuitous ARP for the NIC's address
+// when it comes up. A host's user-mode NAT (QEMU's slirp) that was asked
+// to connect to the guest while it booted, a published port's first
+// client, has sent its ARP request before the guest could answer it: the
+// driver hands such early frames to the stack before the interface counts
+// as up, so they are dropped. The NAT holds the connection's SYN for a
+// second waiting for the guest's address and then only retries it after
+// its 6 s retransmission timer, which is how long that client hung. With
+// the announcement the NAT learns the address at once and sends the SYN.
+// Best effort: a kernel without IPv4 has no such file.
+func announce(ifname string) {
+	_ = os.WriteFile("/proc/sys/net/ipv4/conf/"+ifname+"/arp_notify", []byte("1"), 0)
 }
 
 // earlyLoopback brings lo up in the background: the init does it while

@@ -56,6 +56,9 @@ func main() {
 		for _, i := range ifs {
 			addrs, _ := i.Addrs()
 			fmt.Println("if:", i.Name, addrs)
+			if b, err := os.ReadFile("/proc/sys/net/ipv4/conf/" + i.Name + "/arp_notify"); err == nil {
+				fmt.Println("arp_notify:", i.Name, strings.TrimSpace(string(b)))
+			}
 		}
 		b, _ := os.ReadFile("/etc/resolv.conf")
 		fmt.Printf("resolv: %q\n", b)
