@@ -13,10 +13,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/nosproject/nos/guestapi"
 	"github.com/nosproject/nos/image"
+	"github.com/nosproject/nos/internal/fsutil"
 	"github.com/nosproject/nos/vmm"
 )
 
@@ -74,16 +76,31 @@ type snapshotMeta struct {
 	SaveMS      int64     `json:"saveMs"`
 }
 
-// snapshotKey hashes what a saved state of mach depends on: the files it
-// booted (hashed, so that a changed kernel or initramfs never loads an
-// old state), the machine's shape and the hypervisor's build. Published
-// ports, names and the environment are not in it: the first are the
-// host's side of the network, the others are the guest's to take again.
-func snapshotKey(mach vmm.Machine, hypervisor string) (string, error) {
+// snapshotKey hashes what a saved state of mach depends on: what it
+// booted, the machine's shape and the hypervisor's build. What it booted
+// is the image, by its manifest's digest, which covers the kernel, the
+// initramfs and the root disk (the only disk a snapshot may have: see
+// checkSnapshot); without a digest the files themselves are hashed. So a
+// changed kernel or initramfs never loads an old state. Published ports,
+// names and the environment are not in it: the first are the host's side
+// of the network, the others are the guest's to take again.
+func snapshotKey(mach vmm.Machine, hypervisor, imageDigest string) (string, error) {
 	h := sha256.New()
-	for _, f := range []string{mach.Kernel, mach.Initrd} {
-		if err := hashFile(h, f); err != nil {
-			return "", err
+	content := func(path string) (string, error) { return "", nil }
+	if imageDigest != "" {
+		fmt.Fprintf(h, "image %s\n", imageDigest)
+	} else {
+		content = func(path string) (string, error) {
+			sum := sha256.New()
+			if err := hashFile(sum, path); err != nil {
+				return "", err
+			}
+			return hex.EncodeToString(sum.Sum(nil)), nil
+		}
+		for _, f := range []string{mach.Kernel, mach.Initrd} {
+			if err := hashFile(h, f); err != nil {
+				return "", err
+			}
 		}
 	}
 	shape := struct {
@@ -101,11 +118,11 @@ func snapshotKey(mach vmm.Machine, hypervisor string) (string, error) {
 		shape.Channels = append(shape.Channels, c.Name) // not its socket: the host's side
 	}
 	for _, d := range mach.Disks {
-		sum := sha256.New()
-		if err := hashFile(sum, d.Path); err != nil {
+		sum, err := content(d.Path)
+		if err != nil {
 			return "", err
 		}
-		shape.Disks = append(shape.Disks, fmt.Sprintf("%s %v %s %x", d.Serial, d.ReadOnly, d.Format, sum.Sum(nil)))
+		shape.Disks = append(shape.Disks, fmt.Sprintf("%s %v %s %s", d.Serial, d.ReadOnly, d.Format, sum))
 	}
 	b, _ := json.Marshal(shape)
 	h.Write(b)
@@ -122,10 +139,15 @@ func hashFile(h io.Writer, path string) error {
 	return err
 }
 
+// hypervisorCache is hypervisorBuild's file in the snapshots directory.
+const hypervisorCache = "hypervisor.cache"
+
 // hypervisorBuild identifies the QEMU that runs the VM: its version line
 // and its binary's size and time (a rebuilt package of the same version
-// may lay devices out differently).
-func hypervisorBuild(ctx context.Context) (string, error) {
+// may lay devices out differently). The version line is kept in cache,
+// under the binary's identity (path, inode, size, time), so that a start
+// from a snapshot does not run QEMU once more just to ask it.
+func hypervisorBuild(ctx context.Context, cache string) (string, error) {
 	bin, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
 		return "", err
@@ -134,11 +156,22 @@ func hypervisorBuild(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	ino := uint64(0)
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		ino = st.Ino
+	}
+	id := fmt.Sprintf("%s %d %d %d", bin, ino, fi.Size(), fi.ModTime().UnixNano())
+	var seen struct{ ID, Line string }
+	if b, err := os.ReadFile(cache); err == nil && json.Unmarshal(b, &seen) == nil && seen.ID == id && seen.Line != "" {
+		return fmt.Sprintf("%s %d %d", seen.Line, fi.Size(), fi.ModTime().UnixNano()), nil
+	}
 	out, err := exec.CommandContext(ctx, bin, "--version").Output()
 	if err != nil {
 		return "", fmt.Errorf("%s --version: %w", bin, err)
 	}
 	line, _, _ := bytes.Cut(out, []byte("\n"))
+	seen.ID, seen.Line = id, string(line)
+	_ = fsutil.WriteJSON(cache, seen) // a cache: the next start asks QEMU again
 	return fmt.Sprintf("%s %d %d", line, fi.Size(), fi.ModTime().UnixNano()), nil
 }
 
@@ -167,18 +200,19 @@ func (p *snapshotPlan) discard() {
 
 // planSnapshot finds the saved state of mach, if any.
 func (m *monitor) planSnapshot(ctx context.Context, mach vmm.Machine) (*snapshotPlan, error) {
-	hv, err := hypervisorBuild(ctx)
+	dir := m.home.Snapshots()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	hv, err := hypervisorBuild(ctx, filepath.Join(dir, hypervisorCache))
 	if err != nil {
 		return nil, err
 	}
-	key, err := snapshotKey(mach, hv)
+	key, err := snapshotKey(mach, hv, m.cfg.ImageDigest)
 	if err != nil {
 		return nil, err
 	}
-	p := &snapshotPlan{dir: m.home.Snapshots(), key: key, hypervisor: hv}
-	if err := os.MkdirAll(p.dir, 0o700); err != nil {
-		return nil, err
-	}
+	p := &snapshotPlan{dir: dir, key: key, hypervisor: hv}
 	var meta snapshotMeta
 	b, err := os.ReadFile(p.metaPath())
 	if err == nil && json.Unmarshal(b, &meta) == nil && meta.Key == key && meta.Hypervisor == hv {
@@ -305,6 +339,7 @@ func PruneSnapshots(dir string, keep func(imageDigest string) bool) (int, int64,
 				remove(key + ".json")
 				n++
 			}
+		case name == hypervisorCache:
 		case filepath.Ext(name) == ".json":
 			if _, err := os.Stat(filepath.Join(dir, name[:len(name)-len(".json")]+".state")); errors.Is(err, os.ErrNotExist) {
 				remove(name)

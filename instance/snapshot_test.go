@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,7 +25,7 @@ func TestSnapshotKey(t *testing.T) {
 		Channels: vmm.MuxedChannels(), NICs: []vmm.NIC{{User: &vmm.UserNet{Forwards: []vmm.Forward{{Proto: "tcp", HostPort: 8080, GuestPort: 80}}}}}}
 	key := func(m vmm.Machine, hv string) string {
 		t.Helper()
-		k, err := snapshotKey(m, hv)
+		k, err := snapshotKey(m, hv, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -66,6 +67,55 @@ func TestSnapshotKey(t *testing.T) {
 	os.WriteFile(initrd, []byte("initrd 2"), 0o600)
 	if key(base, "QEMU 7.2") == k0 {
 		t.Error("the key did not change with the initramfs's bytes")
+	}
+}
+
+// TestSnapshotKeyByImage: with the image's digest the files are not read
+// (a start from a snapshot hashes nothing); the digest stands for them.
+func TestSnapshotKeyByImage(t *testing.T) {
+	dir := t.TempDir()
+	kernel := filepath.Join(dir, "kernel")
+	os.WriteFile(kernel, []byte("kernel 1"), 0o600)
+	m := vmm.Machine{Accel: vmm.AccelTCG, MemoryMiB: 64, Kernel: kernel, Initrd: filepath.Join(dir, "absent"),
+		Disks: []vmm.Disk{{Path: filepath.Join(dir, "absent-too"), Serial: "nos-root", ReadOnly: true}}}
+	k1, err := snapshotKey(m, "QEMU 7.2", "sha256:aaaa")
+	if err != nil {
+		t.Fatalf("the key read the files: %v", err)
+	}
+	if k2, _ := snapshotKey(m, "QEMU 7.2", "sha256:bbbb"); k2 == k1 {
+		t.Error("the key did not change with the image")
+	}
+	if byFiles, err := snapshotKey(m, "QEMU 7.2", ""); err == nil || byFiles == k1 {
+		t.Errorf("without a digest the files must be hashed: %q, %v", byFiles, err)
+	}
+}
+
+// TestHypervisorBuildCache: QEMU is asked its version once; the answer is
+// kept under the binary's identity and read back.
+func TestHypervisorBuildCache(t *testing.T) {
+	bin := t.TempDir()
+	calls := filepath.Join(bin, "calls")
+	script := "#!/bin/sh\necho x >>" + calls + "\necho 'QEMU emulator version 9.9.9'\n"
+	if err := os.WriteFile(filepath.Join(bin, "qemu-system-x86_64"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin)
+	cache := filepath.Join(t.TempDir(), hypervisorCache)
+	first, err := hypervisorBuild(t.Context(), cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := hypervisorBuild(t.Context(), cache)
+	if err != nil || second != first || !strings.HasPrefix(first, "QEMU emulator version 9.9.9 ") {
+		t.Fatalf("builds %q, %q, %v", first, second, err)
+	}
+	if b, _ := os.ReadFile(calls); string(b) != "x\n" {
+		t.Errorf("QEMU was asked %d times, want once", strings.Count(string(b), "x"))
+	}
+	// Another binary (here: rewritten, so its size changes) is asked again.
+	os.WriteFile(filepath.Join(bin, "qemu-system-x86_64"), []byte(strings.ReplaceAll(script, "9.9.9", "10.0.0")), 0o755)
+	if third, _ := hypervisorBuild(t.Context(), cache); !strings.HasPrefix(third, "QEMU emulator version 10.0.0 ") {
+		t.Errorf("a changed QEMU kept the old version: %q", third)
 	}
 }
 
