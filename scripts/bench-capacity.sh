@@ -9,6 +9,12 @@
 # Prints per batch: instances, MemAvailable, QEMU + monitor PSS per
 # instance, load average, how long the batch took to be healthy.
 #   make bench-capacity   (MEM=48 BATCH=10 MARGIN=2048 MAX=400 LIMIT=1500)
+# KSM=1 runs the host's kernel samepage merging for the run (QEMU marks
+# guest memory mergeable by default; identical pages of the guests, their
+# kernel, nos-init and the app, are then kept once) and puts the host's
+# setting back afterwards; KSM_PAGES is ksmd's pages per 20 ms wake-up.
+# NOS_TCG_BUFFER_MIB=16 gives every QEMU a 16 MiB translation buffer
+# instead of 32 (see "TCG's translation buffer" in BENCHMARKS.md).
 set -u
 cd "$(dirname "$0")/.."
 NOS=${NOS:-$(pwd)/bin/nos}
@@ -17,6 +23,9 @@ BATCH=${BATCH:-10}
 MARGIN=${MARGIN:-2048}
 MAX=${MAX:-400}
 LIMIT=${LIMIT:-1500}
+KSM=${KSM:-0}
+KSM_PAGES=${KSM_PAGES:-1000}
+ksm=/sys/kernel/mm/ksm
 BATCH_WAIT=${BATCH_WAIT:-300}
 built=${NOS_BUILT_KERNELS:-$HOME/.local/share/nos/cache/kernels-built}
 home=$(mktemp -d /tmp/nos-capacity.XXXXXX)
@@ -27,9 +36,19 @@ cleanup() {
 	echo "removing the instances"
 	$NOS ps -aq | xargs -r -n 20 -P 2 $NOS rm -f >/dev/null 2>&1
 	rm -rf "$home"
+	if [ -n "${ksm_was:-}" ]; then
+		echo "$ksm_was" >$ksm/run
+		echo "$ksm_pages_was" >$ksm/pages_to_scan
+	fi
 }
 trap cleanup EXIT
 $NOS build -t web ./examples/httpserver >/dev/null || exit 1
+if [ "$KSM" = 1 ]; then
+	[ -w $ksm/run ] || { echo "bench-capacity: KSM=1 needs root and a kernel with $ksm"; exit 1; }
+	ksm_was=$(cat $ksm/run) ksm_pages_was=$(cat $ksm/pages_to_scan)
+	echo "$KSM_PAGES" >$ksm/pages_to_scan
+	echo 1 >$ksm/run
+fi
 avail() { awk '/^MemAvailable:/{print int($2/1024)}' /proc/meminfo; }
 pss_per() {
 	total=0 n=0
@@ -45,7 +64,7 @@ pss_per() {
 t0=$(date +%s)
 n=0
 why="MAX=$MAX reached"
-echo "MemAvailable $(avail) MiB before; -m ${MEM}M, batches of $BATCH, margin $MARGIN MiB"
+echo "MemAvailable $(avail) MiB before; -m ${MEM}M, batches of $BATCH, margin $MARGIN MiB, KSM=$KSM, NOS_TCG_BUFFER_MIB=${NOS_TCG_BUFFER_MIB:-default}"
 while [ $n -lt "$MAX" ]; do
 	if [ "$(avail)" -lt "$MARGIN" ]; then why="MemAvailable below $MARGIN MiB"; break; fi
 	if [ $(($(date +%s) - t0)) -gt "$LIMIT" ]; then why="time limit ${LIMIT}s"; break; fi
@@ -64,7 +83,7 @@ while [ $n -lt "$MAX" ]; do
 		sleep 3
 	done
 	took=$(($(date +%s) - b0))
-	echo "instances $n, healthy $healthy, MemAvailable $(avail) MiB, PSS/instance $(pss_per) MiB, load $(cut -d' ' -f1-3 /proc/loadavg), batch healthy in ${took}s"
+	echo "instances $n, healthy $healthy, MemAvailable $(avail) MiB, PSS/instance $(pss_per) MiB, load $(cut -d' ' -f1-3 /proc/loadavg), batch healthy in ${took}s$([ "$KSM" = 1 ] && echo ", KSM merged $(($(cat $ksm/pages_sharing) * 4 / 1024)) MiB")"
 	if [ "$healthy" -lt "$n" ]; then why="a batch not healthy within ${BATCH_WAIT}s ($healthy of $n healthy)"; break; fi
 done
 failed=$(grep -c '^nos:' "$home/run.err" 2>/dev/null || true)
