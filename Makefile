@@ -9,13 +9,18 @@ PORT    ?= 8080
 all: build
 
 # nos-init is static and linux/amd64 whatever the host: it runs in the guest.
+# nos and nos-monitor get one build stamp: nos starts the nos-monitor beside
+# it only when their stamps agree (internal/buildstamp).
+STAMP   := $(shell date +%s%N)
+STAMPED := -ldflags='-X github.com/nosproject/nos/internal/buildstamp.Stamp=$(STAMP)'
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/nos ./cmd/nos
+	CGO_ENABLED=0 $(GO) build -trimpath $(STAMPED) -o $(BIN)/nos ./cmd/nos
+	CGO_ENABLED=0 $(GO) build -trimpath $(STAMPED) -o $(BIN)/nos-monitor ./cmd/nos-monitor
 	ln -sf nos $(BIN)/nos-runtime
 	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags='-s -w -buildid=' -o $(BIN)/nos-init ./cmd/nos-init
 
 install:
-	CGO_ENABLED=0 $(GO) install -trimpath ./cmd/nos
+	CGO_ENABLED=0 $(GO) install -trimpath $(STAMPED) ./cmd/nos ./cmd/nos-monitor
 	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) install -trimpath -ldflags='-s -w -buildid=' ./cmd/nos-init
 	ln -sf nos "$$($(GO) env GOPATH)/bin/nos-runtime"
 

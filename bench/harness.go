@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nosproject/nos/internal/buildstamp"
 	"github.com/nosproject/nos/internal/home"
 	"github.com/nosproject/nos/vmm/accel"
 
@@ -62,9 +63,14 @@ func (h *harness) setup(ctx context.Context) error {
 	h.env = append(envWithout("NOS_HOME", "NOS_INIT"), "NOS_HOME="+h.home)
 	bin := filepath.Join(h.tmp, "bin")
 	h.nos = filepath.Join(bin, "nos")
-	progress("building nos and nos-init into %s", bin)
-	// As `make build` does: nos-init stripped, it goes into every image.
-	if _, err := h.goBuild(ctx, h.nos, "./cmd/nos"); err != nil {
+	progress("building nos, nos-monitor and nos-init into %s", bin)
+	// As `make build` does: nos and nos-monitor with one build stamp (so
+	// nos starts that monitor), nos-init stripped, it goes into every image.
+	stamp := "-ldflags=" + buildstamp.Flag(fmt.Sprintf("bench-%d", time.Now().UnixNano()))
+	if _, err := h.goBuild(ctx, h.nos, "./cmd/nos", stamp); err != nil {
+		return err
+	}
+	if _, err := h.goBuild(ctx, filepath.Join(bin, "nos-monitor"), "./cmd/nos-monitor", stamp); err != nil {
 		return err
 	}
 	if _, err := h.goBuild(ctx, filepath.Join(bin, "nos-init"), "./cmd/nos-init", "-ldflags=-s -w -buildid="); err != nil {

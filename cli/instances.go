@@ -20,7 +20,7 @@ import (
 )
 
 // monitorVerb is the hidden verb the per-instance monitor process runs.
-const monitorVerb = "__monitor"
+const monitorVerb = instance.MonitorVerb
 
 func (e *env) instances() (*instance.Instances, error) {
 	h, err := e.layout()

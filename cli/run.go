@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/nosproject/nos/image"
 	"github.com/nosproject/nos/instance"
+	"github.com/nosproject/nos/internal/buildstamp"
 	"github.com/nosproject/nos/store"
 	"github.com/nosproject/nos/transfer"
 )
@@ -469,8 +471,10 @@ func consoleHint(in *instance.Instance, removed bool) string {
 	return in.Dir + "/console.log"
 }
 
-// monitorCmd is the command that runs an instance's monitor: this same nos
-// binary, with the hidden verb.
+// monitorCmd is the command that runs an instance's monitor: nos-monitor
+// beside this binary when both come from one build (it starts faster and
+// stays smaller: see cmd/nos-monitor), else this same nos binary with the
+// hidden verb.
 func monitorCmd(e *env, id string) *exec.Cmd {
 	home, _ := e.homeDir() // resolved already: the instance exists
 	exe, err := os.Executable()
@@ -478,8 +482,16 @@ func monitorCmd(e *env, id string) *exec.Cmd {
 		exe = os.Args[0]
 	}
 	cmd := exec.Command(exe, "--home", home, monitorVerb, id)
+	if mon := filepath.Join(filepath.Dir(exe), "nos-monitor"); buildstamp.Stamp != "" && isExecutable(mon) {
+		cmd = exec.Command(mon, "--stamp", buildstamp.Stamp, "--nos", exe, "--home", home, monitorVerb, id)
+	}
 	cmd.Env = os.Environ()
 	return cmd
+}
+
+func isExecutable(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
 }
 
 func validName(s string) bool {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -14,6 +15,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nosproject/nos/instance"
+	"github.com/nosproject/nos/internal/buildstamp"
 )
 
 // inspected is the part of `nos inspect INSTANCE` the tests read.
@@ -518,5 +522,53 @@ func TestHealthCheckReportsUnhealthy(t *testing.T) {
 	waitFor(t, "unhealthy", time.Minute, func() bool { return strings.Contains(e.nos("ps").stdout, "(unhealthy)") })
 	if h := e.inspect(id).State.Health; h == nil || h.Status != "unhealthy" {
 		t.Fatalf("inspect health: %+v", h)
+	}
+}
+
+// TestMonitorProgram: a nos and a nos-monitor of one build (as make build
+// makes them, and as these tests are built) run every instance under
+// nos-monitor; a nos-monitor of another build hands the instance over to
+// the nos that started it (`nos __monitor`), which runs it as before.
+func TestMonitorProgram(t *testing.T) {
+	t.Parallel()
+	e := sharedEnv(t)
+	argv := func(id string) []string {
+		t.Helper()
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", e.inspect(id).State.MonitorPID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+	}
+	id := e.runDetached("probe", "term")
+	e.waitApp(id, 1)
+	if a := argv(id); a[0] != filepath.Join(filepath.Dir(nosBin), "nos-monitor") || !slices.Contains(a, id) {
+		t.Errorf("the monitor of one build is not nos-monitor: %q", a)
+	}
+
+	other := t.TempDir()
+	nos := filepath.Join(other, "nos")
+	if out, err := exec.Command("cp", nosBin, nos).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	build := exec.Command("go", "build", "-trimpath", "-ldflags="+buildstamp.Flag("another-build"), "-o", filepath.Join(other, "nos-monitor"), "./cmd/nos-monitor")
+	build.Dir, build.Env = repoRoot, append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building a nos-monitor of another build: %v\n%s", err, out)
+	}
+	run := exec.Command(nos, "run", "-d", "--accel", accel, "probe", "term")
+	run.Env = e.env
+	out, err := run.Output()
+	skewed := strings.TrimSpace(string(out))
+	if err != nil || len(skewed) != 64 {
+		t.Fatalf("run -d with a nos-monitor of another build: %v %q", err, out)
+	}
+	t.Cleanup(func() { e.nos("rm", "-f", skewed) })
+	e.waitApp(skewed, 1)
+	if a := argv(skewed); a[0] != nos || !slices.Contains(a, instance.MonitorVerb) || !slices.Contains(a, skewed) {
+		t.Errorf("a nos-monitor of another build must hand over to nos __monitor: %q", a)
+	}
+	if st := e.inspect(skewed).State.Status; st != "running" {
+		t.Errorf("the handed-over instance is %s, want running", st)
 	}
 }

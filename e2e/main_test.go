@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nosproject/nos/internal/buildstamp"
 	"github.com/nosproject/nos/internal/home"
 
 	"github.com/nosproject/nos/kernel"
@@ -54,8 +55,18 @@ func setup() (int, error) {
 		return 1, err
 	}
 	nosBin = filepath.Join(binDir, "nos")
-	for _, b := range []struct{ out, pkg string }{{nosBin, "./cmd/nos"}, {filepath.Join(binDir, "nos-init"), "./cmd/nos-init"}} {
-		cmd := exec.Command("go", "build", "-trimpath", "-o", b.out, b.pkg)
+	// As `make build` does: nos and nos-monitor with one build stamp, so
+	// that every instance of the tests runs under nos-monitor.
+	stamp := "-ldflags=" + buildstamp.Flag(fmt.Sprintf("e2e-%d", time.Now().UnixNano()))
+	for _, b := range []struct {
+		out, pkg string
+		flags    []string
+	}{
+		{nosBin, "./cmd/nos", []string{stamp}},
+		{filepath.Join(binDir, "nos-monitor"), "./cmd/nos-monitor", []string{stamp}},
+		{filepath.Join(binDir, "nos-init"), "./cmd/nos-init", nil},
+	} {
+		cmd := exec.Command("go", append(append([]string{"build", "-trimpath"}, b.flags...), "-o", b.out, b.pkg)...)
 		cmd.Dir = repoRoot
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
 		if out, err := cmd.CombinedOutput(); err != nil {

@@ -60,6 +60,10 @@ type monitor struct {
 	live *live
 }
 
+// MonitorVerb is the hidden command-line verb of the monitor process:
+// `nos --home DIR __monitor ID`, and nos-monitor's last two arguments.
+const MonitorVerb = "__monitor"
+
 // MonitorMain is the body of the monitor process for instance id.
 func MonitorMain(ctx context.Context, h home.Layout, id string) error {
 	is, err := Open(h)

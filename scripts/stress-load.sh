@@ -63,7 +63,7 @@ for i in $($NOS ps -aq); do $NOS rm -f "$i" >/dev/null; done
 
 echo "== 2. $SEQUENTIAL sequential nos run --rm hello"
 snapshot() {
-	echo "processes(qemu,nos) $(pgrep -c -f 'qemu-system-x86_64|nos __monitor' || true)"
+	echo "processes(qemu,nos) $(pgrep -c -f 'qemu-system-x86_64|__monitor' || true)"
 	echo "unix-sockets $(wc -l < /proc/net/unix)"
 	echo "tmp-nos-dirs $(ls -d /tmp/nos-* 2>/dev/null | wc -l) home-tmp-files $(find "$home/images/tmp" "$home/volumes" -mindepth 1 2>/dev/null | wc -l)"
 	echo "open-files $(awk '{print $1}' /proc/sys/fs/file-nr)"
