@@ -19,7 +19,8 @@ import (
 )
 
 // ResolverVerb is the hidden verb of nos that runs a network's resolver
-// (RunResolver); the CLI registers it.
+// (RunResolver); the CLI registers it, and nos-monitor serves it too,
+// because the monitor starts the resolver as a copy of its own program.
 const ResolverVerb = "__dns"
 
 func resolverLock(dir, name string) string {

@@ -9,7 +9,8 @@ import (
 
 // HelperVerb is the hidden first argument with which a program that
 // serves read-only shares runs the helper: its main must call
-// RunHelper when it sees it (see cmd/nos), before anything else.
+// RunHelper when it sees it (see cmd/nos and cmd/nos-monitor: Start
+// runs the helper as a copy of the calling program), before anything else.
 const HelperVerb = "__virtiofs-ro"
 
 // RunHelper is the read-only share's helper: started in a mount namespace
