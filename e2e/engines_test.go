@@ -3,6 +3,7 @@ package e2e
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -225,6 +226,20 @@ func removeIfOnlyShimDirs(t *testing.T, dir string) {
 	}
 }
 
+// supervisorLogs logs the tail of every nos-runtime supervisor's log and
+// VM console under dir (the engine's runtime root is there), while the
+// container still exists: an engine removes them with it.
+func supervisorLogs(t *testing.T, dir string) {
+	t.Helper()
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && (d.Name() == "supervisor.log" || d.Name() == "console.log") {
+			b, _ := os.ReadFile(p)
+			t.Logf("%s:\n%s", p, tail(string(b), 3000))
+		}
+		return nil
+	})
+}
+
 func tail(s string, n int) string {
 	if len(s) > n {
 		return "…" + s[len(s)-n:]
@@ -403,9 +418,11 @@ func TestDockerRunsNosRuntime(t *testing.T) {
 	// docker exec, through containerd's shim and nos-runtime exec.
 	if r := docker("exec", "-e", "EXTRA=1", id, "/bin/ocihello", "info"); r.code != 0 || !strings.Contains(r.stdout, "marker=from the rootfs") || !strings.Contains(r.stdout, "EXTRA=1") {
 		t.Errorf("docker exec info: %v", r)
+		supervisorLogs(t, dir)
 	}
 	if r := docker("exec", id, "/bin/ocihello", "exit", "5"); r.code != 5 {
 		t.Errorf("docker exec exit 5: %v", r)
+		supervisorLogs(t, dir)
 	}
 	cmd := exec.Command(dockerClient(t), "exec", "-i", id, "/bin/ocihello", "cat")
 	cmd.Env = append(os.Environ(), "DOCKER_HOST="+host)
