@@ -7,7 +7,8 @@
 # seconds (what then limits is the CPU: under TCG every idle guest's
 # timer ticks are emulated), or after MAX instances or LIMIT seconds.
 # Prints per batch: instances, MemAvailable, QEMU + monitor PSS per
-# instance, load average, how long the batch took to be healthy.
+# instance, load average, how long the batch took to be healthy, and how
+# busy the host's CPUs were in the 5 s after (the idle fleet's cost).
 #   make bench-capacity   (MEM=48 BATCH=10 MARGIN=2048 MAX=400 LIMIT=1500)
 # KSM=1 runs the host's kernel samepage merging for the run (QEMU marks
 # guest memory mergeable by default; identical pages of the guests, their
@@ -53,6 +54,14 @@ if [ "$KSM" = 1 ]; then
 	echo 1 >$ksm/run
 fi
 avail() { awk '/^MemAvailable:/{print int($2/1024)}' /proc/meminfo; }
+# busy: the host's CPU use over 5 s, in percent of all cores (/proc/stat:
+# user, nice, system, irq, softirq, steal against those plus idle, iowait).
+busy() {
+	a=$(awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $5+$6}' /proc/stat)
+	sleep 5
+	b=$(awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $5+$6}' /proc/stat)
+	echo "$a $b" | awk '{d=($3-$1)+($4-$2); printf "%d", d > 0 ? 100*($3-$1)/d : 0}'
+}
 pss_per() {
 	total=0 n=0
 	for id in $($NOS ps -q); do
@@ -86,7 +95,7 @@ while [ $n -lt "$MAX" ]; do
 		sleep 3
 	done
 	took=$(($(date +%s) - b0))
-	echo "instances $n, healthy $healthy, MemAvailable $(avail) MiB, PSS/instance $(pss_per) MiB, load $(cut -d' ' -f1-3 /proc/loadavg), batch healthy in ${took}s$([ "$KSM" = 1 ] && echo ", KSM merged $(($(cat $ksm/pages_sharing) * 4 / 1024)) MiB")"
+	echo "instances $n, healthy $healthy, MemAvailable $(avail) MiB, PSS/instance $(pss_per) MiB, load $(cut -d' ' -f1-3 /proc/loadavg), batch healthy in ${took}s, CPU busy $(busy)% (5 s after)$([ "$KSM" = 1 ] && echo ", KSM merged $(($(cat $ksm/pages_sharing) * 4 / 1024)) MiB")"
 	if [ "$healthy" -lt "$n" ]; then why="a batch not healthy within ${BATCH_WAIT}s ($healthy of $n healthy)"; break; fi
 done
 failed=$(grep -c '^nos:' "$home/run.err" 2>/dev/null || true)
