@@ -60,7 +60,7 @@ busy() {
 	a=$(awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $5+$6}' /proc/stat)
 	sleep 5
 	b=$(awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $5+$6}' /proc/stat)
-	echo "$a $b" | awk '{d=($3-$1)+($4-$2); printf "%d", d > 0 ? 100*($3-$1)/d : 0}'
+	echo "$a $b" | awk '{d=($3-$1)+($4-$2); printf "%d", (d > 0 ? 100*($3-$1)/d : 0)}'
 }
 pss_per() {
 	total=0 n=0
