@@ -125,7 +125,8 @@ func (f *fleet) start(ctx context.Context, name string, memMiB int) (*inst, erro
 }
 
 // identify reads the instance's PIDs from `nos inspect` and checks them
-// against /proc: the monitor is `nos --home HOME __monitor ID`, QEMU is
+// against /proc: the monitor is `nos-monitor … --home HOME __monitor ID`
+// (or `nos --home HOME __monitor ID`), QEMU is
 // its child.
 func (f *fleet) identify(ctx context.Context, in *inst) error {
 	st, err := f.h.inspectInstance(ctx, in.id)

@@ -62,7 +62,7 @@
 //   - Overhead, at the image's memory size and again at -small-memory: M
 //     instances started one after another, each answering before the next
 //     starts. `nos inspect` gives each monitor and QEMU PID, checked in
-//     /proc (the monitor is `nos --home HOME __monitor ID`, QEMU its
+//     /proc (the monitor is `nos-monitor … --home HOME __monitor ID`, QEMU its
 //     child). After -settle: VmRSS, RssAnon and RssFile (/proc/PID/status)
 //     and PSS (smaps_rollup) of each monitor and QEMU, and QEMU's resident
 //     memory split from one read of /proc/PID/smaps into the guest RAM
