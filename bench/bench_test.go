@@ -56,6 +56,16 @@ func TestInspectSizes(t *testing.T) {
 	if k != 14186432 || i != 5611621 || im.Size != 19798946 || im.Config.Kernel.Version != "6.1.0-56-cloud-amd64" {
 		t.Errorf("got kernel %d, initramfs %d, total %d, version %q", k, i, im.Size, im.Config.Kernel.Version)
 	}
+	if f := initramfsFormat(im); f != "gzip" {
+		t.Errorf("initramfs format %q, want gzip", f)
+	}
+	lz4, err := parseInspect([]byte(strings.Replace(inspectOutput, "cpio+gzip", "cpio+lz4", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := initramfsFormat(lz4); f != "lz4" {
+		t.Errorf("initramfs format %q, want lz4", f)
+	}
 }
 
 func TestInspectRejects(t *testing.T) {

@@ -55,7 +55,7 @@ func (h *harness) measureSizes(ctx context.Context, rep *report) error {
 	if err != nil {
 		return err
 	}
-	rep.Sizes = imageSizes{Kernel: k, Initramfs: i, Total: im.Size}
+	rep.Sizes = imageSizes{Kernel: k, Initramfs: i, InitramfsFormat: initramfsFormat(im), Total: im.Size}
 	if rep.Sizes.App, rep.Sizes.AppStripped, err = h.appSizes(ctx); err != nil {
 		return err
 	}
@@ -95,7 +95,7 @@ func writeTable(w io.Writer, rep *report) error {
 	s := rep.Sizes
 	p("Image size\tbytes\t")
 	p("  kernel layer\t%d\t%s", s.Kernel, mib(s.Kernel))
-	p("  initramfs layer (gzip)\t%d\t%s", s.Initramfs, mib(s.Initramfs))
+	p("  initramfs layer (%s cpio)\t%d\t%s", s.InitramfsFormat, s.Initramfs, mib(s.Initramfs))
 	p("  image total (layers+config+manifest)\t%d\t%s", s.Total, mib(s.Total))
 	p("  app alone: go build -trimpath\t%d\t%s", s.App, mib(s.App))
 	p("  app alone: stripped, as nos builds it\t%d\t%s", s.AppStripped, mib(s.AppStripped))

@@ -15,6 +15,9 @@ import (
 type imageSizes struct {
 	Kernel    int64 `json:"kernel_layer_bytes"`
 	Initramfs int64 `json:"initramfs_layer_bytes"`
+	// InitramfsFormat is the initramfs layer's compression: "lz4" or
+	// "gzip", from its media type.
+	InitramfsFormat string `json:"initramfs_layer_format"`
 	// Total is what nos reports: manifest + config + layers.
 	Total int64 `json:"image_total_bytes"`
 	// App is the plain `go build -trimpath` output; AppStripped is built
@@ -117,4 +120,17 @@ func fileSize(path string) (int64, error) {
 		return 0, fmt.Errorf("%s is empty", path)
 	}
 	return fi.Size(), nil
+}
+
+// initramfsFormat names the compression of im's initramfs layer.
+func initramfsFormat(im inspected) string {
+	for _, l := range im.Manifest.Layers {
+		switch l.MediaType {
+		case image.MediaTypeInitramfs:
+			return "lz4"
+		case image.MediaTypeInitramfsGzip:
+			return "gzip"
+		}
+	}
+	return "none"
 }
