@@ -712,3 +712,48 @@ func TestHostZoneinfo(t *testing.T) {
 	}
 	t.Logf("%d entries", len(entries))
 }
+
+// TestLZ4Parallel: the stream is the same whether its chunks were
+// compressed one at a time or several at once, and it is written whole
+// whatever the sizes of the writes (across chunk and round boundaries).
+func TestLZ4Parallel(t *testing.T) {
+	data := make([]byte, 11*LZ4ChunkSize+12345)
+	for i := range data {
+		data[i] = byte(i*7919>>5) ^ byte(i>>13)
+	}
+	if _, err := cryptorand.Read(data[3*LZ4ChunkSize : 4*LZ4ChunkSize]); err != nil {
+		t.Fatal(err)
+	}
+	var want []byte
+	for _, par := range []int{1, 2, 3, 8} {
+		for _, step := range []int{len(data), LZ4ChunkSize, 100_000, 4093} {
+			var out bytes.Buffer
+			z := newLZ4Writer(&out)
+			z.par = par
+			z.c, z.out = z.c[:0], z.out[:0]
+			for range par {
+				z.c = append(z.c, lz4.CompressorHC{Level: lz4Level})
+				z.out = append(z.out, make([]byte, 4+lz4.CompressBlockBound(LZ4ChunkSize)))
+			}
+			for rest := data; len(rest) > 0; {
+				k := min(step, len(rest))
+				if n, err := z.Write(rest[:k]); n != k || err != nil {
+					t.Fatalf("par %d, writes of %d: Write = %d, %v", par, step, n, err)
+				}
+				rest = rest[k:]
+			}
+			if err := z.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if want == nil {
+				want = out.Bytes()
+				got, err := io.ReadAll(lz4.NewReader(bytes.NewReader(want)))
+				if err != nil || !bytes.Equal(got, data) {
+					t.Fatalf("the stream does not read back: %d of %d bytes, %v", len(got), len(data), err)
+				}
+			} else if !bytes.Equal(out.Bytes(), want) {
+				t.Errorf("par %d, writes of %d: %d bytes, unlike the %d of one chunk at a time", par, step, out.Len(), len(want))
+			}
+		}
+	}
+}
