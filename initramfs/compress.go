@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
-	"sync"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/pierrec/lz4/v4"
@@ -67,45 +65,24 @@ func compressor(c Compression, w io.Writer) (io.WriteCloser, error) {
 const lz4Level = lz4.Level2
 
 // lz4Writer writes an LZ4 legacy stream in chunks of LZ4ChunkSize,
-// compressed with LZ4's high-compression matcher at lz4Level. Chunks are
-// compressed independently (the format's blocks share nothing), so up to
-// one per CPU are compressed at once and written in order: the output
-// depends only on the input, not on the number of CPUs.
+// compressed with LZ4's high-compression matcher at lz4Level. The output
+// depends only on the input.
 type lz4Writer struct {
 	w       io.Writer
-	buf     []byte   // the chunk being filled
-	full    [][]byte // filled chunks, compressed together when there are par
-	free    [][]byte // chunk buffers to fill again
-	par     int
-	c       []lz4.CompressorHC // one per chunk of a round
-	out     [][]byte           // each chunk's length and block
+	buf     []byte // the chunk being filled
+	out     []byte
+	c       lz4.CompressorHC
 	started bool
 	err     error
 }
 
-// lz4MaxParallel bounds the chunks compressed at once: each holds a
-// matcher (its tables are 384 KiB) and two buffers.
-const lz4MaxParallel = 8
-
 func newLZ4Writer(w io.Writer) *lz4Writer {
-	par := min(max(runtime.GOMAXPROCS(0), 1), lz4MaxParallel)
-	z := &lz4Writer{w: w, par: par, c: make([]lz4.CompressorHC, par), out: make([][]byte, par)}
-	for i := range z.c {
-		z.c[i].Level = lz4Level
-		z.out[i] = make([]byte, 4+lz4.CompressBlockBound(LZ4ChunkSize))
+	return &lz4Writer{
+		w:   w,
+		buf: make([]byte, 0, LZ4ChunkSize),
+		out: make([]byte, 4+lz4.CompressBlockBound(LZ4ChunkSize)),
+		c:   lz4.CompressorHC{Level: lz4Level},
 	}
-	z.buf = z.chunk()
-	return z
-}
-
-// chunk returns an empty chunk buffer.
-func (z *lz4Writer) chunk() []byte {
-	if n := len(z.free); n > 0 {
-		b := z.free[n-1]
-		z.free = z.free[:n-1]
-		return b[:0]
-	}
-	return make([]byte, 0, LZ4ChunkSize)
 }
 
 func (z *lz4Writer) Write(p []byte) (int, error) {
@@ -115,17 +92,12 @@ func (z *lz4Writer) Write(p []byte) (int, error) {
 		z.buf = append(z.buf, p[:k]...)
 		p, n = p[k:], n+k
 		if len(z.buf) == LZ4ChunkSize {
-			z.full = append(z.full, z.buf)
-			z.buf = z.chunk()
-			if len(z.full) == z.par {
-				z.flush()
-			}
+			z.flush()
 		}
 	}
 	return n, z.err
 }
 
-// flush compresses the filled chunks, at once, and writes them in order.
 func (z *lz4Writer) flush() {
 	if z.err != nil {
 		return
@@ -136,42 +108,25 @@ func (z *lz4Writer) flush() {
 		}
 		z.started = true
 	}
-	sizes := make([]int, len(z.full))
-	errs := make([]error, len(z.full))
-	var wg sync.WaitGroup
-	for i, b := range z.full {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// out has room for CompressBlockBound: compression always succeeds.
-			n, err := z.c[i].CompressBlock(b, z.out[i][4:])
-			if err == nil && n == 0 {
-				err = errors.New("no output for a full-size buffer")
-			}
-			sizes[i], errs[i] = n, err
-		}()
+	if len(z.buf) == 0 {
+		return
 	}
-	wg.Wait()
-	for i := range z.full {
-		if errs[i] != nil {
-			z.err = fmt.Errorf("lz4: %w", errs[i])
-			return
-		}
-		binary.LittleEndian.PutUint32(z.out[i], uint32(sizes[i]))
-		if _, z.err = z.w.Write(z.out[i][:4+sizes[i]]); z.err != nil {
-			return
-		}
+	// out has room for CompressBlockBound: compression always succeeds.
+	n, err := z.c.CompressBlock(z.buf, z.out[4:])
+	if err == nil && n == 0 {
+		err = errors.New("no output for a full-size buffer")
 	}
-	z.free = append(z.free, z.full...)
-	z.full = z.full[:0]
+	if err != nil {
+		z.err = fmt.Errorf("lz4: %w", err)
+		return
+	}
+	binary.LittleEndian.PutUint32(z.out, uint32(n))
+	_, z.err = z.w.Write(z.out[:4+n])
+	z.buf = z.buf[:0]
 }
 
 // Close writes what is buffered; the stream needs no end marker.
 func (z *lz4Writer) Close() error {
-	if len(z.buf) > 0 {
-		z.full = append(z.full, z.buf)
-		z.buf = z.chunk()
-	}
 	z.flush()
 	return z.err
 }
