@@ -8,7 +8,8 @@
 # timer ticks are emulated), or after MAX instances or LIMIT seconds.
 # Prints per batch: instances, MemAvailable, QEMU + monitor PSS per
 # instance, load average, how long the batch took to be healthy, and how
-# busy the host's CPUs were in the 5 s after (the idle fleet's cost).
+# busy the host's CPUs were in the 5 s after (the fleet, and what is
+# left of the batch's boots).
 #   make bench-capacity   (MEM=48 BATCH=10 MARGIN=2048 MAX=400 LIMIT=1500)
 # KSM=1 runs the host's kernel samepage merging for the run (QEMU marks
 # guest memory mergeable by default; identical pages of the guests, their
