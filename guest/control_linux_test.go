@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -225,5 +226,38 @@ func TestControlSendConcurrent(t *testing.T) {
 	}
 	for range n {
 		<-done
+	}
+}
+
+// TestReportIsAMessage: every field of report is the guestapi.Message
+// field of that name with the same type and tag, so the host decodes a
+// report as the Message the init meant; and a Message with only those
+// fields set encodes as its report does.
+func TestReportIsAMessage(t *testing.T) {
+	rt, mt := reflect.TypeFor[report](), reflect.TypeFor[guestapi.Message]()
+	for i := range rt.NumField() {
+		f := rt.Field(i)
+		mf, ok := mt.FieldByName(f.Name)
+		if !ok || mf.Type != f.Type || mf.Tag != f.Tag {
+			t.Errorf("report.%s (%v %q) is not guestapi.Message's field of that name", f.Name, f.Type, f.Tag)
+		}
+	}
+	for _, m := range []guestapi.Message{
+		{Type: guestapi.TypeReady},
+		{Type: guestapi.TypeStarted, PID: 42},
+		{Type: guestapi.TypeExit, Code: 3},
+		{Type: guestapi.TypeProbeResult, ID: 7, Error: "refused"},
+	} {
+		want, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := json.Marshal(toReport(m))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Errorf("report of %+v = %s, want %s", m, got, want)
+		}
 	}
 }
