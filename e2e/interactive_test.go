@@ -45,6 +45,9 @@ func TestInteractiveExec(t *testing.T) {
 		{[]string{id, "/app/interact", "exit", "0"}, 0, "exiting 0"},
 		{[]string{id, "/app/interact", "exit", "3"}, 3, "exiting 3"},
 		{[]string{"-e", "PATH=/app", id, "interact", "winsize"}, 1, "no terminal"},
+		// An exec session, like the app, holds no capability the image
+		// does not keep (none): its bounding set is empty.
+		{[]string{id, "/app/interact", "caps"}, 0, "CapBnd:\t0000000000000000\n"},
 	} {
 		r := e.nos(append([]string{"exec"}, c.args...)...)
 		if r.code != c.code || !strings.Contains(r.stdout, c.out) {

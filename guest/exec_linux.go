@@ -24,8 +24,9 @@ var errNoExec = errors.New("exec is disabled in this image (built with nos build
 
 // execer starts the host's exec sessions beside the application.
 type execer struct {
-	cfg *guestapi.Config
-	io  *ioPort
+	cfg   *guestapi.Config
+	io    *ioPort
+	spawn *spawner
 }
 
 // start runs one exec session to its end, reporting it with an exit frame.
@@ -82,7 +83,7 @@ func (x *execer) run(id uint32, e *guestapi.Exec) (int, error) {
 	// Under the lock, so that reap cannot collect the child before it is
 	// known.
 	children.mu.Lock()
-	p, err := os.StartProcess(path, e.Argv, &os.ProcAttr{Dir: dir, Env: env, Files: sio.files[:], Sys: attr})
+	p, err := x.spawn.start(path, e.Argv, &os.ProcAttr{Dir: dir, Env: env, Files: sio.files[:], Sys: attr})
 	if err == nil {
 		children.m[p.Pid] = exited
 		_ = p.Release()

@@ -98,7 +98,8 @@ func run() error {
 		t.done("config")
 	}
 	// Errors from here on are the app's environment: report, don't run blind.
-	if err := setup(ctx, cfg, standalone != nil, lo, t); err != nil {
+	sp, err := setup(ctx, cfg, standalone != nil, lo, t)
+	if err != nil {
 		fmt.Fprintf(stderr, "nos: %v\n", err) // as start does: nos logs shows it
 		if flush != nil {
 			flush()
@@ -108,7 +109,7 @@ func run() error {
 		return err
 	}
 	logf("up in %s; kernel booted in %v", t, kernelBoot.Round(time.Millisecond))
-	code := supervise(cfg, host, stdout, stderr, iop)
+	code := supervise(cfg, sp, host, stdout, stderr, iop)
 	// What the app left running ends, and volumes are unmounted, before
 	// the host hears the exit code: a guest that reported one has left
 	// them clean.
@@ -124,8 +125,9 @@ func run() error {
 // setup prepares the application's environment. A standalone guest then
 // configures itself from its platform (configureStandalone), which needs
 // the network up and may change the hostname, arguments and environment.
-// Its steps are timed into t; lo is earlyLoopback's outcome.
-func setup(ctx context.Context, cfg *guestapi.Config, standalone bool, lo <-chan error, t *phases) error {
+// Its steps are timed into t; lo is earlyLoopback's outcome. It returns
+// what starts the application's processes.
+func setup(ctx context.Context, cfg *guestapi.Config, standalone bool, lo <-chan error, t *phases) (*spawner, error) {
 	if err := setClock(cfg.Time); err != nil {
 		logf("%v", err) // a wrong clock is not worth refusing to run
 	}
@@ -133,7 +135,7 @@ func setup(ctx context.Context, cfg *guestapi.Config, standalone bool, lo <-chan
 		logf("%v", err)
 	}
 	if err := setHostname(cfg.Hostname); err != nil {
-		return err
+		return nil, err
 	}
 	t.done("system")
 	if cfg.Root != nil {
@@ -142,62 +144,62 @@ func setup(ctx context.Context, cfg *guestapi.Config, standalone bool, lo <-chan
 		} else if cfg.Root.PartLabel != "" {
 			dev, err := deviceByPartLabel(cfg.Root.PartLabel)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			logf("root: partition %q is %s", cfg.Root.PartLabel, dev)
 			cfg.Root.Device = dev
 		} else if cfg.Root.Serial != "" {
 			dev, err := deviceBySerial(cfg.Root.Serial)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			cfg.Root.Device = dev
 		}
 		if err := switchRoot(cfg.Root); err != nil {
-			return err
+			return nil, err
 		}
 		t.done("root")
 	}
 	if err := mountVolumes(cfg.Mounts, cfg.User); err != nil {
-		return err
+		return nil, err
 	}
 	if err := mountTmpfs(cfg.Tmpfs); err != nil {
-		return err
+		return nil, err
 	}
 	if len(cfg.Mounts)+len(cfg.Tmpfs) > 0 {
 		t.done("volumes")
 	}
 	if err := setupNetwork(ctx, cfg, lo); err != nil {
-		return err
+		return nil, err
 	}
 	t.done("network")
 	if err := placeFiles(cfg.Files); err != nil {
-		return err
+		return nil, err
 	}
 	if err := setRlimits(cfg.Rlimits); err != nil {
-		return err
+		return nil, err
 	}
 	if standalone {
 		name := cfg.Hostname
 		configureStandalone(cfg)
 		if cfg.Hostname != name {
 			if err := setHostname(cfg.Hostname); err != nil {
-				return err
+				return nil, err
 			}
 			if err := writeHosts(cfg.Hostname, cfg.Hosts); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
-	err := dropCaps(cfg.Caps)
+	sp, err := newSpawner(cfg.Caps)
 	t.done("rest")
-	return err
+	return sp, err
 }
 
 // supervise starts the application and waits for it, forwarding signals and
 // reaping every child that ends meanwhile. It returns the exit code. Probes
 // do not pass through here: the control port's reader runs them.
-func supervise(cfg *guestapi.Config, host *control, stdout, stderr *os.File, iop *ioPort) int {
+func supervise(cfg *guestapi.Config, sp *spawner, host *control, stdout, stderr *os.File, iop *ioPort) int {
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, unix.SIGCHLD, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2)
 	defer signal.Stop(sigs)
@@ -205,7 +207,7 @@ func supervise(cfg *guestapi.Config, host *control, stdout, stderr *os.File, iop
 	// Probes get a verdict while the app runs: from before the host hears
 	// it started until before the host hears it ended.
 	defer host.appExited()
-	pid, sio, err := start(cfg, stdout, stderr, iop)
+	pid, sio, err := start(cfg, sp, stdout, stderr, iop)
 	if err != nil {
 		fmt.Fprintf(stderr, "nos: %v\n", err)
 		host.send(guestapi.Message{Type: guestapi.TypeError, Error: err.Error()})
@@ -219,7 +221,7 @@ func supervise(cfg *guestapi.Config, host *control, stdout, stderr *os.File, iop
 		}
 	}()
 	if iop != nil {
-		x := &execer{cfg: cfg, io: iop}
+		x := &execer{cfg: cfg, io: iop, spawn: sp}
 		host.onExec(x.start)
 	}
 	host.appStarted(pid)
@@ -251,7 +253,7 @@ func supervise(cfg *guestapi.Config, host *control, stdout, stderr *os.File, iop
 // start launches the application with the standard streams on the
 // virtio ports, or on a terminal (cfg.TTY), its stdin from the I/O port
 // (cfg.Stdin) or /dev/null.
-func start(cfg *guestapi.Config, stdout, stderr *os.File, iop *ioPort) (int, *stdio, error) {
+func start(cfg *guestapi.Config, sp *spawner, stdout, stderr *os.File, iop *ioPort) (int, *stdio, error) {
 	if len(cfg.Argv) == 0 {
 		return 0, nil, errors.New("no command to run: the image has no entrypoint")
 	}
@@ -272,7 +274,7 @@ func start(cfg *guestapi.Config, stdout, stderr *os.File, iop *ioPort) (int, *st
 		setWinsize(sio.master, cfg.Rows, cfg.Cols)
 		attr.Setctty, attr.Ctty = true, 0
 	}
-	p, err := os.StartProcess(path, cfg.Argv, &os.ProcAttr{
+	p, err := sp.start(path, cfg.Argv, &os.ProcAttr{
 		Dir:   dir,
 		Env:   cfg.Env,
 		Files: sio.files[:],

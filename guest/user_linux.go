@@ -41,31 +41,6 @@ func parseCaps(names []string) ([]uintptr, error) {
 	return caps, nil
 }
 
-// dropCaps removes from the bounding set every capability but keep, so
-// that the application, even as root, can never hold another. The init
-// keeps the capabilities it has (it powers the machine off).
-func dropCaps(keep []string) error {
-	caps, err := parseCaps(keep)
-	if err != nil {
-		return err
-	}
-	kept := map[uintptr]bool{}
-	for _, c := range caps {
-		kept[c] = true
-	}
-	for c := uintptr(0); c <= unix.CAP_LAST_CAP; c++ {
-		if kept[c] {
-			continue
-		}
-		// The bounding set is per thread, and the application may be
-		// forked from any of the init's threads: drop it on all of them.
-		if _, _, errno := syscall.AllThreadsSyscall(syscall.SYS_PRCTL, unix.PR_CAPBSET_DROP, c, 0); errno != 0 && errno != unix.EINVAL {
-			return fmt.Errorf("dropping capability %d: %w", c, errno)
-		}
-	}
-	return nil
-}
-
 // procAttr starts the application in its own session, as the image's user
 // when it is not root; the kept capabilities then become ambient ones, so
 // that a non-root program holds them too.
@@ -74,7 +49,7 @@ func procAttr(cfg *guestapi.Config) *syscall.SysProcAttr {
 	if u := cfg.User; u != nil && (u.UID != 0 || u.GID != 0 || len(u.Groups) > 0) {
 		attr.Credential = &syscall.Credential{Uid: u.UID, Gid: u.GID, Groups: u.Groups}
 		if u.UID != 0 {
-			attr.AmbientCaps, _ = parseCaps(cfg.Caps) // checked by dropCaps
+			attr.AmbientCaps, _ = parseCaps(cfg.Caps) // checked by newSpawner
 		}
 	}
 	return attr

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -43,11 +44,27 @@ func main() {
 		code, _ := strconv.Atoi(os.Args[2])
 		fmt.Println("exiting", code)
 		os.Exit(code)
+	case "caps": // the capability sets the process was started with
+		printCaps()
 	case "sleep": // run until stopped
 		fmt.Println("sleeping")
 		time.Sleep(time.Hour)
 	default:
 		fmt.Println("unknown mode", os.Args[1])
 		os.Exit(2)
+	}
+}
+
+// printCaps prints the Cap* lines of /proc/self/status.
+func printCaps() {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		fmt.Println("no status:", err)
+		os.Exit(1)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "Cap") {
+			fmt.Println(l)
+		}
 	}
 }

@@ -62,6 +62,12 @@ func main() {
 		}
 		b, _ := os.ReadFile("/etc/resolv.conf")
 		fmt.Printf("resolv: %q\n", b)
+		status, _ := os.ReadFile("/proc/self/status")
+		for _, l := range strings.Split(string(status), "\n") {
+			if strings.HasPrefix(l, "CapBnd:") || strings.HasPrefix(l, "CapEff:") {
+				fmt.Println(l)
+			}
+		}
 		for _, p := range []string{"/proc/self", "/sys/kernel", "/dev/null", "/tmp", "/run"} {
 			_, err := os.Stat(p)
 			fmt.Println("path:", p, err == nil)
