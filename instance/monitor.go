@@ -271,11 +271,6 @@ func (m *monitor) boot(ctx context.Context, logs *logfile.Writer) (o vmm.Outcome
 	}
 	defer nb.close()
 	mach := m.machine(nb, atts...)
-	unguard, err := m.guard(mach)
-	if err != nil {
-		return vmm.Outcome{}, fmt.Errorf("%w: %w", errSetup, err)
-	}
-	defer unguard()
 	for i := range mach.Shares {
 		src, err := resolveBind(m.cfg.Binds[i])
 		if err != nil {
@@ -304,6 +299,34 @@ func (m *monitor) boot(ctx context.Context, logs *logfile.Writer) (o vmm.Outcome
 			guest.Restore = &guestapi.Restore{Hostname: guest.Config.Hostname, Generation: 1}
 		}
 	}
+
+	// A cold boot's firewall table goes in while QEMU starts and the
+	// kernel boots: the init brings no NIC up and starts nothing before it
+	// has its config, which Hold keeps back until the table is there. A
+	// restored guest's app runs at once: its table goes in first.
+	guardDone := make(chan struct{})
+	var unguard func()
+	if mach.Restore != nil {
+		if unguard, err = m.guard(mach); err != nil {
+			return vmm.Outcome{}, fmt.Errorf("%w: %w", errSetup, err)
+		}
+		close(guardDone)
+	} else {
+		guarded := make(chan error, 1)
+		guest.Hold = guarded
+		go func(mach vmm.Machine) {
+			defer close(guardDone)
+			var err error
+			unguard, err = m.guard(mach)
+			guarded <- err
+		}(mach)
+	}
+	defer func() {
+		<-guardDone
+		if unguard != nil {
+			unguard()
+		}
+	}()
 
 	m.mu.Lock()
 	if m.stopped {
@@ -356,6 +379,10 @@ func (m *monitor) boot(ctx context.Context, logs *logfile.Writer) (o vmm.Outcome
 		go m.saveWhenReady(hctx, vm, snap)
 	}
 	o = vm.Wait()
+	if o.HoldError != "" {
+		m.awaitFirstAttach()
+		return o, fmt.Errorf("%w: %s", errSetup, o.HoldError)
+	}
 	if o.RestoreFailed {
 		m.log.Warn("the saved state did not load: removed; booting cold", "err", o.Crash)
 		snap.discard()

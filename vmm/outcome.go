@@ -34,6 +34,9 @@ type Outcome struct {
 	// RestoreFailed: the VM was to start from a saved state that the
 	// hypervisor could not load (a cold boot is the remedy).
 	RestoreFailed bool
+	// HoldError is what Guest.Hold yielded when it stopped the VM (then
+	// also Crash).
+	HoldError string
 }
 
 // Exit codes nos gives when the application gave none, as docker does.

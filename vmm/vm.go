@@ -30,6 +30,14 @@ type Guest struct {
 	// is told first, and a VM that runs on after VM.Snapshot is told
 	// after it (with Generation 0); its time and seed are filled in then.
 	Restore *guestapi.Restore
+	// Hold, when set, holds Config back until it yields: nil lets it go
+	// (at once if the init has already said it is ready), an error stops
+	// the VM, and the outcome's Crash and HoldErr say why. The init
+	// starts nothing and brings no NIC up before it has its config, so
+	// what the caller still sets up for the guest meanwhile (the host's
+	// firewall table) is in place before the guest can use it. Not for a
+	// VM started from a saved state, whose app runs at once.
+	Hold <-chan error
 }
 
 // Errors of a VM's requests, for errors.Is.
@@ -108,6 +116,9 @@ func Boot(ctx context.Context, d Driver, m Machine, g Guest) (*VM, error) {
 	}
 	if m.Restore != nil && (!m.Saveable || !m.Muxed() || g.Restore == nil) {
 		return nil, ErrNotSaveable
+	}
+	if m.Restore != nil && g.Hold != nil {
+		return nil, errors.New("vmm: a VM started from a saved state runs its app at once: nothing can hold its config")
 	}
 	p, err := d.Start(ctx, m)
 	if err != nil {
@@ -203,6 +214,7 @@ type session struct {
 	nextID   int
 	pending  map[int]chan error
 	ready    bool // the init has spoken
+	held     bool // Guest.Hold has not yielded yet
 	// restoreErr is what the guest said it could not take again after a
 	// save or restore ("" when all went well).
 	restoreErr string
@@ -242,6 +254,9 @@ func (v *VM) serve(ctx context.Context, g Guest) {
 	defer bootTimer.Stop()
 	bootTimedOut := false
 	restoreFailed := false
+	hold := g.Hold
+	s.held = hold != nil
+	var holdErr error
 	if v.restoring {
 		// The saved guest was running its app: no config exchange.
 		s.ready, s.started = true, true
@@ -277,6 +292,16 @@ loop:
 				continue
 			}
 			_ = s.enc.Encode(guestapi.Message{Type: guestapi.TypeSignal, Signal: int(sig)})
+		case err := <-hold:
+			hold, s.held = nil, false
+			if err != nil {
+				holdErr = err
+				_ = v.proc.Kill()
+				continue
+			}
+			if s.ready {
+				s.sendConfig(g)
+			}
 		case req := <-v.probes:
 			s.probe(req)
 		case req := <-v.saves:
@@ -326,6 +351,8 @@ loop:
 	}
 	x := v.proc.Wait()
 	switch {
+	case holdErr != nil:
+		o.ExitCode, o.Crash, o.HoldError = ExitGuestError, holdErr.Error(), holdErr.Error()
 	case o.ExitCode >= 0:
 	case o.Forced:
 		o.ExitCode = ExitKilled
@@ -425,15 +452,23 @@ func (s *session) sendRestore(r *guestapi.Restore, generation int) {
 	_ = s.enc.Encode(guestapi.Message{Type: guestapi.TypeRestore, Restore: &m})
 }
 
+// sendConfig sends the guest its config, once the init is ready and
+// nothing holds it back.
+func (s *session) sendConfig(g Guest) {
+	g.Config.Time = time.Now() // now, not when the boot began
+	if err := s.enc.Encode(guestapi.Message{Type: guestapi.TypeConfig, Config: g.Config}); err != nil {
+		s.guestErr = "sending config: " + err.Error()
+	}
+}
+
 // handle acts on one message from the guest; it returns the application's
 // exit code when the message reports it.
 func (s *session) handle(msg guestapi.Message, g Guest) (int, bool) {
 	switch msg.Type {
 	case guestapi.TypeReady:
 		s.ready = true
-		g.Config.Time = time.Now() // now, not when the boot began
-		if err := s.enc.Encode(guestapi.Message{Type: guestapi.TypeConfig, Config: g.Config}); err != nil {
-			s.guestErr = "sending config: " + err.Error()
+		if !s.held {
+			s.sendConfig(g)
 		}
 	case guestapi.TypeStarted:
 		s.started = true

@@ -108,10 +108,16 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 // boot starts a VM on the fake driver and returns it with the guest side.
 func boot(t *testing.T, console string) (*VM, *guest, *syncBuffer) {
 	t.Helper()
+	return bootHeld(t, console, nil)
+}
+
+// bootHeld is boot with Guest.Hold set to hold.
+func bootHeld(t *testing.T, console string, hold <-chan error) (*VM, *guest, *syncBuffer) {
+	t.Helper()
 	d := fakeDriver{procs: make(chan *fakeProcess, 1)}
 	out := &syncBuffer{}
 	m := Machine{Channels: GuestChannels(), ConsoleLog: console}
-	vm, err := Boot(context.Background(), d, m, Guest{Config: &guestapi.Config{Argv: []string{"/app"}}, Stdout: out, Stderr: out})
+	vm, err := Boot(context.Background(), d, m, Guest{Config: &guestapi.Config{Argv: []string{"/app"}}, Stdout: out, Stderr: out, Hold: hold})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,6 +167,47 @@ func TestBootSession(t *testing.T) {
 	}
 	if err := vm.Probe(context.Background(), guestapi.Probe{Port: 80}); !errors.Is(err, ErrVMExited) {
 		t.Errorf("probe after exit: %v", err)
+	}
+}
+
+// TestBootHold: the config waits for Guest.Hold; an error there stops
+// the VM with it.
+func TestBootHold(t *testing.T) {
+	hold := make(chan error, 1)
+	_, g, _ := bootHeld(t, "", hold)
+	got := make(chan guestapi.Message, 1)
+	g.send(guestapi.Message{Type: guestapi.TypeReady})
+	go func() { got <- g.recv() }()
+	select {
+	case m := <-got:
+		t.Fatalf("the guest got %+v before the hold yielded", m)
+	case <-time.After(200 * time.Millisecond):
+	}
+	released := time.Now()
+	hold <- nil
+	if m := <-got; m.Type != guestapi.TypeConfig || m.Config == nil || m.Config.Time.Before(released) {
+		t.Fatalf("after the hold yielded the guest got %+v, want its config timed after %v", m, released)
+	}
+	g.p.end(Exit{}, false)
+
+	// Yielding before the init is ready: the config goes when it is.
+	hold = make(chan error, 1)
+	hold <- nil
+	_, g, _ = bootHeld(t, "", hold)
+	time.Sleep(50 * time.Millisecond)
+	g.send(guestapi.Message{Type: guestapi.TypeReady})
+	if m := g.recv(); m.Type != guestapi.TypeConfig {
+		t.Fatalf("the guest got %+v, want its config", m)
+	}
+	g.p.end(Exit{}, false)
+
+	hold = make(chan error, 1)
+	vm, g, _ := bootHeld(t, "", hold)
+	g.send(guestapi.Message{Type: guestapi.TypeReady})
+	hold <- errors.New("no firewall")
+	o := vm.Wait()
+	if !g.p.killed || o.HoldError != "no firewall" || o.Crash != "no firewall" || o.ExitCode != ExitGuestError {
+		t.Errorf("a hold that failed: killed %v, outcome %+v", g.p.killed, o)
 	}
 }
 
