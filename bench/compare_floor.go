@@ -85,6 +85,10 @@ func (c *compare) floorMachine(memMiB int, sockDir string) vmm.Machine {
 		ConsoleLog: "/dev/stdout",
 		Channels:   ch,
 		NICs:       []vmm.NIC{{User: &vmm.UserNet{}}},
+		// As the monitor sets them (instance/monitor.go's machine): the
+		// floor's kernel probes the same balloon device.
+		TCGBufferMiB:      vmm.DefaultTCGBufferMiB(),
+		FreePageReporting: vmm.DefaultFreePageReporting(),
 	}
 }
 
