@@ -89,15 +89,12 @@ bench: deps
 bench-compare: deps
 	$(GO) run ./bench -compare -runs 10
 
-# Volumes and host directories, from inside the guest vs the host (issue 10).
 # Disk exports: sizes, export time, q35+OVMF boot vs microvm, minimum
 # memory on q35 (issue 13).
 .PHONY: bench-export
 bench-export: build
 	NOS=$(NOS) ./scripts/bench-export.sh
 
-# nos-runtime under podman: host memory and idle CPU of one container
-# (issue 14; root, podman).
 # TCG's translation buffer sizes side by side (issue 15).
 .PHONY: bench-tcg-buffer
 bench-tcg-buffer: build
@@ -109,14 +106,11 @@ bench-tcg-buffer: build
 bench-memory: build
 	./scripts/bench-memory.sh
 
-# Load (issue 16): concurrent detached instances, sequential run --rm
-# leaks, racing commands (PARALLEL=50 MEM=64 SEQUENTIAL=500 RACES=100).
 # How many idle instances this host holds (issue 15, item 4).
 .PHONY: bench-capacity
 bench-capacity: build
 	./scripts/bench-capacity.sh
 
-# Warm starts from a saved state against cold boots (issue 15, item 3).
 # The network path (issue 15, item 5): nginx and redis through QEMU's slirp
 # and through passt, rounds interleaved.
 .PHONY: bench-network
@@ -142,18 +136,24 @@ bench-initramfs: build
 bench-kernels: build
 	./scripts/bench-kernels.sh
 
+# Warm starts from a saved state against cold boots (issue 15, item 3).
 .PHONY: bench-snapshot
 bench-snapshot: build
 	./scripts/bench-snapshot.sh
 
+# Load (issue 16): concurrent detached instances, sequential run --rm
+# leaks, racing commands (PARALLEL=50 MEM=64 SEQUENTIAL=500 RACES=100).
 .PHONY: stress-load
 stress-load: build
 	./scripts/stress-load.sh
 
+# nos-runtime under podman: host memory and idle CPU of one container
+# (issue 14; root, podman).
 .PHONY: bench-runtime
 bench-runtime: build
 	./scripts/bench-runtime.sh
 
+# Volumes and host directories, from inside the guest vs the host (issue 10).
 .PHONY: bench-data
 bench-data: build
 	NOS=$(NOS) ./scripts/bench-data.sh
