@@ -8,19 +8,15 @@ import (
 	"testing"
 )
 
-// capLine returns the named line of a /proc status file ("CapBnd", ...).
-func capLine(t *testing.T, file, name string) string {
+// capBnd returns the CapBnd value of a /proc status file's text.
+func capBnd(t *testing.T, status string) string {
 	t.Helper()
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, name+":\t"); ok {
+	for _, l := range strings.Split(status, "\n") {
+		if v, ok := strings.CutPrefix(l, "CapBnd:\t"); ok {
 			return v
 		}
 	}
-	t.Fatalf("%s has no %s line", file, name)
+	t.Fatalf("no CapBnd line in:\n%s", status)
 	return ""
 }
 
@@ -35,7 +31,11 @@ func TestSpawnerBoundingSet(t *testing.T) {
 	// This goroutine's thread is not the spawner's: it stays this one's.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	full := capLine(t, "/proc/thread-self/status", "CapBnd")
+	b, err := os.ReadFile("/proc/thread-self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := capBnd(t, string(b))
 	sp, err := newSpawner([]string{"CHOWN", "NET_BIND_SERVICE"})
 	if err != nil {
 		t.Fatal(err)
@@ -67,15 +67,8 @@ func childCapBnd(t *testing.T, start func(string, []string, *os.ProcAttr) (*os.P
 	}
 	b, _ := io.ReadAll(r)
 	r.Close()
-	out := string(b)
 	if _, err := p.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	for _, l := range strings.Split(out, "\n") {
-		if v, ok := strings.CutPrefix(l, "CapBnd:\t"); ok {
-			return v
-		}
-	}
-	t.Fatalf("no CapBnd in the child's status:\n%s", out)
-	return ""
+	return capBnd(t, string(b))
 }

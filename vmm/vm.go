@@ -32,7 +32,7 @@ type Guest struct {
 	Restore *guestapi.Restore
 	// Hold, when set, holds Config back until it yields: nil lets it go
 	// (at once if the init has already said it is ready), an error stops
-	// the VM, and the outcome's Crash and HoldErr say why. The init
+	// the VM, and the outcome's Crash and HoldError say why. The init
 	// starts nothing and brings no NIC up before it has its config, so
 	// what the caller still sets up for the guest meanwhile (the host's
 	// firewall table) is in place before the guest can use it. Not for a
